@@ -78,6 +78,11 @@ type Route struct {
 	OperationID string       `json:"operationId,omitempty"`
 	Integration Integration  `json:"integration"`
 	Policies    []PolicySpec `json:"policies,omitempty"`
+	// CacheKeyParameters names the request parameters that, besides the
+	// method, host and path, make up the cache key of this route
+	// ("method.request.querystring.page", "method.request.header.Accept"),
+	// as API Gateway's cacheKeyParameters do.
+	CacheKeyParameters []string `json:"cacheKeyParameters,omitempty"`
 	// Pointer is the JSON pointer of the operation in the source document,
 	// kept so that errors found later (at deploy or serve time) can still
 	// name the place the user must edit.
@@ -105,6 +110,24 @@ type Integration struct {
 	Parameters map[string]string `json:"parameters,omitempty"`
 	// Mock is the canned response of a mock integration.
 	Mock *MockResponse `json:"mock,omitempty"`
+	// Responses maps backend status codes to what the client gets (API
+	// Gateway's integration responses) for the "http" type. Empty means the
+	// backend's response passes through unchanged.
+	Responses []IntegrationResponse `json:"responses,omitempty"`
+}
+
+// IntegrationResponse maps backend responses whose status code matches
+// Pattern to a client response.
+type IntegrationResponse struct {
+	// Pattern is a regular expression matched against the whole backend
+	// status code ("2\\d{2}"); empty is the default, used when no other
+	// pattern matches.
+	Pattern string `json:"pattern,omitempty"`
+	// Status is the status code the client gets; zero keeps the backend's.
+	Status int `json:"status,omitempty"`
+	// Headers sets response headers: values are 'quoted literals' or
+	// "integration.response.header.NAME".
+	Headers map[string]string `json:"headers,omitempty"`
 }
 
 // MockResponse is the response a mock integration returns.
