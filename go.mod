@@ -3,3 +3,8 @@ module github.com/portico-edge/portico
 go 1.26.8
 
 require go.yaml.in/yaml/v3 v3.0.6
+
+require (
+	go.etcd.io/bbolt v1.5.0 // indirect
+	golang.org/x/sys v0.45.0 // indirect
+)
