@@ -71,8 +71,8 @@ func (in *Integration) Validate(params []string) error {
 	probe := stageVarRef.ReplaceAllString(in.URI, "x")
 	for _, p := range templateParams(probe) {
 		name := strings.TrimSuffix(p, "+")
-		if !slices.Contains(params, name) {
-			return fmt.Errorf("integration uri %q uses {%s}, which is not a path parameter of the route (the route has: %s)", in.URI, p, strings.Join(params, ", "))
+		if _, mapped := in.Parameters["path."+name]; !mapped && !slices.Contains(params, name) {
+			return fmt.Errorf("integration uri %q uses {%s}, which is neither a path parameter of the route (it has: %s) nor mapped with a path.%s parameter", in.URI, p, strings.Join(params, ", "), name)
 		}
 		probe = strings.ReplaceAll(probe, "{"+p+"}", "x")
 	}

@@ -2,6 +2,7 @@ package router
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -44,9 +45,11 @@ type Stage struct {
 // returns the chain and the policies in it, so the table can close them.
 type ChainBuilder func(st *Stage, routeIndex int) (plugins.Handler, []plugins.Policy, error)
 
-// Compile builds the table for a snapshot. Any error rejects the whole
-// snapshot: an edge never serves half of a configuration.
-func Compile(snap *config.Snapshot, build ChainBuilder) (*Table, error) {
+// Compile builds the table for a snapshot, serving the domains whose
+// endpoint type is in types (edges serve "edge" domains; the origin serves
+// "regional" and "private" ones). Any error rejects the whole snapshot: a
+// node never serves half of a configuration.
+func Compile(snap *config.Snapshot, types []config.EndpointType, build ChainBuilder) (*Table, error) {
 	t := &Table{Snapshot: snap, hosts: map[string]*Host{}, stages: map[string]*Stage{}}
 	ok := false
 	defer func() {
@@ -83,6 +86,9 @@ func Compile(snap *config.Snapshot, build ChainBuilder) (*Table, error) {
 	}
 	for i := range snap.Domains {
 		d := &snap.Domains[i]
+		if !slices.Contains(types, d.EndpointType) {
+			continue
+		}
 		h := &Host{Domain: d}
 		for _, m := range d.Mappings {
 			st := t.stages[m.APIID+"/"+m.Stage]

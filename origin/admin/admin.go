@@ -61,7 +61,7 @@ type Param struct {
 // New returns the admin API over a control plane.
 func New(ctx context.Context, ctl *control.Control, st *store.Store, log *slog.Logger) (*Server, error) {
 	s := &Server{ctl: ctl, store: st, log: log, mux: http.NewServeMux()}
-	if err := s.reloadTokens(ctx); err != nil {
+	if err := s.ReloadTokens(ctx); err != nil {
 		return nil, err
 	}
 	for _, r := range s.coreRoutes() {
@@ -87,7 +87,8 @@ func (s *Server) Handle(r Route) {
 // Routes returns the registered calls.
 func (s *Server) Routes() []Route { return s.routes }
 
-func (s *Server) reloadTokens(ctx context.Context) error {
+// ReloadTokens rereads the admin tokens from the store.
+func (s *Server) ReloadTokens(ctx context.Context) error {
 	hashes := map[string]bool{}
 	err := s.store.View(ctx, func(tx *store.Tx) error {
 		toks, err := tx.Tokens()

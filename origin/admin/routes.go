@@ -419,7 +419,7 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if err := s.reloadTokens(r.Context()); err != nil {
+	if err := s.ReloadTokens(r.Context()); err != nil {
 		return err
 	}
 	return WriteJSON(w, http.StatusCreated, map[string]any{"kind": in.Kind, "name": in.Name, "token": secret,
@@ -452,7 +452,7 @@ func (s *Server) deleteToken(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if err := s.reloadTokens(r.Context()); err != nil {
+	if err := s.ReloadTokens(r.Context()); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)

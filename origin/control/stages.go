@@ -220,7 +220,7 @@ func (c *Control) admit(ctx context.Context, d *config.Deployment, st *config.St
 	if c.policies != nil && len(problems) == 0 {
 		for i := range d.API.Routes {
 			r := &d.API.Routes[i]
-			h, built, err := c.policies.Build(ctx, Attachments(d, st, r), plugins.HandlerFunc(func(http.ResponseWriter, *plugins.Exchange) {}))
+			h, built, err := c.policies.Build(ctx, plugins.Attachments(d, st, r), plugins.HandlerFunc(func(http.ResponseWriter, *plugins.Exchange) {}))
 			_ = h
 			plugins.CloseAll(built)
 			if err != nil {
@@ -235,22 +235,6 @@ func (c *Control) admit(ctx context.Context, d *config.Deployment, st *config.St
 		problems = append(problems[:20], fmt.Sprintf("... and %d more", len(problems)-20))
 	}
 	return &Error{Kind: Invalid, Msg: fmt.Sprintf("API %q cannot be deployed to stage %q", d.API.Name, st.Name), Err: errors.New(strings.Join(problems, "; "))}
-}
-
-// Attachments lists the policies that apply to a route on a stage, in the
-// order plugins.Registry.Build expects: API, then stage, then route.
-func Attachments(d *config.Deployment, st *config.Stage, r *config.Route) []plugins.Attached {
-	var out []plugins.Attached
-	for _, p := range d.API.Policies {
-		out = append(out, plugins.Attached{Spec: p, Scope: plugins.Scope{APIID: d.APIID}})
-	}
-	for _, p := range st.Policies {
-		out = append(out, plugins.Attached{Spec: p, Scope: plugins.Scope{APIID: d.APIID, Stage: st.Name}})
-	}
-	for _, p := range r.Policies {
-		out = append(out, plugins.Attached{Spec: p, Scope: plugins.Scope{APIID: d.APIID, Stage: st.Name, Route: r.Key()}})
-	}
-	return out
 }
 
 // Rollback points a stage at an earlier deployment of its API: the given

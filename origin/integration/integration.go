@@ -252,8 +252,10 @@ func expandURI(uri string, call *Call) string {
 				return b.String()
 			}
 			name := uri[i+1 : i+end]
-			greedy := strings.HasSuffix(name, "+")
 			name = strings.TrimSuffix(name, "+")
+			// A greedy route parameter keeps its slashes whichever way
+			// the URI writes it ({proxy} or {proxy+}, as AWS exports do).
+			greedy := strings.Contains(call.Route.Path, "{"+name+"+}")
 			val := pathParamFor(call, name)
 			if greedy {
 				b.WriteString(escapeGreedy(val))
