@@ -186,8 +186,8 @@ func startEdge(t *testing.T, o *origin, dataDir string, extra ...string) *edgeNo
 	e.client = &http.Client{
 		Timeout: 30 * time.Second,
 		Transport: &http.Transport{
-			TLSClientConfig:   &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"},
-			ForceAttemptHTTP2: true,
+			TLSClientConfig:     &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"},
+			ForceAttemptHTTP2:   true,
 			MaxIdleConnsPerHost: 64,
 		},
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
