@@ -44,6 +44,13 @@ type hop struct {
 
 func newHop(t *testing.T, name, next string, lim wsrelay.Limits) *hop {
 	t.Helper()
+	return newHopWith(t, name, next, lim, nil)
+}
+
+// newHopWith lets a test configure the http.Server; when configure is not
+// nil the server is started with TLS.
+func newHopWith(t *testing.T, name, next string, lim wsrelay.Limits, configure func(*http.Server)) *hop {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	h := &hop{
 		name:    name,
@@ -53,7 +60,7 @@ func newHop(t *testing.T, name, next string, lim wsrelay.Limits) *hop {
 		seen:    make(chan string, 64),
 	}
 	rl := &wsrelay.Relay{Limits: lim, Metrics: h.metrics}
-	h.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	h.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("Upgrade") == "" {
 			h.seen <- r.URL.Path
 			w.Header().Set("Content-Type", "text/plain")
@@ -79,6 +86,12 @@ func newHop(t *testing.T, name, next string, lim wsrelay.Limits) *hop {
 		}
 		h.results <- rl.Serve(ctx, w, r, up)
 	}))
+	if configure != nil {
+		configure(h.srv.Config)
+		h.srv.StartTLS()
+	} else {
+		h.srv.Start()
+	}
 	t.Cleanup(h.srv.Close)
 	t.Cleanup(cancel) // runs first: drains open relays so that Close does not wait on them
 	t.Cleanup(func() {
@@ -170,6 +183,10 @@ func (b *backend) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	case "/plain200":
 		io.WriteString(w, "not a websocket")
+		return
+	case "/hugerefusal":
+		w.WriteHeader(http.StatusForbidden)
+		w.Write(make([]byte, 100<<10))
 		return
 	case "/badaccept", "/badext", "/maskedserver":
 		b.serveRaw(w, r)
@@ -767,7 +784,7 @@ func TestBadClientHandshake(t *testing.T) {
 }
 
 func TestBrokenUpstreamHandshake(t *testing.T) {
-	for _, path := range []string{"/badaccept", "/badext"} {
+	for _, path := range []string{"/badaccept", "/badext", "/hugerefusal"} {
 		t.Run(path, func(t *testing.T) {
 			ch := newChain(t, wsrelay.Limits{}, wsrelay.Limits{})
 			ctx := testContext(t)
@@ -1044,4 +1061,34 @@ func closePayload(code uint16, reason string) []byte {
 func sha1Sum(s string) string {
 	h := sha1.Sum([]byte(s))
 	return base64.StdEncoding.EncodeToString(h[:])
+}
+
+// TestServerDeadlinesDoNotReachTheRelay: http.Server's read and write
+// timeouts are set on the connection before the handler runs; after the
+// hijack they must not cut the WebSocket. A is served over TLS, as an edge is.
+func TestServerDeadlinesDoNotReachTheRelay(t *testing.T) {
+	be := newBackend(t)
+	b := newHop(t, "B", be.addr(), wsrelay.Limits{})
+	a := newHopWith(t, "A", b.addr(), wsrelay.Limits{}, func(s *http.Server) {
+		s.ReadTimeout = 100 * time.Millisecond
+		s.WriteTimeout = 100 * time.Millisecond
+		s.ReadHeaderTimeout = 100 * time.Millisecond
+	})
+	ctx := testContext(t)
+	c := dial(t, ctx, "wss://"+a.addr()+"/echo", &websocket.DialOptions{HTTPClient: a.srv.Client()})
+	for i := 0; i < 3; i++ {
+		time.Sleep(150 * time.Millisecond) // past both server timeouts
+		if err := c.Write(ctx, websocket.MessageText, []byte("still here")); err != nil {
+			t.Fatalf("write %d: %v", i, err)
+		}
+		if _, p, err := c.Read(ctx); err != nil || string(p) != "still here" {
+			t.Fatalf("read %d: %q, %v", i, p, err)
+		}
+	}
+	if err := c.Close(websocket.StatusNormalClosure, ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.result(t); err != nil {
+		t.Fatalf("A: %v", err)
+	}
 }

@@ -38,11 +38,11 @@ func IsUpgrade(r *http.Request) bool {
 // checkClientHandshake returns 0 for a valid handshake, or the status and
 // message to answer with.
 func checkClientHandshake(r *http.Request) (int, string) {
-	if !hasToken(r.Header, "Upgrade", "websocket") {
-		return http.StatusBadRequest, "this endpoint expects a WebSocket handshake: Upgrade: websocket is missing"
-	}
 	if r.ProtoMajor != 1 || r.ProtoMinor != 1 {
 		return http.StatusBadRequest, "WebSocket handshakes are accepted over HTTP/1.1 only"
+	}
+	if !hasToken(r.Header, "Upgrade", "websocket") {
+		return http.StatusBadRequest, "this endpoint expects a WebSocket handshake: Upgrade: websocket is missing"
 	}
 	if r.Method != http.MethodGet {
 		return http.StatusBadRequest, "a WebSocket handshake must use GET"
