@@ -607,11 +607,11 @@ func TestMessageTooBig(t *testing.T) {
 }
 
 func TestIdleTimeout(t *testing.T) {
-	ch := newChain(t, wsrelay.Limits{IdleTimeout: 300 * time.Millisecond}, wsrelay.Limits{})
+	ch := newChain(t, wsrelay.Limits{IdleTimeout: time.Second}, wsrelay.Limits{})
 	ctx := testContext(t)
 	c := dial(t, ctx, ch.url("/echo"), nil)
 	// Traffic keeps it open past the timeout...
-	for i := 0; i < 5; i++ {
+	for i := 0; i < 15; i++ {
 		if err := c.Write(ctx, websocket.MessageText, []byte("tick")); err != nil {
 			t.Fatal(err)
 		}
@@ -1070,14 +1070,16 @@ func TestServerDeadlinesDoNotReachTheRelay(t *testing.T) {
 	be := newBackend(t)
 	b := newHop(t, "B", be.addr(), wsrelay.Limits{})
 	a := newHopWith(t, "A", b.addr(), wsrelay.Limits{}, func(s *http.Server) {
-		s.ReadTimeout = 100 * time.Millisecond
-		s.WriteTimeout = 100 * time.Millisecond
-		s.ReadHeaderTimeout = 100 * time.Millisecond
+		// Long enough for a TLS handshake on a loaded machine, short
+		// enough to pass well within the test.
+		s.ReadTimeout = time.Second
+		s.WriteTimeout = time.Second
+		s.ReadHeaderTimeout = time.Second
 	})
 	ctx := testContext(t)
 	c := dial(t, ctx, "wss://"+a.addr()+"/echo", &websocket.DialOptions{HTTPClient: a.srv.Client()})
-	for i := 0; i < 3; i++ {
-		time.Sleep(150 * time.Millisecond) // past both server timeouts
+	for i := 0; i < 2; i++ {
+		time.Sleep(1200 * time.Millisecond) // past both server timeouts
 		if err := c.Write(ctx, websocket.MessageText, []byte("still here")); err != nil {
 			t.Fatalf("write %d: %v", i, err)
 		}
