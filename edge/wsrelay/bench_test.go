@@ -155,7 +155,7 @@ func newBenchHop(b *testing.B, next string) string {
 				var d net.Dialer
 				return d.DialContext(ctx, "tcp", next)
 			},
-			Request: &http.Request{URL: r.URL, Host: next, Header: r.Header.Clone()},
+			Request: &http.Request{URL: r.URL, Host: next, Header: wsrelay.ForwardHeader(r.Header)},
 		}
 		_ = wsrelay.Serve(ctx, w, r, up, wsrelay.Limits{})
 	})}

@@ -73,7 +73,7 @@ func newHopWith(t *testing.T, name, next string, lim wsrelay.Limits, configure f
 			Method: http.MethodGet,
 			URL:    &url.URL{Path: r.URL.Path, RawQuery: r.URL.RawQuery},
 			Host:   next,
-			Header: r.Header.Clone(),
+			Header: wsrelay.ForwardHeader(r.Header),
 		}
 		out.Header.Set("X-Via", name)
 		w.Header().Set("X-Request-Id", name+"-id")

@@ -149,15 +149,36 @@ var hopByHop = map[string]bool{
 	"Upgrade":             true,
 }
 
-// skipField reports whether a field is not copied from one hop to the next:
-// hop-by-hop fields, those the Connection header names, framing, and the
-// WebSocket handshake fields, which the relay sets itself.
+// skipFixed reports whether a field is never copied from one hop to the
+// next: hop-by-hop fields, framing, Host, and the WebSocket handshake fields,
+// which the relay sets itself.
+func skipFixed(name string) bool {
+	return hopByHop[name] || name == "Content-Length" || name == "Host" ||
+		strings.HasPrefix(name, "Sec-Websocket-")
+}
+
+// skipField is skipFixed plus the fields a message's own Connection header
+// names. It applies to messages received from a peer (the upstream's
+// responses, a client's request in ForwardHeader), never to headers the
+// gateway built: honouring Connection there would let a client's
+// "Connection: X-Forwarded-For" delete what the gateway added.
 func skipField(h http.Header, name string) bool {
-	if hopByHop[name] || name == "Content-Length" || name == "Host" ||
-		strings.HasPrefix(name, "Sec-Websocket-") {
-		return true
+	return skipFixed(name) || hasToken(h, "Connection", name)
+}
+
+// ForwardHeader returns a copy of a client's request header for
+// Upstream.Request: without hop-by-hop fields, without the fields the
+// client's Connection header names, and without the handshake fields the
+// relay sets itself. Add the gateway's own headers (request ID, forwarded
+// and identity headers) to the copy after calling it, never before.
+func ForwardHeader(in http.Header) http.Header {
+	out := make(http.Header, len(in))
+	for name, vs := range in {
+		if !skipField(in, name) {
+			out[name] = slices.Clone(vs)
+		}
 	}
-	return hasToken(h, "Connection", name)
+	return out
 }
 
 // writeFields writes h's fields except those skip rejects, in name order.
@@ -213,7 +234,9 @@ func upstreamRequest(up *http.Request, key string, protocols []string) ([]byte, 
 	b.WriteString(" HTTP/1.1\r\nHost: ")
 	b.WriteString(host)
 	b.WriteString("\r\n")
-	if err := writeFields(&b, up.Header, func(name string) bool { return skipField(up.Header, name) }); err != nil {
+	// The caller's headers are the gateway's: their Connection field, if
+	// any, is not honoured (see skipField).
+	if err := writeFields(&b, up.Header, skipFixed); err != nil {
 		return nil, fmt.Errorf("upstream request: %w", err)
 	}
 	b.WriteString("Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: ")
@@ -269,7 +292,7 @@ func switchingProtocols(key, protocol string, own, upstream http.Header) ([]byte
 	skipFraming := func(name string) bool {
 		return name == "Content-Type" || name == "Content-Encoding" || name == "Transfer-Encoding"
 	}
-	if err := writeFields(&b, own, func(name string) bool { return skipField(own, name) || skipFraming(name) }); err != nil {
+	if err := writeFields(&b, own, func(name string) bool { return skipFixed(name) || skipFraming(name) }); err != nil {
 		return nil, fmt.Errorf("response headers set before the relay: %w", err)
 	}
 	if err := writeFields(&b, upstream, func(name string) bool {

@@ -75,9 +75,11 @@ func TestUpstreamRequest(t *testing.T) {
 		URL:  &url.URL{Path: "/ws/room 1", RawQuery: "a=1&b=2"},
 		Host: "backend.internal:8080",
 		Header: http.Header{
-			"X-Request-Id":             {"req-1"},
-			"Connection":               {"close, X-Secret"},
-			"X-Secret":                 {"must not pass"},
+			"X-Request-Id": {"req-1"},
+			// A client's Connection header copied by mistake must not
+			// remove what the gateway added (checklist B15).
+			"Connection":               {"close, X-Forwarded-For"},
+			"X-Forwarded-For":          {"192.0.2.7"},
 			"Keep-Alive":               {"timeout=5"},
 			"Upgrade":                  {"h2c"},
 			"Sec-Websocket-Extensions": {"permessage-deflate"},
@@ -99,6 +101,7 @@ func TestUpstreamRequest(t *testing.T) {
 	}
 	want := map[string]string{
 		"X-Request-Id":           "req-1",
+		"X-Forwarded-For":        "192.0.2.7",
 		"Origin":                 "https://app.example",
 		"Upgrade":                "websocket",
 		"Connection":             "Upgrade",
@@ -111,7 +114,7 @@ func TestUpstreamRequest(t *testing.T) {
 			t.Errorf("%s = %q, want %q", k, got, v)
 		}
 	}
-	for _, k := range []string{"X-Secret", "Keep-Alive", "Sec-WebSocket-Extensions", "Content-Length"} {
+	for _, k := range []string{"Keep-Alive", "Sec-WebSocket-Extensions", "Content-Length"} {
 		if req.Header.Get(k) != "" {
 			t.Errorf("%s was forwarded: %q", k, req.Header.Get(k))
 		}
@@ -219,5 +222,26 @@ func TestCappedReader(t *testing.T) {
 	rest := make([]byte, 4)
 	if n, _ := br.Read(rest); string(rest[:n]) != "\x81\x02hi" {
 		t.Fatalf("bytes after the 101 lost: %q", rest[:n])
+	}
+}
+
+func TestForwardHeader(t *testing.T) {
+	in := http.Header{
+		"Connection":               {"Upgrade, X-Secret"},
+		"Upgrade":                  {"websocket"},
+		"X-Secret":                 {"hop-by-hop by the client's choice"},
+		"Keep-Alive":               {"timeout=5"},
+		"Sec-Websocket-Key":        {testKey},
+		"Sec-Websocket-Extensions": {"permessage-deflate"},
+		"Authorization":            {"Bearer x"},
+		"Origin":                   {"https://app.example"},
+	}
+	out := ForwardHeader(in)
+	if len(out) != 2 || out.Get("Authorization") != "Bearer x" || out.Get("Origin") != "https://app.example" {
+		t.Fatalf("ForwardHeader = %v, want only Authorization and Origin", out)
+	}
+	out.Set("Origin", "changed")
+	if in.Get("Origin") != "https://app.example" {
+		t.Fatal("ForwardHeader shares values with its input")
 	}
 }
