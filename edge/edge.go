@@ -26,6 +26,7 @@ import (
 	"github.com/portico-edge/portico/edge/follow"
 	"github.com/portico-edge/portico/edge/forward"
 	"github.com/portico-edge/portico/edge/router"
+	"github.com/portico-edge/portico/edge/wsrelay"
 	"github.com/portico-edge/portico/plugins"
 )
 
@@ -46,7 +47,9 @@ type Config struct {
 	HTTPSPort int
 	// EndpointTypes lists the domain types this node serves; default edge.
 	EndpointTypes []config.EndpointType
-	Logger        *slog.Logger
+	// WebSocket bounds relayed WebSockets (idle timeout, message size).
+	WebSocket wsrelay.Limits
+	Logger    *slog.Logger
 	// Clock for tests; default time.Now.
 	Now func() time.Time
 }
@@ -64,6 +67,11 @@ type Edge struct {
 	ids   requestIDs
 	pool  sync.Pool // *plugins.Exchange
 	ready atomic.Bool
+
+	relay      *wsrelay.Relay
+	drainCtx   context.Context // ends when the edge starts draining
+	startDrain context.CancelFunc
+	wsMetrics  wsrelay.Metrics
 }
 
 // generation is one installed snapshot with the requests using it, so
@@ -100,7 +108,12 @@ func New(cfg Config) (*Edge, error) {
 		r, _ := plugins.NewRegistry()
 		cfg.Policies = r
 	}
+	if err := cfg.WebSocket.Validate(); err != nil {
+		return nil, err
+	}
 	e := &Edge{cfg: cfg, log: cfg.Logger, now: cfg.Now}
+	e.relay = &wsrelay.Relay{Limits: cfg.WebSocket, Metrics: &e.wsMetrics}
+	e.drainCtx, e.startDrain = context.WithCancel(context.Background())
 	e.ids.init()
 	e.pool.New = func() any { return &plugins.Exchange{PathParams: make([]plugins.Param, 0, 4)} }
 	e.terminal = cfg.Terminal
@@ -279,8 +292,19 @@ func (e *Edge) forward(w http.ResponseWriter, ex *plugins.Exchange) {
 		plugins.WriteError(w, http.StatusForbidden, "CORS is not enabled for this route")
 		return
 	}
+	if wsrelay.IsUpgrade(r) {
+		e.fwd.Upgrade(e.drainCtx, w, ex, e.relay)
+		return
+	}
 	e.fwd.Forward(w, ex)
 }
+
+// Drain starts a graceful shutdown of what the HTTP server does not track:
+// open WebSockets get close 1001. Call it before http.Server.Shutdown.
+func (e *Edge) Drain() { e.startDrain() }
+
+// WebSocketMetrics returns the relay's counters.
+func (e *Edge) WebSocketMetrics() *wsrelay.Metrics { return &e.wsMetrics }
 
 func (e *Edge) redirect(w http.ResponseWriter, r *http.Request, host, path string) {
 	target := "https://" + host

@@ -22,6 +22,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/portico-edge/portico/edge/wsrelay"
 	"github.com/portico-edge/portico/plugins"
 )
 
@@ -55,6 +56,7 @@ type Forwarder struct {
 	token     []string
 	proxy     *httputil.ReverseProxy
 	transport http.RoundTripper
+	tls       *tls.Config
 	log       *slog.Logger
 }
 
@@ -91,7 +93,7 @@ func New(o Options) (*Forwarder, error) {
 			ReadBufferSize:        16 << 10,
 		}
 	}
-	f := &Forwarder{origin: o.Origin, token: []string{o.Token}, transport: tr, log: o.Logger}
+	f := &Forwarder{origin: o.Origin, token: []string{o.Token}, transport: tr, tls: o.TLS, log: o.Logger}
 	f.proxy = &httputil.ReverseProxy{
 		Rewrite:       f.rewrite,
 		Transport:     tr,
@@ -128,6 +130,10 @@ func (f *Forwarder) Forward(w http.ResponseWriter, ex *plugins.Exchange) {
 		h[k] = v
 	}
 	r.URL.Path, r.URL.RawPath = unescapedPath(ex.RoutePath), ex.RoutePath
+	// Upgrades go through Upgrade and its checked relay; anything else
+	// that asks to switch protocols (h2c, a malformed WebSocket handshake)
+	// must not become an unchecked tunnel inside ReverseProxy.
+	delete(h, "Upgrade")
 	f.proxy.ServeHTTP(w, r)
 }
 
@@ -210,3 +216,63 @@ func (b *bufferPool) Get() []byte { return b.p.Get().([]byte) }
 // Put returns a buffer. Storing a slice in a sync.Pool allocates its small
 // header; next to a 32 KiB copy that is noise.
 func (b *bufferPool) Put(x []byte) { b.p.Put(x) }
+
+// Upgrade relays a WebSocket upgrade to the origin with the same headers a
+// plain request gets. ctx ends the relay (the edge's drain).
+func (f *Forwarder) Upgrade(ctx context.Context, w http.ResponseWriter, ex *plugins.Exchange, relay *wsrelay.Relay) {
+	r := ex.Request
+	h := wsrelay.ForwardHeader(r.Header)
+	// Gateway headers go in after the client's were cleaned, so that no
+	// Connection header of the client's can remove them.
+	h[HeaderEdgeToken] = f.token
+	h[HeaderDeployment] = []string{ex.Deployment.ID}
+	h[HeaderStage] = []string{ex.API.ID + "/" + ex.Stage.Name}
+	h[HeaderRoute] = []string{strconv.Itoa(ex.RouteIndex)}
+	h[plugins.RequestIDHeader] = []string{ex.RequestID}
+	client := ex.Client.String()
+	proto := "http"
+	if ex.TLS {
+		proto = "https"
+	}
+	h["X-Forwarded-For"] = []string{client}
+	h["X-Forwarded-Host"] = []string{ex.Host}
+	h["X-Forwarded-Proto"] = []string{proto}
+	h["Forwarded"] = []string{forwardedValue(client, ex.Host, proto)}
+	for k, v := range ex.Identity.Headers {
+		h[k] = v
+	}
+	u := *f.origin
+	u.Path = strings.TrimSuffix(f.origin.Path, "/") + unescapedPath(ex.RoutePath)
+	u.RawPath = strings.TrimSuffix(f.origin.Path, "/") + ex.RoutePath
+	u.RawQuery = r.URL.RawQuery
+	out := &http.Request{Method: http.MethodGet, URL: &u, Host: f.origin.Host, Header: h}
+	up := wsrelay.Upstream{Request: out, Dial: f.dialOrigin}
+	if err := relay.Serve(ctx, w, r, up); err != nil {
+		f.log.Debug("websocket relay ended", "err", err, "request_id", ex.RequestID)
+	}
+}
+
+// dialOrigin opens a connection to the origin's data plane for a relay.
+func (f *Forwarder) dialOrigin(ctx context.Context) (net.Conn, error) {
+	host := f.origin.Host
+	if f.origin.Port() == "" {
+		if f.origin.Scheme == "https" {
+			host = net.JoinHostPort(f.origin.Hostname(), "443")
+		} else {
+			host = net.JoinHostPort(f.origin.Hostname(), "80")
+		}
+	}
+	d := &net.Dialer{Timeout: 5 * time.Second}
+	if f.origin.Scheme != "https" {
+		return d.DialContext(ctx, "tcp", host)
+	}
+	cfg := f.tls.Clone()
+	if cfg == nil {
+		cfg = &tls.Config{}
+	}
+	if cfg.ServerName == "" {
+		cfg.ServerName = f.origin.Hostname()
+	}
+	cfg.NextProtos = []string{"http/1.1"}
+	return (&tls.Dialer{NetDialer: d, Config: cfg}).DialContext(ctx, "tcp", host)
+}

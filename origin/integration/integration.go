@@ -10,6 +10,7 @@ package integration
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"log/slog"
 	"net"
@@ -23,6 +24,7 @@ import (
 	"time"
 
 	"github.com/portico-edge/portico/config"
+	"github.com/portico-edge/portico/edge/wsrelay"
 	"github.com/portico-edge/portico/plugins"
 )
 
@@ -37,6 +39,9 @@ type Call struct {
 // Invoker runs integrations. One Invoker serves all routes: it holds the
 // connection pool to backends.
 type Invoker struct {
+	relay     *wsrelay.Relay
+	drainCtx  context.Context
+	drain     context.CancelFunc
 	log       *slog.Logger
 	transport *http.Transport
 	proxy     *httputil.ReverseProxy
@@ -48,6 +53,8 @@ type Options struct {
 	Logger *slog.Logger
 	// MaxIdleConnsPerHost bounds kept-alive connections per backend.
 	MaxIdleConnsPerHost int
+	// WebSocket bounds WebSockets relayed to backends.
+	WebSocket wsrelay.Limits
 }
 
 type callKey struct{}
@@ -71,7 +78,8 @@ func New(o Options) *Invoker {
 		ResponseHeaderTimeout: 0, // bounded per call by the integration timeout
 		DisableCompression:    true,
 	}
-	iv := &Invoker{log: o.Logger, transport: tr}
+	iv := &Invoker{log: o.Logger, transport: tr, relay: &wsrelay.Relay{Limits: o.WebSocket, Metrics: &wsrelay.Metrics{}}}
+	iv.drainCtx, iv.drain = context.WithCancel(context.Background())
 	iv.proxy = &httputil.ReverseProxy{
 		Rewrite:      iv.rewrite,
 		Transport:    tr,
@@ -88,8 +96,49 @@ func New(o Options) *Invoker {
 	return iv
 }
 
-// Close releases idle backend connections.
-func (iv *Invoker) Close() { iv.transport.CloseIdleConnections() }
+// Close closes relayed WebSockets (1001) and idle backend connections.
+func (iv *Invoker) Close() {
+	iv.drain()
+	iv.transport.CloseIdleConnections()
+}
+
+// serveUpgrade relays a WebSocket upgrade to the backend. Only http and
+// http_proxy routes get here; the checked relay replaces ReverseProxy's
+// own upgrade handling, which would tunnel any 101 without limits.
+func (iv *Invoker) serveUpgrade(w http.ResponseWriter, r *http.Request, target *url.URL, mapped http.Header, call *Call) {
+	h := wsrelay.ForwardHeader(r.Header)
+	if call.Route.Integration.Type == config.IntegrationHTTP {
+		h = http.Header{}
+		for _, k := range []string{"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "Forwarded", "Origin"} {
+			if v, ok := r.Header[k]; ok {
+				h[k] = v
+			}
+		}
+	}
+	for k, v := range mapped {
+		h[k] = v
+	}
+	h.Set(plugins.RequestIDHeader, call.RequestID)
+	out := &http.Request{Method: http.MethodGet, URL: target, Host: target.Host, Header: h}
+	dial := func(ctx context.Context) (net.Conn, error) {
+		host := target.Host
+		if target.Port() == "" {
+			port := "80"
+			if target.Scheme == "https" {
+				port = "443"
+			}
+			host = net.JoinHostPort(target.Hostname(), port)
+		}
+		d := &net.Dialer{Timeout: 5 * time.Second}
+		if target.Scheme == "https" {
+			return (&tls.Dialer{NetDialer: d, Config: &tls.Config{ServerName: target.Hostname(), NextProtos: []string{"http/1.1"}}}).DialContext(ctx, "tcp", host)
+		}
+		return d.DialContext(ctx, "tcp", host)
+	}
+	if err := iv.relay.Serve(iv.drainCtx, w, r, wsrelay.Upstream{Dial: dial, Request: out}); err != nil {
+		iv.log.Debug("websocket relay to backend ended", "err", err, "request_id", call.RequestID)
+	}
+}
 
 // callState travels in the outbound request's context from Serve to the
 // proxy's hooks.
@@ -120,6 +169,11 @@ func (iv *Invoker) Serve(w http.ResponseWriter, r *http.Request, call *Call) {
 	if timeout == 0 {
 		timeout = config.DefaultIntegrationTimeout
 	}
+	if wsrelay.IsUpgrade(r) {
+		iv.serveUpgrade(w, r, target, hdr, call)
+		return
+	}
+	delete(r.Header, "Upgrade") // see serveUpgrade: no unchecked tunnels
 	ctx, cancel := context.WithTimeout(r.Context(), timeout)
 	defer cancel()
 	st := &callState{call: call, target: target, header: hdr}

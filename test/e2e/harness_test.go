@@ -342,3 +342,12 @@ func lines(out, s string) []string {
 	}
 	return res
 }
+
+// http1 returns a client of the edge that speaks HTTP/1.1 only.
+func (e *edgeNode) http1() *http.Client {
+	tr := e.client.Transport.(*http.Transport).Clone()
+	tr.ForceAttemptHTTP2 = false
+	tr.TLSClientConfig.NextProtos = []string{"http/1.1"}
+	tr.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
+	return &http.Client{Transport: tr, Timeout: 30 * time.Second, CheckRedirect: e.client.CheckRedirect}
+}
