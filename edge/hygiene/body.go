@@ -92,13 +92,17 @@ func (b *Body) ClientError() *Error {
 	return b.err.Load()
 }
 
-// BodyError returns the client-side failure met while reading r's body, if
-// r.Body is a Body (see WrapBody). A forwarder's ErrorHandler calls it
-// first: a non-nil answer means the request failed because of the client,
-// and is what to answer with.
-func BodyError(r *http.Request) *Error {
-	if b, ok := r.Body.(*Body); ok {
-		return b.ClientError()
+// BodyError returns the client-side body failure in err's chain, or nil.
+// A forwarder's ErrorHandler calls it first: Go's Transport gives errors
+// from reading the request body priority over the connection errors they
+// cause, so a non-nil answer means the request failed because of the
+// client, and is what to answer with instead of 502. (ReverseProxy hands
+// the ErrorHandler its outbound copy of the request, whose Body is wrapped
+// again, which is why the error, not the request, is asked.)
+func BodyError(err error) *Error {
+	var herr *Error
+	if errors.As(err, &herr) {
+		return herr
 	}
 	return nil
 }

@@ -81,8 +81,8 @@ func TestBodyLimit(t *testing.T) {
 		if int64(len(got)) != tc.max {
 			t.Errorf("%d/%d: passed on %d bytes, want exactly the limit", tc.size, tc.max, len(got))
 		}
-		if BodyError(r) != herr || b.ClientError() != herr {
-			t.Errorf("%d/%d: BodyError = %v", tc.size, tc.max, BodyError(r))
+		if BodyError(fmt.Errorf("net/http: wrapped: %w", err)) != herr || b.ClientError() != herr {
+			t.Errorf("%d/%d: BodyError = %v", tc.size, tc.max, BodyError(err))
 		}
 		// It stays failed.
 		if n, err := r.Body.Read(make([]byte, 8)); n != 0 || err != herr {
@@ -107,7 +107,7 @@ func TestBodyClassify(t *testing.T) {
 		r := bodyReq(&failingReader{data: "abc", err: tc.err}, tc.te...)
 		WrapBody(r, 0)
 		got, err := io.ReadAll(r.Body)
-		herr := BodyError(r)
+		herr := BodyError(err)
 		if string(got) != "abc" || herr == nil || err != herr || herr.Status != tc.status || !strings.Contains(herr.Message, tc.message) || !herr.Close {
 			t.Errorf("%v: read %q, err %v, client error %+v", tc.err, got, err, herr)
 		}
@@ -116,8 +116,8 @@ func TestBodyClassify(t *testing.T) {
 	r := bodyReq(&failingReader{err: io.ErrUnexpectedEOF})
 	r.ProtoMajor = 2
 	WrapBody(r, 0)
-	_, _ = io.ReadAll(r.Body)
-	if herr := BodyError(r); herr == nil || herr.Close {
+	_, err := io.ReadAll(r.Body)
+	if herr := BodyError(err); herr == nil || herr.Close {
 		t.Errorf("h2: %+v", herr)
 	}
 }
@@ -128,7 +128,7 @@ func TestBodyNone(t *testing.T) {
 		t.Fatalf("WrapBody on no body: %v, %v", b, r.Body)
 	}
 	var b *Body
-	if b.ClientError() != nil || BodyError(r) != nil {
+	if b.ClientError() != nil || BodyError(errors.New("dial tcp: refused")) != nil || BodyError(nil) != nil {
 		t.Fatal("nil Body reports an error")
 	}
 }

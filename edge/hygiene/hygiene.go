@@ -37,7 +37,7 @@
 //		pr.Out.Header.Set("Portico-Route", ...)
 //	},
 //	ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
-//		if herr := hygiene.BodyError(r); herr != nil {
+//		if herr := hygiene.BodyError(err); herr != nil {
 //			herr.Write(w) // 400/408/413: the client's body failed, not the origin
 //			return
 //		}
