@@ -8,6 +8,7 @@ import (
 	"log"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
 	"os"
@@ -129,7 +130,8 @@ type testEdge struct {
 	checked   []Request
 }
 
-func startEdge(t *testing.T, lim Limits, guarded bool) *testEdge {
+// newEdge returns the edge's handler in front of a new recording backend.
+func newEdge(t *testing.T, lim Limits) (*testEdge, http.Handler) {
 	t.Helper()
 	e := &testEdge{lim: lim, backend: startBackend(t)}
 	target, _ := url.Parse("http://" + e.backend.ln.Addr().String())
@@ -174,6 +176,15 @@ func startEdge(t *testing.T, lim Limits, guarded bool) *testEdge {
 		WrapBody(r, e.lim.MaxBodyBytes)
 		proxy.ServeHTTP(w, r)
 	})
+	t.Cleanup(e.transport.CloseIdleConnections)
+	return e, handler
+}
+
+// startEdge serves the edge's handler with a real http.Server on
+// 127.0.0.1, behind the guard or not.
+func startEdge(t *testing.T, lim Limits, guarded bool) *testEdge {
+	t.Helper()
+	e, handler := newEdge(t, lim)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -190,10 +201,7 @@ func startEdge(t *testing.T, lim Limits, guarded bool) *testEdge {
 		ErrorLog:                     log.New(io.Discard, "", 0),
 	}
 	go func() { _ = srv.Serve(ln) }()
-	t.Cleanup(func() {
-		_ = srv.Close()
-		e.transport.CloseIdleConnections()
-	})
+	t.Cleanup(func() { _ = srv.Close() })
 	return e
 }
 
@@ -678,6 +686,81 @@ func TestRawWebSocketDecision(t *testing.T) {
 	// This test edge has no relay: the plain forward carries no upgrade.
 	got := e.settle(t)
 	if len(got) != 1 || got[0].header.Get("Upgrade") != "" || got[0].header.Get("Connection") != "" {
+		t.Fatalf("backend saw %+v", got)
+	}
+}
+
+// The same edge over HTTP/2 (TLS, Go's server and client): the rules hold,
+// and a stream's failure never asks to close the connection.
+func TestH2EndToEnd(t *testing.T) {
+	e, handler := newEdge(t, Limits{MaxBodyBytes: 16 << 10})
+	srv := httptest.NewUnstartedServer(handler)
+	srv.EnableHTTP2 = true
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0)
+	srv.StartTLS()
+	defer srv.Close()
+	client := srv.Client()
+	client.Timeout = ioTimeout
+
+	do := func(req *http.Request) (int, string) {
+		t.Helper()
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.ProtoMajor != 2 {
+			t.Fatalf("got %s, want HTTP/2", resp.Proto)
+		}
+		if resp.Header.Get("Connection") != "" {
+			t.Errorf("HTTP/2 response carries Connection: %q", resp.Header.Get("Connection"))
+		}
+		return resp.StatusCode, string(b)
+	}
+
+	req, _ := http.NewRequest("GET", srv.URL+"/ok/%2e%2e/admin?x=1", nil)
+	req.Header.Set("X-Forwarded-For", "10.0.0.1")
+	if code, b := do(req); code != 200 || b != "backend" {
+		t.Fatalf("normalised path: %d %q", code, b)
+	}
+	got := e.settle(t)
+	if len(got) != 1 || got[0].target != "/admin?x=1" || got[0].header.Get("X-Forwarded-For") != "127.0.0.1" ||
+		got[0].header.Get("X-Forwarded-Proto") != "https" {
+		t.Fatalf("backend saw %+v", got)
+	}
+
+	req, _ = http.NewRequest("GET", srv.URL+"/x", nil)
+	req.Header["X_Api_Key"] = []string{"k"}
+	if code, b := do(req); code != 400 || !strings.Contains(b, "underscores") {
+		t.Fatalf("underscore: %d %q", code, b)
+	}
+
+	req, _ = http.NewRequest("POST", srv.URL+"/x", strings.NewReader(strings.Repeat("b", 16<<10+1)))
+	if code, _ := do(req); code != 413 {
+		t.Fatalf("Content-Length over the limit: %d", code)
+	}
+
+	// A streamed body over the limit is cut: 413, and the backend never
+	// gets all of it.
+	pr, pw := io.Pipe()
+	go func() {
+		chunk := make([]byte, 4<<10)
+		for range 16 {
+			if _, err := pw.Write(chunk); err != nil {
+				return
+			}
+		}
+		pw.Close()
+	}()
+	req, _ = http.NewRequest("POST", srv.URL+"/stream", pr)
+	code, _ := do(req)
+	pw.CloseWithError(errors.New("test done"))
+	if code != 413 {
+		t.Fatalf("streamed body over the limit: %d", code)
+	}
+	got = e.settle(t)
+	if len(got) != 2 || got[1].complete {
 		t.Fatalf("backend saw %+v", got)
 	}
 }
