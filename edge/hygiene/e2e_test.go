@@ -445,8 +445,8 @@ func TestRawFraming(t *testing.T) {
 			}},
 		},
 		{
-			name: "chunked body",
-			raw:  "POST /up HTTP/1.1\r\n" + host + "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+			name:    "chunked body",
+			raw:     "POST /up HTTP/1.1\r\n" + host + "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
 			guarded: expect{statuses: []int{200}, handled: 1, backend: exactly("POST", "/up", body("hello"))},
 			// Without the guard, a chunked request could have hidden a
 			// Content-Length: the connection closes after it.
@@ -514,9 +514,9 @@ func TestRawFraming(t *testing.T) {
 		// [13] HTTP/1.0 with Transfer-Encoding: Go ignores the header
 		// and would parse the body as the next request.
 		{
-			name:    "B13 HTTP/1.0 with Transfer-Encoding",
-			raw:     "POST / HTTP/1.0\r\n" + host + "Connection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
-			guarded: expect{statuses: []int{400}, closed: true, handled: 1, backend: nothing},
+			name:      "B13 HTTP/1.0 with Transfer-Encoding",
+			raw:       "POST / HTTP/1.0\r\n" + host + "Connection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+			guarded:   expect{statuses: []int{400}, closed: true, handled: 1, backend: nothing},
 			unguarded: &expect{statuses: []int{200}, closed: true, handled: 1, backend: exactly("POST", "/", body(""))},
 		},
 		// [14] absolute form.
@@ -649,7 +649,7 @@ func TestRawSizes(t *testing.T) {
 			guarded: expect{statuses: []int{414}, handled: 1, backend: nothing},
 		},
 		{
-			name:    "Content-Length over the limit",
+			name: "Content-Length over the limit",
 			// Refused before the body is read; Go drains what it can
 			// of an unread body before closing, so the client sends it.
 			raw:     "POST /x HTTP/1.1\r\n" + host + "Content-Length: 16385\r\n\r\n" + strings.Repeat("b", 16385),
