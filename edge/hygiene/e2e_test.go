@@ -166,6 +166,11 @@ func newEdge(t *testing.T, lim Limits) (*testEdge, http.Handler) {
 			herr.Write(w)
 			return
 		}
+		// Checking the same request again changes nothing (the guard
+		// does not take the next request's head).
+		if again, herr := Check(r, e.lim); herr != nil || again != req {
+			t.Errorf("second Check of %s %s: %+v, %v", r.Method, r.RequestURI, again, herr)
+		}
 		if req.Close {
 			w.Header().Set("Connection", "close")
 		}

@@ -49,11 +49,16 @@ func (l *listener) Accept() (net.Conn, error) {
 
 // Conn follows the HTTP/1 request heads read through it. Every request
 // read from a Conn must pass through Check, in order: a request that
-// skipped it is detected and the next one is refused.
+// skipped it is detected and the next one is refused. (Checking the same
+// *http.Request again is fine.)
 type Conn struct {
 	net.Conn
 	mu sync.Mutex
 	s  sniffer
+	// The request last checked and its verdict, so that checking the
+	// same request twice does not take the next request's head.
+	last    *http.Request
+	lastErr *Error
 }
 
 // NewConn wraps c.
@@ -104,7 +109,14 @@ func checkFraming(r *http.Request) (mustClose bool, err *Error) {
 	if g.s.off {
 		return r.ProtoMinor == 0 || len(r.TransferEncoding) > 0, nil
 	}
-	return false, g.s.take(fingerprint(r.Method, r.RequestURI))
+	if g.last != r {
+		g.last, g.lastErr = r, g.s.take(fingerprint(r.Method, r.RequestURI))
+	}
+	if g.lastErr != nil {
+		e := *g.lastErr
+		return false, &e
+	}
+	return false, nil
 }
 
 const (
