@@ -25,6 +25,7 @@ import (
 	"github.com/portico-edge/portico/config"
 	"github.com/portico-edge/portico/edge/follow"
 	"github.com/portico-edge/portico/edge/forward"
+	"github.com/portico-edge/portico/edge/hygiene"
 	"github.com/portico-edge/portico/edge/router"
 	"github.com/portico-edge/portico/edge/wsrelay"
 	"github.com/portico-edge/portico/plugins"
@@ -49,7 +50,9 @@ type Config struct {
 	EndpointTypes []config.EndpointType
 	// WebSocket bounds relayed WebSockets (idle timeout, message size).
 	WebSocket wsrelay.Limits
-	Logger    *slog.Logger
+	// Limits bound request sizes (headers, URI, body).
+	Limits hygiene.Limits
+	Logger *slog.Logger
 	// Clock for tests; default time.Now.
 	Now func() time.Time
 }
@@ -203,11 +206,24 @@ func (e *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	reqID := e.ids.next()
 	w.Header()[plugins.RequestIDHeader] = []string{reqID}
 
-	host, path, herr := e.check(r)
+	req, herr := hygiene.Check(r, e.cfg.Limits)
 	if herr != nil {
-		herr.write(w)
+		herr.Write(w)
 		return
 	}
+	if req.Close {
+		w.Header().Set("Connection", "close")
+	}
+	client := peerAddr(r)
+	hygiene.Sanitize(r.Header)
+	if req.WebSocket {
+		// Sanitize removed the hop-by-hop fields of the handshake; put
+		// back their canonical form for the relay, which validates it.
+		r.Header["Upgrade"] = []string{"websocket"}
+		r.Header["Connection"] = []string{"Upgrade"}
+	}
+	hygiene.WrapBody(r, e.cfg.Limits.MaxBodyBytes)
+	host, path := req.Host, req.EscapedPath
 	g := e.acquire()
 	if g == nil {
 		w.Header().Set("Retry-After", "1")
@@ -255,7 +271,7 @@ func (e *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	*ex = plugins.Exchange{
 		Request:    r,
 		RequestID:  reqID,
-		Client:     peerAddr(r),
+		Client:     client,
 		Host:       host,
 		Path:       path,
 		RoutePath:  routePath,

@@ -18,6 +18,7 @@ import (
 
 	"github.com/portico-edge/portico/edge"
 	"github.com/portico-edge/portico/edge/devca"
+	"github.com/portico-edge/portico/edge/hygiene"
 )
 
 func runEdge(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -210,7 +211,18 @@ func serveEdge(ctx context.Context, e *edge.Edge, l edgeListeners, log *slog.Log
 		return nil
 	}
 	base := func(h http.Handler) *http.Server {
-		return &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 0, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+		return &http.Server{
+			Handler:           h,
+			ReadHeaderTimeout: 10 * time.Second,
+			IdleTimeout:       2 * time.Minute,
+			// Above the edge's own 32 KiB limit, so that most oversized
+			// headers get the edge's JSON 431; Go answers beyond this.
+			MaxHeaderBytes: 64 << 10,
+			// Every request, OPTIONS * included, goes through hygiene.
+			DisableGeneralOptionsHandler: true,
+			ConnContext:                  hygiene.ConnContext,
+			ErrorLog:                     slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		}
 	}
 	hs := base(e)
 	hs.TLSConfig = tlsConfig(l.Certs)
@@ -222,6 +234,9 @@ func serveEdge(ctx context.Context, e *edge.Edge, l edgeListeners, log *slog.Log
 		if err := add(l.HTTP, base(e)); err != nil {
 			return fmt.Errorf("HTTP listener: %w", err)
 		}
+		// The framing guard sees plaintext HTTP/1 request heads before
+		// Go's parser drops the evidence of smuggling attempts.
+		lns[len(lns)-1] = hygiene.Listener(lns[len(lns)-1])
 		httpAddr = lns[len(lns)-1].Addr().String()
 	}
 	if l.Ops != "" {
@@ -254,6 +269,7 @@ func serveEdge(ctx context.Context, e *edge.Edge, l edgeListeners, log *slog.Log
 	case <-ctx.Done():
 	case err = <-errc:
 	}
+	e.Drain()
 	sctx, scancel := context.WithTimeout(context.Background(), l.Drain)
 	defer scancel()
 	for _, s := range servers {

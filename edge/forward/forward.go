@@ -22,6 +22,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/portico-edge/portico/edge/hygiene"
 	"github.com/portico-edge/portico/edge/wsrelay"
 	"github.com/portico-edge/portico/plugins"
 )
@@ -134,6 +135,7 @@ func (f *Forwarder) Forward(w http.ResponseWriter, ex *plugins.Exchange) {
 	// that asks to switch protocols (h2c, a malformed WebSocket handshake)
 	// must not become an unchecked tunnel inside ReverseProxy.
 	delete(h, "Upgrade")
+	r.Trailer = nil // trailers would reach the origin after every check
 	f.proxy.ServeHTTP(w, r)
 }
 
@@ -180,10 +182,13 @@ func (f *Forwarder) rewrite(pr *httputil.ProxyRequest) {
 }
 
 func (f *Forwarder) proxyError(w http.ResponseWriter, r *http.Request, err error) {
-	var ce interface{ ClientError() error }
+	if herr := hygiene.BodyError(err); herr != nil {
+		// The client's body failed (malformed chunk, over the limit):
+		// the origin got an incomplete request, the client its own error.
+		herr.Write(w)
+		return
+	}
 	switch {
-	case errors.As(err, &ce) && ce.ClientError() != nil:
-		plugins.WriteError(w, http.StatusBadRequest, "the request body is malformed: "+ce.ClientError().Error())
 	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
 		// The client went away; nobody reads this.
 		w.WriteHeader(499)

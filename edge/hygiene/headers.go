@@ -174,7 +174,11 @@ func dropped(k string) bool {
 		"X-Http-Method-Override", "X-Http-Method", "X-Method-Override":
 		return true
 	}
-	return len(k) > len("Portico-") && k[:len("Portico-")] == "Portico-"
+	// Portico-* is the edge-to-origin contract; X-Portico-* is where
+	// policies put the caller's verified identity. A client may send
+	// neither.
+	return len(k) > len("Portico-") && k[:len("Portico-")] == "Portico-" ||
+		len(k) > len("X-Portico-") && k[:len("X-Portico-")] == "X-Portico-"
 }
 
 // isCanonicalKey reports whether k is already in Go's canonical form, which

@@ -49,7 +49,8 @@ func TestSanitize(t *testing.T) {
 		"Accept":            {"*/*"},
 		"Cookie":            {"a=b"},
 		"Portico":           {"not a prefix match"},
-		"X-Portico-Thing":   {"kept"},
+		"X-Portico-Thing":   {"dropped: the identity namespace"},
+		"X-Porticos":        {"kept"},
 		"Sec-Websocket-Key": {"dGhlIHNhbXBsZSBub25jZQ=="},
 	}
 	Sanitize(h)
@@ -58,7 +59,7 @@ func TestSanitize(t *testing.T) {
 		kept = append(kept, k)
 	}
 	slices.Sort(kept)
-	want := []string{"Accept", "Authorization", "Content-Type", "Cookie", "Portico", "Sec-Websocket-Key", "X-Api-Key", "X-Portico-Thing"}
+	want := []string{"Accept", "Authorization", "Content-Type", "Cookie", "Portico", "Sec-Websocket-Key", "X-Api-Key", "X-Porticos"}
 	if !slices.Equal(kept, want) {
 		t.Fatalf("kept %v, want %v", kept, want)
 	}

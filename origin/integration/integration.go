@@ -219,11 +219,6 @@ func (iv *Invoker) proxyError(w http.ResponseWriter, r *http.Request, err error)
 		// The client went away; nobody reads this.
 		w.WriteHeader(499)
 	default:
-		var ce interface{ ClientError() error }
-		if errors.As(err, &ce) && ce.ClientError() != nil {
-			plugins.WriteError(w, http.StatusBadRequest, "the request body could not be read: "+ce.ClientError().Error())
-			return
-		}
 		iv.log.Debug("backend call failed", "err", err)
 		plugins.WriteError(w, http.StatusBadGateway, "the backend could not be reached or sent an invalid response")
 	}
