@@ -76,6 +76,13 @@ func runCtl(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	cmds := ctlCommands()
 	cmd, rest, err := findCtlCommand(cmds, args)
 	if err != nil {
+		// "portico ctl apis -h": the group's commands.
+		if words := leadingWords(args); len(words) == 1 && len(ctlSubcommands(cmds, words[0])) > 0 && wantsHelp(args) {
+			if err := ctlHelp(stdout, words); err != nil {
+				return err
+			}
+			return errHelp
+		}
 		return err
 	}
 	if cmd == nil {
@@ -172,6 +179,28 @@ func findCtlCommand(cmds []ctlCommand, args []string) (*ctlCommand, []string, er
 		return nil, nil, usageError{fmt.Sprintf("unknown command \"%s %s\": %s has %s\nusage: portico ctl %s <%s> ...", words[0], words[1], words[0], strings.Join(subs, ", "), words[0], strings.Join(subs, "|"))}
 	}
 	return nil, nil, usageError{fmt.Sprintf("unknown command %q; `portico ctl help` lists the commands", words[0])}
+}
+
+func wantsHelp(args []string) bool {
+	return slices.ContainsFunc(args, func(a string) bool { return a == "-h" || a == "--help" || a == "-help" })
+}
+
+// leadingWords returns the arguments that are not flags, up to the first
+// flag that is not a global one.
+func leadingWords(args []string) []string {
+	var words []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if strings.HasPrefix(a, "-") && a != "-" {
+			name, _, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
+			if slices.Contains(ctlGlobalFlags, name) && !hasValue {
+				i++
+			}
+			continue
+		}
+		words = append(words, a)
+	}
+	return words
 }
 
 // ctlSubcommands returns the second words of the commands in a group.

@@ -793,6 +793,11 @@ func TestCtlErrors(t *testing.T) {
 		wantContains(t, out, "Usage: portico ctl apis import FILE", "--default-backend URL")
 		out, _, _ = runCtlArgs("help", "domains")
 		wantContains(t, out, "domains put NAME", "domains delete NAME")
+		out, _, err = runCtlArgs("apis", "-h")
+		if !errors.Is(err, errHelp) {
+			t.Errorf("apis -h: %v", err)
+		}
+		wantContains(t, out, "apis set-policies API -f FILE")
 		out, _, err = runCtlArgs()
 		if err != nil || !strings.Contains(out, "Commands:") {
 			t.Errorf("ctl alone: %v\n%s", err, out)
