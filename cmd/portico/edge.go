@@ -13,6 +13,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/portico-edge/portico/edge"
@@ -102,6 +103,9 @@ func portOf(addr string) int {
 type certificateSource struct {
 	def *tls.Certificate
 	ca  *devca.CA
+
+	mu     sync.Mutex
+	issued map[string]*tls.Certificate // dev CA certificates by SNI
 }
 
 func loadCertificates(certFile, keyFile string, useDevCA bool, dataDir string) (*certificateSource, error) {
@@ -136,8 +140,28 @@ func loadCertificates(certFile, keyFile string, useDevCA bool, dataDir string) (
 	return cs, nil
 }
 
-func (cs *certificateSource) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
-	return cs.def, nil
+func (cs *certificateSource) get(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	name := strings.ToLower(hello.ServerName)
+	if cs.ca == nil || name == "" || cs.def.Leaf == nil || cs.def.Leaf.VerifyHostname(name) == nil {
+		return cs.def, nil
+	}
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	if c := cs.issued[name]; c != nil {
+		return c, nil
+	}
+	if len(cs.issued) >= 1000 {
+		return cs.def, nil // a dev node; bound what a scan of names can make it hold
+	}
+	c, err := cs.ca.Issue(name)
+	if err != nil {
+		return nil, err
+	}
+	if cs.issued == nil {
+		cs.issued = map[string]*tls.Certificate{}
+	}
+	cs.issued[name] = c
+	return c, nil
 }
 
 // tlsConfig is the edge's TLS posture: TLS 1.2 or newer, and under 1.2

@@ -15,6 +15,9 @@ type Table struct {
 	Snapshot  *config.Snapshot
 	hosts     map[string]*Host
 	wildcards []*Host // "*.example.com", longest suffix first
+	// elsewhere holds names configured for another endpoint type: a
+	// wildcard of this node must not serve them.
+	elsewhere map[string]bool
 	stages    map[string]*Stage
 	policies  []plugins.Policy
 }
@@ -50,7 +53,7 @@ type ChainBuilder func(st *Stage, routeIndex int) (plugins.Handler, []plugins.Po
 // "regional" and "private" ones). Any error rejects the whole snapshot: a
 // node never serves half of a configuration.
 func Compile(snap *config.Snapshot, types []config.EndpointType, build ChainBuilder) (*Table, error) {
-	t := &Table{Snapshot: snap, hosts: map[string]*Host{}, stages: map[string]*Stage{}}
+	t := &Table{Snapshot: snap, hosts: map[string]*Host{}, stages: map[string]*Stage{}, elsewhere: map[string]bool{}}
 	ok := false
 	defer func() {
 		if !ok {
@@ -87,6 +90,7 @@ func Compile(snap *config.Snapshot, types []config.EndpointType, build ChainBuil
 	for i := range snap.Domains {
 		d := &snap.Domains[i]
 		if !slices.Contains(types, d.EndpointType) {
+			t.elsewhere[d.Name] = true
 			continue
 		}
 		h := &Host{Domain: d}
@@ -121,6 +125,9 @@ func (t *Table) Policies() []plugins.Policy { return t.policies }
 func (t *Table) Host(host string) *Host {
 	if h := t.hosts[host]; h != nil {
 		return h
+	}
+	if t.elsewhere[host] {
+		return nil
 	}
 	for _, h := range t.wildcards {
 		// One label only, as in TLS certificates: *.example.com matches

@@ -112,26 +112,23 @@ type Result struct {
 }
 
 // Match finds the route for method and path (already normalised, starting
-// with "/"), appending path parameters to params.
+// with "/"), appending path parameters to params. When a more specific
+// branch has the path but not the method, a less specific one that has
+// both is used (DELETE /pets/mine reaches DELETE /pets/{id} even though
+// GET /pets/mine exists); when no branch has the method, the result
+// lists the methods of the most specific match, for 405 and Allow.
 func (t *Tree) Match(method, path string, params []plugins.Param) (Result, []plugins.Param) {
 	base := len(params)
-	n, params := t.root.walk(strings.TrimPrefix(path, "/"), params)
-	if n == nil {
+	var first *node
+	n, params := t.root.walk(strings.TrimPrefix(path, "/"), method, params, &first)
+	if n != nil {
+		return Result{Index: n.index(method)}, params
+	}
+	if first == nil {
 		return Result{Index: -1}, params[:base]
 	}
-	if i, ok := n.methods[method]; ok {
-		return Result{Index: i}, params
-	}
-	if method == "HEAD" {
-		if i, ok := n.methods["GET"]; ok {
-			return Result{Index: i}, params
-		}
-	}
-	if i, ok := n.methods[config.MethodAny]; ok {
-		return Result{Index: i}, params
-	}
-	allowed := make([]string, 0, len(n.methods)+1)
-	for m := range n.methods {
+	allowed := make([]string, 0, len(first.methods)+1)
+	for m := range first.methods {
 		allowed = append(allowed, m)
 	}
 	if slices.Contains(allowed, "GET") && !slices.Contains(allowed, "HEAD") {
@@ -141,12 +138,35 @@ func (t *Tree) Match(method, path string, params []plugins.Param) (Result, []plu
 	return Result{Index: -1, Allowed: allowed}, params[:base]
 }
 
+// index returns the route for method at n, or -1.
+func (n *node) index(method string) int {
+	if i, ok := n.methods[method]; ok {
+		return i
+	}
+	if method == "HEAD" {
+		if i, ok := n.methods["GET"]; ok {
+			return i
+		}
+	}
+	if i, ok := n.methods[config.MethodAny]; ok {
+		return i
+	}
+	return -1
+}
+
 // walk matches the remaining path (no leading slash) below n, preferring
 // literal over parameter over greedy, and backtracking when a more
-// specific branch dead-ends.
-func (n *node) walk(rest string, params []plugins.Param) (*node, []plugins.Param) {
+// specific branch dead-ends or lacks the method. first records the first
+// node whose path matched, whatever its methods.
+func (n *node) walk(rest, method string, params []plugins.Param, first **node) (*node, []plugins.Param) {
 	if rest == "" {
-		if n.methods != nil {
+		if n.methods == nil {
+			return nil, params
+		}
+		if *first == nil {
+			*first = n
+		}
+		if n.index(method) >= 0 {
 			return n, params
 		}
 		return nil, params
@@ -155,23 +175,28 @@ func (n *node) walk(rest string, params []plugins.Param) (*node, []plugins.Param
 	if seg == "" {
 		// A trailing slash: "/pets/" is "/pets" (the path is normalised,
 		// so an empty segment can only be the last one).
-		return n.walk(tail, params)
+		return n.walk(tail, method, params, first)
 	}
 	if next := n.literal[seg]; next != nil {
-		if m, p := next.walk(tail, params); m != nil {
+		if m, p := next.walk(tail, method, params, first); m != nil {
 			return m, p
 		}
 	}
 	if n.param != nil {
 		base := len(params)
 		params = append(params, plugins.Param{Name: n.pName, Value: unescape(seg)})
-		if m, p := n.param.walk(tail, params); m != nil {
+		if m, p := n.param.walk(tail, method, params, first); m != nil {
 			return m, p
 		}
 		params = params[:base]
 	}
-	if n.greedy != nil && n.greedy.methods != nil {
-		return n.greedy, append(params, plugins.Param{Name: n.gName, Value: unescape(strings.TrimSuffix(rest, "/"))})
+	if g := n.greedy; g != nil && g.methods != nil {
+		if *first == nil {
+			*first = g
+		}
+		if g.index(method) >= 0 {
+			return g, append(params, plugins.Param{Name: n.gName, Value: unescape(strings.TrimSuffix(rest, "/"))})
+		}
 	}
 	return nil, params
 }

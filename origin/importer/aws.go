@@ -158,7 +158,7 @@ func (im *importer) readAWS(o *operation, n *node, ptr string) (config.Integrati
 		} else if placeholders, ok := im.checkURIAt(uri, child(ptr, "uri"), n.get("uri")); ok {
 			in.URI = uri
 			in.Parameters = im.checkMappings(o, mappings, placeholders, child(ptr, "uri"), n.get("uri"))
-			in.Parameters = implicitPathParams(o, in.Parameters, placeholders...)
+			in.Parameters = implicitPathParams(o, in.Parameters, placeholders)
 		} else {
 			a.failed = true
 		}

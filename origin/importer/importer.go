@@ -125,7 +125,7 @@ func Import(ctx context.Context, doc []byte, opts Options) (res *Result, err err
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	sc := scan(root, probs)
+	sc := scan(root, format == FormatSwagger20, probs)
 	im := &importer{
 		ctx:      ctx,
 		opts:     opts,
@@ -241,7 +241,7 @@ type importer struct {
 	sc       *scanner
 	consumed map[string]bool // pointers of extensions that were read
 
-	basePrefix string        // route prefix from BasePathPrepend
+	basePrefix string          // route prefix from BasePathPrepend
 	docDefault *docIntegration // document-level x-portico-integration
 	security   *securityReader
 }
@@ -307,27 +307,27 @@ func (im *importer) reportUnconsumed() {
 }
 
 var awsExtensionHints = map[string]string{
-	"x-amazon-apigateway-integration":               "it is read only on operations under /paths",
-	"x-amazon-apigateway-any-method":                "it is read only as an operation of a path item under /paths",
-	"x-amazon-apigateway-authtype":                  "it is read only on security schemes",
-	"x-amazon-apigateway-authorizer":                "Lambda and Cognito authorizers are not run by Portico; to check JWTs, describe the issuer with x-portico-jwt on the security scheme",
-	"x-amazon-apigateway-gateway-responses":         "Portico answers its own errors with its own JSON bodies",
-	"x-amazon-apigateway-request-validators":        "Portico does not validate requests against the document",
-	"x-amazon-apigateway-request-validator":         "Portico does not validate requests against the document",
-	"x-amazon-apigateway-policy":                    "IAM resource policies do not exist in Portico; restrict access with policies such as API keys or JWT, or with a private endpoint's allowed networks",
-	"x-amazon-apigateway-binary-media-types":        "Portico passes bodies through unchanged and has no binary media type setting",
-	"x-amazon-apigateway-api-key-source":            "Portico reads API keys where the apiKey security scheme says",
-	"x-amazon-apigateway-minimum-compression-size":  "Portico has no payload compression setting",
-	"x-amazon-apigateway-endpoint-configuration":    "the endpoint type is set on the custom domain in Portico",
-	"x-amazon-apigateway-documentation":             "documentation parts are API Gateway's own",
-	"x-amazon-apigateway-importexport-version":      "it only labels API Gateway's export format",
-	"x-amazon-apigateway-cors":                      "it belongs to API Gateway HTTP APIs; answer OPTIONS with an operation or a CORS policy",
-	"x-amazon-apigateway-request-parameters":        "it belongs to API Gateway HTTP APIs",
-	"x-amazon-apigateway-tag-value":                 "tags are API Gateway's own",
-	"x-amazon-apigateway-auth":                      "IAM authorization is not run by Portico",
-	"x-amazon-apigateway-integrations":              "it belongs to API Gateway HTTP APIs",
-	"x-amazon-apigateway-endpoint-access-mode":      "the endpoint type is set on the custom domain in Portico",
-	"x-amazon-apigateway-security-policy":           "TLS settings are the edge's in Portico",
+	"x-amazon-apigateway-integration":                  "it is read only on operations under /paths",
+	"x-amazon-apigateway-any-method":                   "it is read only as an operation of a path item under /paths",
+	"x-amazon-apigateway-authtype":                     "it is read only on security schemes",
+	"x-amazon-apigateway-authorizer":                   "Lambda and Cognito authorizers are not run by Portico; to check JWTs, describe the issuer with x-portico-jwt on the security scheme",
+	"x-amazon-apigateway-gateway-responses":            "Portico answers its own errors with its own JSON bodies",
+	"x-amazon-apigateway-request-validators":           "Portico does not validate requests against the document",
+	"x-amazon-apigateway-request-validator":            "Portico does not validate requests against the document",
+	"x-amazon-apigateway-policy":                       "IAM resource policies do not exist in Portico; restrict access with policies such as API keys or JWT, or with a private endpoint's allowed networks",
+	"x-amazon-apigateway-binary-media-types":           "Portico passes bodies through unchanged and has no binary media type setting",
+	"x-amazon-apigateway-api-key-source":               "Portico reads API keys where the apiKey security scheme says",
+	"x-amazon-apigateway-minimum-compression-size":     "Portico has no payload compression setting",
+	"x-amazon-apigateway-endpoint-configuration":       "the endpoint type is set on the custom domain in Portico",
+	"x-amazon-apigateway-documentation":                "documentation parts are API Gateway's own",
+	"x-amazon-apigateway-importexport-version":         "it only labels API Gateway's export format",
+	"x-amazon-apigateway-cors":                         "it belongs to API Gateway HTTP APIs; answer OPTIONS with an operation or a CORS policy",
+	"x-amazon-apigateway-request-parameters":           "it belongs to API Gateway HTTP APIs",
+	"x-amazon-apigateway-tag-value":                    "tags are API Gateway's own",
+	"x-amazon-apigateway-auth":                         "IAM authorization is not run by Portico",
+	"x-amazon-apigateway-integrations":                 "it belongs to API Gateway HTTP APIs",
+	"x-amazon-apigateway-endpoint-access-mode":         "the endpoint type is set on the custom domain in Portico",
+	"x-amazon-apigateway-security-policy":              "TLS settings are the edge's in Portico",
 	"x-amazon-apigateway-disable-execute-api-endpoint": "Portico serves APIs only through its own domains",
 }
 
@@ -356,7 +356,11 @@ func (im *importer) basePathPrefix() string {
 			}
 			if i == 0 {
 				raw, ptr, at = p, index("/servers", 0)+"/url", s
-			} else if p != raw {
+				continue
+			}
+			a, errA := config.NormalizeBasePath(raw)
+			b, errB := config.NormalizeBasePath(p)
+			if errA == nil && errB == nil && a != b {
 				im.probs.add(index("/servers", i)+"/url", s, "BasePath prepend needs one base path, but the servers' URLs have different paths (%q and %q); keep servers whose URLs share a path, or import with BasePath ignore", raw, p)
 				return ""
 			}

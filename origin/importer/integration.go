@@ -49,7 +49,7 @@ func (im *importer) integration(o *operation) (config.Integration, []string) {
 			URI:     strings.TrimRight(im.opts.DefaultBackend, "/") + o.tmpl.uriPath(),
 			Timeout: config.Duration(defaultTimeout),
 		}
-		in.Parameters = implicitPathParams(o, nil)
+		in.Parameters = implicitPathParams(o, nil, o.tmpl.params)
 		return in, nil
 	}
 	return config.Integration{}, nil
@@ -72,8 +72,9 @@ func (im *importer) readPortico(o *operation, n *node, ptr string) (config.Integ
 		if !ok {
 			return config.Integration{}, nil
 		}
+		in.URI = f.uri
 		in.Parameters = im.checkMappings(o, porticoMappings(f.params, child(ptr, "parameters"), n.get("parameters")), placeholders, child(ptr, "uri"), n.get("uri"))
-		in.Parameters = implicitPathParams(o, in.Parameters, placeholders...)
+		in.Parameters = implicitPathParams(o, in.Parameters, placeholders)
 	}
 	keys := im.cacheKeys(o, n.get("cacheKeyParameters"), child(ptr, "cacheKeyParameters"))
 	return in, keys
@@ -341,7 +342,7 @@ func (d *docIntegration) apply(o *operation) config.Integration {
 		return in
 	}
 	in.URI = d.base + o.tmpl.uriPath()
-	in.Parameters = implicitPathParams(o, copyMap(d.in.Parameters))
+	in.Parameters = implicitPathParams(o, copyMap(d.in.Parameters), o.tmpl.params)
 	return in
 }
 
@@ -360,11 +361,7 @@ func copyMap(m map[string]string) map[string]string {
 // the operation's path parameters of the same name (for the default
 // integrations, all of the template's parameters), so that the stored
 // integration says explicitly where every placeholder comes from.
-func implicitPathParams(o *operation, params map[string]string, placeholders ...string) map[string]string {
-	names := placeholders
-	if names == nil {
-		names = o.tmpl.params
-	}
+func implicitPathParams(o *operation, params map[string]string, names []string) map[string]string {
 	for _, name := range names {
 		if _, mapped := params["path."+name]; mapped {
 			continue
@@ -594,7 +591,9 @@ func porticoMappings(params map[string]string, ptr string, n *node) []mapping {
 // at and atNode are where a placeholder nothing fills is reported.
 func (im *importer) checkMappings(o *operation, list []mapping, placeholders []string, at string, atNode *node) map[string]string {
 	out := make(map[string]string, len(list))
+	written := make(map[string]bool) // mapped, even if wrongly: reported once
 	for _, m := range list {
+		written[m.key] = true
 		if msg := checkParamMapping(m.key, m.value, o.tmpl); msg != "" {
 			im.probs.add(m.ptr, m.n, "%s", msg)
 			continue
@@ -610,7 +609,7 @@ func (im *importer) checkMappings(o *operation, list []mapping, placeholders []s
 		out[m.key] = m.value
 	}
 	for _, name := range placeholders {
-		if _, mapped := out["path."+name]; !mapped && !o.tmpl.hasParam(name) {
+		if !written["path."+name] && !o.tmpl.hasParam(name) {
 			im.probs.add(at, atNode, "the integration uri has {%s}, which is neither a path parameter of %s nor filled by a mapping of path %q; add the mapping or correct the placeholder", name, o.describe(), name)
 		}
 	}

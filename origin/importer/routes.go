@@ -91,16 +91,9 @@ func (im *importer) routes() []config.Route {
 			o := &operation{ptr: opPtr, n: op, method: method, tmpl: tmpl}
 			o.pathParams = im.checkPathParams(o, common, im.parameters(op.get("parameters"), child(opPtr, "parameters")))
 			seen.check(tmpl, method, opPtr, im.probs, op)
-			r := config.Route{
-				Method:  method,
-				Path:    im.basePrefix + raw,
-				Pointer: opPtr,
-			}
-			if r.Path != "/" && strings.HasSuffix(im.basePrefix, "/") {
-				r.Path = strings.TrimSuffix(im.basePrefix, "/") + raw
-			}
-			if r.Path == im.basePrefix+"/" && im.basePrefix != "" {
-				r.Path = im.basePrefix // "/v2" + "/" is the base path itself
+			r := config.Route{Method: method, Path: im.basePrefix + raw, Pointer: opPtr}
+			if im.basePrefix != "" && raw == "/" {
+				r.Path = im.basePrefix // "/prod" + "/" is the base path itself
 			}
 			if id := op.get("operationId"); id != nil {
 				s, ok := id.str()

@@ -64,13 +64,16 @@ type scanner struct {
 	// badRefs says whether a reference was refused; kin-openapi is then not
 	// run, because it would refuse the same thing with a worse message.
 	badRefs bool
+	// swagger says the document is Swagger 2.0, whose "examples" are
+	// always example data (OpenAPI 3's are Example Objects).
+	swagger bool
 	// cycles says whether a composition cycle was found; kin-openapi must
 	// then not see the document at all.
 	cycles bool
 }
 
-func scan(root *node, probs *problems) *scanner {
-	s := &scanner{root: root, probs: probs, refs: make(map[*node]*node), objects: make(map[*node]string)}
+func scan(root *node, swagger bool, probs *problems) *scanner {
+	s := &scanner{root: root, probs: probs, swagger: swagger, refs: make(map[*node]*node), objects: make(map[*node]string)}
 	s.walk(root, "", ctxKeywords)
 	s.checkCycles()
 	return s
@@ -102,7 +105,7 @@ func (s *scanner) walk(n *node, ptr string, ctx walkCtx) {
 			case k == "$ref":
 				s.ref(n, v, p)
 			case dataKeys[k] || skipKeys[k]:
-			case k == "examples" && v.kind == kArray: // JSON Schema examples: data
+			case k == "examples" && (v.kind == kArray || s.swagger): // JSON Schema's or Swagger's examples: data
 			case k == "parameters" && v.kind == kObject: // components or Swagger 2 parameters
 				s.walk(v, p, ctxNames)
 			default:
