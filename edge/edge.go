@@ -237,6 +237,12 @@ func (e *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		plugins.WriteError(w, http.StatusNotFound, fmt.Sprintf("no API is served at host %q", host))
 		return
 	}
+	if !h.Allows(client) {
+		// A private endpoint: the resource policy of the domain itself,
+		// checked before anything else about the request is looked at.
+		plugins.WriteError(w, http.StatusForbidden, "this API is not reachable from your network")
+		return
+	}
 	tls := r.TLS != nil
 	if !tls && h.Domain.PlainHTTP != config.PlainHTTPServe {
 		e.redirect(w, r, host, path)
