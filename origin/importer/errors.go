@@ -99,6 +99,22 @@ func (p *problems) add(ptr string, n *node, format string, args ...any) {
 
 func (p *problems) empty() bool { return len(p.list) == 0 }
 
+// merge adds the validator's problems, except those inside an element (or
+// at the root, which means "the document as a whole") where the importer
+// already found one: the validator then mostly restates it, and a second
+// import shows anything left once the first is fixed.
+func (p *problems) merge(other *problems) {
+	own := slices.Clone(p.list)
+	for _, e := range other.list {
+		covered := slices.ContainsFunc(own, func(o *Error) bool {
+			return e.Pointer == "" || o.Pointer == e.Pointer || strings.HasPrefix(o.Pointer, e.Pointer+"/")
+		})
+		if !covered {
+			p.add(e.Pointer, nil, "%s", e.Message)
+		}
+	}
+}
+
 // err returns the problems sorted by pointer, joined, capped at maxReported.
 func (p *problems) err() error {
 	if len(p.list) == 0 {

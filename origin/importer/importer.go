@@ -140,10 +140,12 @@ func Import(ctx context.Context, doc []byte, opts Options) (res *Result, err err
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	if !sc.badRefs && !sc.cycles {
-		if err := validateWithKin(ctx, root, format, opts, probs); err != nil {
+	if !sc.badRefs && !sc.cycles && !im.tooBig {
+		kin := &problems{}
+		if err := validateWithKin(ctx, root, format, kin); err != nil {
 			return nil, err
 		}
+		probs.merge(kin)
 	}
 	if !probs.empty() {
 		return nil, probs.err()
@@ -195,10 +197,10 @@ func detectFormat(root *node, probs *problems) (string, bool) {
 		probs.add("", root, "the document is %s, not an object; an OpenAPI document is an object starting with \"openapi: 3.x.y\" or \"swagger: '2.0'\"", root.kind)
 		return "", false
 	}
-	// A version written as a bare YAML number (swagger: 2.0) is read as
-	// the text it was written as.
-	for _, k := range []string{"openapi", "swagger"} {
-		if v := root.get(k); v != nil && v.kind == kNumber {
+	// A version written as a bare YAML number (swagger: 2.0, version: 1.10)
+	// is read as the text it was written as.
+	for _, v := range []*node{root.get("openapi"), root.get("swagger"), root.get("info").get("version")} {
+		if v != nil && v.kind == kNumber {
 			v.kind = kString
 		}
 	}
@@ -244,6 +246,9 @@ type importer struct {
 	basePrefix string          // route prefix from BasePathPrepend
 	docDefault *docIntegration // document-level x-portico-integration
 	security   *securityReader
+	// tooBig says the document exceeded a bound: nothing more is done
+	// with it.
+	tooBig bool
 }
 
 func (im *importer) build() *config.API {

@@ -82,6 +82,7 @@ func (im *importer) routes() []config.Route {
 			}
 			count++
 			if count > MaxOperations {
+				im.tooBig = true
 				im.probs.add(opPtr, op, "the document has more than %d operations; Portico refuses such documents to bound the work of an import: split the API", MaxOperations)
 				return out
 			}

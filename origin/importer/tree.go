@@ -207,7 +207,11 @@ func (p *jsonParser) startLine() int32 {
 func (p *jsonParser) syntax(err error) *parseError {
 	var se *json.SyntaxError
 	if errors.As(err, &se) {
-		return &parseError{line: p.lineAt(int(se.Offset)), msg: "the document is not valid JSON: " + se.Error()}
+		// Counted afresh: startLine may have skipped past the offending
+		// byte when it is a ',' or ':'.
+		off := min(int(se.Offset), len(p.src))
+		line := 1 + bytes.Count(p.src[:max(off-1, 0)], []byte{'\n'})
+		return &parseError{line: line, msg: "the document is not valid JSON: " + se.Error()}
 	}
 	if err == io.EOF || errors.Is(err, io.ErrUnexpectedEOF) {
 		return &parseError{line: p.lineAt(len(p.src)), msg: "the JSON document ends in the middle of a value; it may have been cut off"}
@@ -409,6 +413,9 @@ var jsonNumberRe = regexp.MustCompile(`^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0
 
 func (c *yamlConverter) scalar(y *yaml.Node) (*node, *parseError) {
 	n := &node{line: int32(y.Line)}
+	if strings.HasPrefix(y.Tag, "!") && !strings.HasPrefix(y.Tag, "!!") && y.Tag != "!" {
+		return nil, c.checkTag(y)
+	}
 	if y.Style&(yaml.DoubleQuotedStyle|yaml.SingleQuotedStyle|yaml.LiteralStyle|yaml.FoldedStyle) != 0 || y.Tag == "!" {
 		n.kind, n.text = kString, y.Value
 		return n, nil
