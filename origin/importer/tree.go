@@ -34,6 +34,9 @@ const (
 	// laughs") would otherwise expand to gigabytes. GitHub's 13 MB
 	// description has about 260,000, nested 22 deep.
 	maxNodes = 2_000_000
+	// maxAliasNodes bounds the values produced by expanding YAML aliases,
+	// which real documents use for a few shared responses or parameters.
+	maxAliasNodes = 200_000
 )
 
 type kind uint8
@@ -282,6 +285,10 @@ func (p *jsonParser) value(depth int) (*node, *parseError) {
 // merge keys under the node budget.
 type yamlConverter struct {
 	nodes int
+	// aliased counts values produced while expanding aliases; inAlias
+	// says an alias is being expanded.
+	aliased int
+	inAlias int
 	busy  map[*yaml.Node]bool // aliases being expanded, to refuse cycles
 }
 
@@ -315,13 +322,23 @@ func (c *yamlConverter) convert(y *yaml.Node, depth int) (*node, *parseError) {
 	if c.nodes > maxNodes {
 		return nil, c.fail(y, "the document expands to more than %d values (YAML aliases count each time they are used); Portico refuses such documents to bound the work of an import", maxNodes)
 	}
+	if c.inAlias > 0 {
+		c.aliased++
+		if c.aliased > maxAliasNodes {
+			return nil, c.fail(y, "the document's YAML aliases expand to more than %d values; Portico refuses such documents to bound the work of an import: use fewer aliases, or $ref", maxAliasNodes)
+		}
+	}
 	switch y.Kind {
 	case yaml.AliasNode:
 		if c.busy[y.Alias] {
 			return nil, c.fail(y, "YAML alias *%s refers to a value that contains it; remove the cycle", y.Value)
 		}
 		c.busy[y.Alias] = true
-		defer delete(c.busy, y.Alias)
+		c.inAlias++
+		defer func() {
+			delete(c.busy, y.Alias)
+			c.inAlias--
+		}()
 		c.nodes-- // the alias itself is not a value; its target is counted
 		return c.convert(y.Alias, depth)
 	case yaml.MappingNode:
