@@ -289,7 +289,7 @@ type yamlConverter struct {
 	// says an alias is being expanded.
 	aliased int
 	inAlias int
-	busy  map[*yaml.Node]bool // aliases being expanded, to refuse cycles
+	busy    map[*yaml.Node]bool // aliases being expanded, to refuse cycles
 }
 
 var yamlLineRe = regexp.MustCompile(`line (\d+)`)
