@@ -24,7 +24,6 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
-	"runtime/debug"
 	"slices"
 	"strings"
 
@@ -95,7 +94,9 @@ func Import(ctx context.Context, doc []byte, opts Options) (res *Result, err err
 		// refused document.
 		if r := recover(); r != nil {
 			res = nil
-			err = errors.Join(&Error{Message: fmt.Sprintf("the importer failed on this document (%v); this is a bug in Portico, please report it with the document. Stack: %s", r, firstFrames(debug.Stack()))})
+			// The stack stays out of the message, which reaches API
+			// clients; the document reproduces the failure.
+			err = errors.Join(&Error{Message: fmt.Sprintf("the importer failed on this document (%v); this is a bug in Portico, please report it with the document", r)})
 		}
 	}()
 	probs := &problems{}
@@ -153,15 +154,6 @@ func Import(ctx context.Context, doc []byte, opts Options) (res *Result, err err
 	sum := sha256.Sum256(doc)
 	api.SourceDigest = hex.EncodeToString(sum[:])
 	return &Result{API: *api, Format: format}, nil
-}
-
-// firstFrames keeps a panic's stack short enough for an error message.
-func firstFrames(stack []byte) string {
-	lines := strings.Split(string(stack), "\n")
-	if len(lines) > 16 {
-		lines = lines[:16]
-	}
-	return strings.Join(lines, " | ")
 }
 
 func checkOptions(opts *Options, probs *problems) {

@@ -185,3 +185,12 @@ func TestSlugName(t *testing.T) {
 	}
 	wantProblems(t, mustFail(t, oas30("paths:\n  /a:\n    get: {"+op+"}\n"), Options{Name: "-bad name"}), map[string]string{"": "import option Name"})
 }
+
+func TestByteOrderMark(t *testing.T) {
+	for _, doc := range []string{
+		"\ufeff{\"openapi\": \"3.0.3\", \"info\": {\"title\": \"T\", \"version\": \"1\"}, \"paths\": {\"/a\": {\"get\": {\"responses\": {\"200\": {\"description\": \"ok\"}}}}}}",
+		"\ufeffopenapi: 3.0.3\ninfo: {title: T, version: '1'}\npaths:\n  /a:\n    get: {" + op + "}\n",
+	} {
+		mustImport(t, []byte(doc), Options{})
+	}
+}

@@ -149,7 +149,10 @@ func parseDocument(doc []byte) (*node, *parseError) {
 	if !utf8.Valid(doc) {
 		return nil, &parseError{msg: "the document is not valid UTF-8 text; save it as UTF-8 JSON or YAML"}
 	}
-	trimmed := bytes.TrimLeft(doc, " \t\r\n\ufeff")
+	// A byte order mark is allowed by YAML and common in files saved on
+	// Windows; the JSON decoder would refuse it.
+	doc = bytes.TrimPrefix(doc, []byte("\ufeff"))
+	trimmed := bytes.TrimLeft(doc, " \t\r\n")
 	if len(trimmed) == 0 {
 		return nil, &parseError{msg: "the document is empty; import an OpenAPI 3.0, 3.1 or Swagger 2.0 document"}
 	}
