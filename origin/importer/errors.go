@@ -104,12 +104,23 @@ func (p *problems) empty() bool { return len(p.list) == 0 }
 // already found one: the validator then mostly restates it, and a second
 // import shows anything left once the first is fixed.
 func (p *problems) merge(other *problems) {
-	own := slices.Clone(p.list)
+	// Every pointer the importer reported at, and each of its ancestors.
+	covered := make(map[string]bool)
+	for _, o := range p.list {
+		for ptr := o.Pointer; ; {
+			if covered[ptr] {
+				break
+			}
+			covered[ptr] = true
+			i := strings.LastIndexByte(ptr, '/')
+			if i < 0 {
+				break
+			}
+			ptr = ptr[:i]
+		}
+	}
 	for _, e := range other.list {
-		covered := slices.ContainsFunc(own, func(o *Error) bool {
-			return e.Pointer == "" || o.Pointer == e.Pointer || strings.HasPrefix(o.Pointer, e.Pointer+"/")
-		})
-		if !covered {
+		if !covered[e.Pointer] {
 			p.add(e.Pointer, nil, "%s", e.Message)
 		}
 	}

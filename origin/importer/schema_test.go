@@ -143,3 +143,23 @@ func TestReferences(t *testing.T) {
       `+op+`
 `), Options{})
 }
+
+// A reference into example data makes that data a schema for whoever
+// follows the reference, so a cycle through it is found too.
+func TestCycleThroughReferencedData(t *testing.T) {
+	probs := mustFail(t, schemasDoc(`    A:
+      allOf: [{$ref: '#/components/schemas/A/example'}]
+      example: {allOf: [{$ref: '#/components/schemas/A'}]}
+`), Options{})
+	var found bool
+	for _, p := range probs {
+		found = found || strings.Contains(p.Message, "includes itself through")
+	}
+	if !found {
+		t.Errorf("no cycle reported: %v", probs)
+	}
+	wantProblems(t, mustFail(t, schemasDoc(`    A:
+      properties: {a: {$ref: '#/components/schemas/A/x-data'}}
+      x-data: {properties: {b: {$ref: 'https://example.com/b.json'}}}
+`), Options{}), map[string]string{"/components/schemas/A/x-data/properties/b/$ref": "never fetches anything"})
+}
