@@ -80,7 +80,7 @@ func (im *importer) readPortico(o *operation, n *node, ptr string) (config.Integ
 	return in, keys
 }
 
-// porticoFields are the fields of an x-portico-integration once read.
+// porticoFieldSet holds the fields of an x-portico-integration once read.
 type porticoFieldSet struct {
 	in     config.Integration
 	uri    string
