@@ -61,7 +61,7 @@ type Config struct {
 	// all three).
 	Algorithms []string `json:"algorithms,omitempty"`
 	// ClockSkew tolerated on exp, nbf and iat; default 60s, at most 5m.
-	ClockSkew config.Duration `json:"clockSkew,omitempty"`
+	ClockSkew *config.Duration `json:"clockSkew,omitempty"`
 	// ClaimHeaders maps claims to headers sent to the origin; default
 	// {"sub": "X-Portico-Principal"}.
 	ClaimHeaders map[string]string `json:"claimHeaders,omitempty"`
@@ -200,7 +200,7 @@ func (f *Factory) New(_ context.Context, spec config.PolicySpec, _ plugins.Scope
 		p.algs = append(p.algs, alg)
 	}
 	p.skew = 60 * time.Second
-	if c.ClockSkew != 0 {
+	if c.ClockSkew != nil {
 		p.skew = c.ClockSkew.Std()
 		if p.skew < 0 || p.skew > 5*time.Minute {
 			return nil, fmt.Errorf("clockSkew %s is not valid: use 0s to 5m", p.skew)

@@ -73,6 +73,7 @@ func NewRedis(o RedisOptions) (*Redis, error) {
 		PoolTimeout:     o.Timeout,
 		PoolSize:        o.PoolSize,
 		MaxRetries:      -1, // a retried limit check is a late one
+		DialerRetries:   1,
 		DisableIdentity: true,
 	})
 	r := NewRedisFromClient(c, o)
