@@ -116,6 +116,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// A CORS preflight names the method it asks about; the real edge
 		// routes it the same way.
 		rt = h.match(r.Header.Get("Access-Control-Request-Method"), r.URL.Path)
+		for i := 0; rt == nil && i < len(h.routes); i++ {
+			if h.routes[i].r.Path == r.URL.Path {
+				rt = &h.routes[i] // the cors policy refuses the method
+			}
+		}
 	}
 	if rt == nil {
 		plugins.WriteError(w, http.StatusNotFound, "Not Found")

@@ -3,6 +3,7 @@ package edgetest
 import (
 	"bufio"
 	"fmt"
+	"net/http"
 	"net"
 	"os"
 	"os/exec"
@@ -11,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/portico-edge/portico/plugins"
 )
 
 // Clock is a settable clock for tests.
@@ -120,3 +123,36 @@ func Must(t testing.TB, err error) {
 		t.Fatal(fmt.Sprint(err))
 	}
 }
+
+// Discard is a ResponseWriter for benchmarks: it keeps the status and
+// drops the body. Reset clears it between iterations without allocating.
+type Discard struct {
+	H      http.Header
+	Status int
+}
+
+// NewDiscard returns an empty Discard.
+func NewDiscard() *Discard { return &Discard{H: make(http.Header, 8)} }
+
+// Header implements http.ResponseWriter.
+func (d *Discard) Header() http.Header { return d.H }
+
+// Write implements http.ResponseWriter.
+func (d *Discard) Write(b []byte) (int, error) {
+	if d.Status == 0 {
+		d.Status = http.StatusOK
+	}
+	return len(b), nil
+}
+
+// WriteHeader implements http.ResponseWriter.
+func (d *Discard) WriteHeader(s int) { d.Status = s }
+
+// Reset clears the status and headers.
+func (d *Discard) Reset() {
+	clear(d.H)
+	d.Status = 0
+}
+
+// OK is a terminal handler that answers 200 with nothing.
+var OK = plugins.HandlerFunc(func(w http.ResponseWriter, _ *plugins.Exchange) { w.WriteHeader(http.StatusOK) })
