@@ -44,19 +44,21 @@ type CacheKey [32]byte
 // never share results) and the credential values. Parts are length-prefixed
 // so that ("ab","c") and ("a","bc") differ.
 func Key(parts ...string) CacheKey {
-	h := sha256.New()
-	var n [8]byte
+	n := 0
+	for _, p := range parts {
+		n += 4 + len(p)
+	}
+	// Small keys are assembled on the stack and hashed in one call.
+	buf := make([]byte, 0, 512)
+	if n > cap(buf) {
+		buf = make([]byte, 0, n)
+	}
 	for _, p := range parts {
 		l := len(p)
-		for i := range n {
-			n[i] = byte(l >> (8 * i))
-		}
-		h.Write(n[:])
-		h.Write([]byte(p))
+		buf = append(buf, byte(l), byte(l>>8), byte(l>>16), byte(l>>24))
+		buf = append(buf, p...)
 	}
-	var k CacheKey
-	h.Sum(k[:0])
-	return k
+	return sha256.Sum256(buf)
 }
 
 // Options configures New.
