@@ -123,4 +123,3 @@ func TestConfigErrors(t *testing.T) {
 		}
 	}
 }
-

@@ -416,6 +416,13 @@ func (p *policy) verify(ctx context.Context, token string) (*verified, error) {
 	if std.Expiry == nil {
 		return nil, errInvalid("the token has no expiry (exp)")
 	}
+	if len(std.Audience) == 0 {
+		// Cognito access tokens carry the app client in client_id and no
+		// aud; API Gateway's JWT authorizer accepts either, and so do we.
+		if cid, ok := raw["client_id"].(string); ok && cid != "" {
+			std.Audience = josejwt.Audience{cid}
+		}
+	}
 	err = std.ValidateWithLeeway(josejwt.Expected{Issuer: p.issuer, AnyAudience: p.audiences, Time: now}, p.skew)
 	switch {
 	case err == nil:

@@ -61,8 +61,9 @@ func (s signer) public() jose.JSONWebKey {
 
 type claims struct {
 	josejwt.Claims
-	Scope string `json:"scope,omitempty"`
-	Email string `json:"email,omitempty"`
+	Scope    string `json:"scope,omitempty"`
+	Email    string `json:"email,omitempty"`
+	ClientID string `json:"client_id,omitempty"`
 }
 
 func (s signer) sign(t *testing.T, c claims) string {
@@ -213,6 +214,8 @@ func TestTokens(t *testing.T) {
 		{"no exp", mod(func(c *claims) { c.Expiry = nil }), 401, "no expiry"},
 		{"wrong issuer", mod(func(c *claims) { c.Issuer = "https://evil.example.com" }), 401, "issuer"},
 		{"wrong audience", mod(func(c *claims) { c.Audience = josejwt.Audience{"someone-else"} }), 401, "audience"},
+		{"client_id instead of aud (Cognito access token)", mod(func(c *claims) { c.Audience = nil; c.ClientID = "app" }), 200, ""},
+		{"client_id not accepted", mod(func(c *claims) { c.Audience = nil; c.ClientID = "nope" }), 401, "audience"},
 		{"missing scope", mod(func(c *claims) { c.Scope = "openid" }), 403, "pets:read"},
 		{"bad signature", other.sign(t, good(t0)), 401, "signature"},
 		{"alg none", noneTok, 401, "algorithm"},
@@ -240,8 +243,8 @@ func TestTokens(t *testing.T) {
 			t.Errorf("%s: WWW-Authenticate %q lacks insufficient_scope", c.name, wa)
 		}
 	}
-	if n := len(e.backend.Requests()); n != 2 {
-		t.Fatalf("backend saw %d requests, want 2 (the two valid tokens)", n)
+	if n := len(e.backend.Requests()); n != 3 {
+		t.Fatalf("backend saw %d requests, want 3 (the valid tokens)", n)
 	}
 }
 

@@ -233,11 +233,11 @@ const (
 // signed is what a request claims about its signature.
 type signed struct {
 	akid, date, region, service string // from the credential scope
-	amzDate                         string
-	signedHeaders                   string
-	signature                       string
-	presigned                       bool
-	expires                         time.Duration
+	amzDate                     string
+	signedHeaders               string
+	signature                   string
+	presigned                   bool
+	expires                     time.Duration
 }
 
 func (p *policy) parse(r *http.Request, rawQuery string) (*signed, error) {

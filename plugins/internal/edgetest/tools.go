@@ -3,8 +3,8 @@ package edgetest
 import (
 	"bufio"
 	"fmt"
-	"net/http"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"strconv"
