@@ -213,6 +213,7 @@ func (p *policy) serve(w http.ResponseWriter, ex *plugins.Exchange, next plugins
 		return
 	}
 	f.m.accepted.Inc()
+	delete(r.Header, IdentityHeader) // the origin trusts this name
 	ex.Identity.Principal = key.ID
 	ex.Identity.Source = "api-key"
 	ex.Identity.APIKeyID = key.ID

@@ -332,6 +332,11 @@ func (p *policy) serve(w http.ResponseWriter, ex *plugins.Exchange, next plugins
 		return
 	}
 	f.m.accepted.Inc()
+	// Claim headers the token does not fill must not arrive from the
+	// client either: the origin trusts these names.
+	for _, ch := range p.claimHeaders {
+		delete(r.Header, ch.header)
+	}
 	ex.Identity.Principal = res.Principal
 	ex.Identity.Source = "jwt"
 	for k, v := range res.Headers {

@@ -248,6 +248,23 @@ func TestTokens(t *testing.T) {
 	}
 }
 
+// A claim header the token does not fill cannot be supplied by the client.
+func TestClientCannotForgeClaimHeaders(t *testing.T) {
+	key := newRSA(t, "k1")
+	js := startJWKS(t, key.public())
+	e := start(t, cfgFor(js.srv.URL, `"claimHeaders":{"sub":"X-Portico-Principal","email":"X-User-Email"}`), jwt.Options{AllowPrivateJWKS: true})
+	c := good(t0)
+	c.Email = ""
+	st, _, body := edgetest.Get(t, e.url+"/pets", "Authorization: Bearer "+key.sign(t, c), "X-User-Email: admin@example.com", "X-Portico-Principal: root")
+	if st != 200 {
+		t.Fatalf("%d %s", st, body)
+	}
+	h := e.backend.Requests()[0].Header
+	if h.Get("X-User-Email") != "" || h.Values("X-Portico-Principal")[0] != "user-42" || len(h.Values("X-Portico-Principal")) != 1 {
+		t.Fatalf("backend got X-User-Email %q, X-Portico-Principal %q", h.Get("X-User-Email"), h.Values("X-Portico-Principal"))
+	}
+}
+
 func TestOtherAlgorithmsAndInlineKeys(t *testing.T) {
 	ec, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	edgetest.Must(t, err)

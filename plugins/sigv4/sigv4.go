@@ -216,6 +216,8 @@ func (p *policy) serve(w http.ResponseWriter, ex *plugins.Exchange, next plugins
 		return
 	}
 	f.m.accepted.Inc()
+	delete(r.Header, PrincipalHeader) // the origin trusts these names
+	delete(r.Header, AccessKeyHeader)
 	ex.Identity.Principal = key.Principal
 	ex.Identity.Source = "sigv4"
 	ex.Identity.SetHeader(PrincipalHeader, key.Principal)
