@@ -19,9 +19,6 @@ set -euo pipefail
 RUNS=${RUNS:-3}
 DURATION=${DURATION:-10s}
 CONNS=${CONNS:-64}
-BACKEND_PORT=${BACKEND_PORT:-18480}
-NONE_PORT=${NONE_PORT:-18481}
-ACCESS_PORT=${ACCESS_PORT:-18482}
 MAX_LOSS_PCT=${MAX_LOSS_PCT:-10}
 
 for tool in wrk taskset curl; do
@@ -38,31 +35,33 @@ cleanup() {
 }
 trap cleanup EXIT
 
-wait_up() { # url
-	for _ in $(seq 1 100); do
-		curl -s -o /dev/null "$1" && return 0
-		sleep 0.1
+# Servers listen on ports the kernel picks and write them to a file, so
+# that runs of other benchmarks on the machine cannot collide with these.
+wait_addr() { # file -> host:port
+	for _ in $(seq 1 200); do
+		[[ -s "$1" ]] && { cat "$1"; return 0; }
+		sleep 0.05
 	done
-	echo "access.sh: $1 did not come up" >&2
+	echo "access.sh: no server wrote $1" >&2
 	exit 1
 }
 
 if [[ -z "${EDGE_NONE_URL:-}" ]]; then
 	(cd "$root" && go build -o "$work/accessbench" ./plugins/internal/accessbench)
-	GOMAXPROCS=1 taskset -c 0 "$work/accessbench" -role backend -addr "127.0.0.1:$BACKEND_PORT" &
+	GOMAXPROCS=1 taskset -c 0 "$work/accessbench" -role backend -addr 127.0.0.1:0 -addr-file "$work/backend.addr" &
 	pids+=($!)
-	wait_up "http://127.0.0.1:$BACKEND_PORT/"
+	backend=$(wait_addr "$work/backend.addr")
 	CREDS="$work/creds"
-	GOMAXPROCS=1 taskset -c 0 "$work/accessbench" -role edge -chain none -addr "127.0.0.1:$NONE_PORT" \
-		-backend "http://127.0.0.1:$BACKEND_PORT" -creds "$work/creds.none" &
+	GOMAXPROCS=1 taskset -c 0 "$work/accessbench" -role edge -chain none -addr 127.0.0.1:0 -addr-file "$work/none.addr" \
+		-backend "http://$backend" -creds "$work/creds.none" &
 	pids+=($!)
-	GOMAXPROCS=1 taskset -c 0 "$work/accessbench" -role edge -chain access -addr "127.0.0.1:$ACCESS_PORT" \
-		-backend "http://127.0.0.1:$BACKEND_PORT" -creds "$CREDS" &
+	NONE_PID=$!
+	GOMAXPROCS=1 taskset -c 0 "$work/accessbench" -role edge -chain access -addr 127.0.0.1:0 -addr-file "$work/access.addr" \
+		-backend "http://$backend" -creds "$CREDS" &
 	pids+=($!)
-	EDGE_NONE_URL="http://127.0.0.1:$NONE_PORT/pets"
-	EDGE_ACCESS_URL="http://127.0.0.1:$ACCESS_PORT/pets"
-	wait_up "$EDGE_NONE_URL"
-	wait_up "$EDGE_ACCESS_URL"
+	ACCESS_PID=$!
+	EDGE_NONE_URL="http://$(wait_addr "$work/none.addr")/pets"
+	EDGE_ACCESS_URL="http://$(wait_addr "$work/access.addr")/pets"
 fi
 
 key=$(sed -n 1p "$CREDS")
@@ -72,8 +71,16 @@ status=$(curl -s -o /dev/null -w '%{http_code}' -H "x-api-key: $key" -H "Authori
 status=$(curl -s -o /dev/null -w '%{http_code}' "$EDGE_ACCESS_URL")
 [[ "$status" != 200 ]] || { echo "access.sh: the access route lets a request without credentials through" >&2; exit 1; }
 
-run() { # url -> "rps p99"
-	local out
+# cpu_ticks PID: user+system CPU time of a process, in clock ticks.
+cpu_ticks() { [[ -n "${1:-}" && -r /proc/$1/stat ]] && awk '{print $14 + $15}' "/proc/$1/stat" || echo 0; }
+HZ=$(getconf CLK_TCK)
+
+# run URL PID -> "rps p99 cpu_us_per_request". CPU per request is measured on
+# the edge process (when its PID is known): on a busy machine it varies far
+# less than throughput does.
+run() {
+	local out c0 c1 n
+	c0=$(cpu_ticks "${2:-}")
 	out=$(taskset -c 1 wrk -t1 -c"$CONNS" -d"$DURATION" --latency \
 		-H "x-api-key: $key" -H "Authorization: Bearer $token" "$1")
 	if grep -q "Non-2xx" <<<"$out"; then
@@ -81,15 +88,17 @@ run() { # url -> "rps p99"
 		echo "$out" >&2
 		exit 1
 	fi
-	echo "$(awk '/^Requests\/sec:/ {print $2}' <<<"$out") $(awk '/^ +99%/ {print $2}' <<<"$out")"
+	c1=$(cpu_ticks "${2:-}")
+	n=$(awk '/requests in/ {print $1}' <<<"$out")
+	echo "$(awk '/^Requests\/sec:/ {print $2}' <<<"$out") $(awk '/^ +99%/ {print $2}' <<<"$out") $(awk -v a="$c0" -v b="$c1" -v n="$n" -v hz="$HZ" 'BEGIN {printf "%.1f", (n > 0 && b > a) ? (b - a) / hz * 1e6 / n : 0}')"
 }
 
-none=() access=()
+none=() access=() nonecpu=() accesscpu=()
 for i in $(seq 1 "$RUNS"); do
-	read -r a ap < <(run "$EDGE_NONE_URL"); none+=("$a")
-	read -r b bp < <(run "$EDGE_ACCESS_URL"); access+=("$b")
+	read -r a ap ac < <(run "$EDGE_NONE_URL" "${NONE_PID:-}"); none+=("$a"); nonecpu+=("$ac")
+	read -r b bp bc < <(run "$EDGE_ACCESS_URL" "${ACCESS_PID:-}"); access+=("$b"); accesscpu+=("$bc")
 	[[ -n "$a" && -n "$b" ]] || { echo "access.sh: a wrk run failed" >&2; exit 1; }
-	printf 'run %d: none %s rps (p99 %s), access %s rps (p99 %s)\n' "$i" "$a" "$ap" "$b" "$bp"
+	printf 'run %d: none %s rps (p99 %s, %s us CPU/req), access %s rps (p99 %s, %s us CPU/req)\n' "$i" "$a" "$ap" "$ac" "$b" "$bp" "$bc"
 done
 
 stats() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {m=(NR%2)?v[(NR+1)/2]:(v[NR/2]+v[NR/2+1])/2; printf "%.0f %.0f\n", m, v[NR]}'; }
@@ -99,4 +108,9 @@ loss=$(awk -v a="$am" -v n="$nm" 'BEGIN {printf "%.1f", (1 - a/n) * 100}')
 echo "none:   median $nm rps, max $nx rps"
 echo "access: median $am rps, max $ax rps (api-key + usage plan throttle/quota + jwt)"
 echo "throughput loss (median): $loss% (target <= $MAX_LOSS_PCT%)"
+if [[ -n "${NONE_PID:-}" ]]; then
+	read -r ncm _ < <(stats "${nonecpu[@]}")
+	read -r acm _ < <(stats "${accesscpu[@]}")
+	echo "edge CPU per request (median): none ${ncm} us, access ${acm} us"
+fi
 awk -v l="$loss" -v m="$MAX_LOSS_PCT" 'BEGIN {exit !(l <= m)}' || { echo "access.sh: loss above target" >&2; exit 1; }

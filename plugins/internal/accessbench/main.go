@@ -12,6 +12,7 @@ import (
 	"flag"
 	"fmt"
 	"log"
+	"net"
 	"net/http"
 	"os"
 	"time"
@@ -35,6 +36,7 @@ func main() {
 	backend := flag.String("backend", "", "backend URL (edge)")
 	chain := flag.String("chain", "none", "none or access (edge)")
 	creds := flag.String("creds", "", "file to write the API key and bearer token to (edge)")
+	flag.StringVar(&addrFile, "addr-file", "", "file to write the address listened on to, once listening")
 	flag.Parse()
 	if err := run(*role, *addr, *backend, *chain, *creds); err != nil {
 		log.Fatal(err)
@@ -118,7 +120,18 @@ func run(role, addr, backend, chain, credsFile string) error {
 	return serve(addr, h)
 }
 
+var addrFile string
+
 func serve(addr string, h http.Handler) error {
-	srv := &http.Server{Addr: addr, Handler: h, ReadHeaderTimeout: 10 * time.Second}
-	return srv.ListenAndServe()
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	if addrFile != "" {
+		if err := os.WriteFile(addrFile, []byte(l.Addr().String()), 0o600); err != nil {
+			return err
+		}
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	return srv.Serve(l)
 }
