@@ -49,7 +49,7 @@ func Key(parts ...string) CacheKey {
 		n += 4 + len(p)
 	}
 	// Small keys are assembled on the stack and hashed in one call.
-	buf := make([]byte, 0, 512)
+	buf := make([]byte, 0, 2048)
 	if n > cap(buf) {
 		buf = make([]byte, 0, n)
 	}

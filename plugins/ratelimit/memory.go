@@ -142,7 +142,6 @@ func (s *memShard) evictBuckets(now int64) {
 // Take implements QuotaCounter. It never fails.
 func (m *Memory) Take(_ context.Context, key string, n, limit int64, resetAt time.Time) (QuotaDecision, error) {
 	reset := resetAt.Unix()
-	now := m.now().Unix()
 	s := m.shard(key)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -150,6 +149,7 @@ func (m *Memory) Take(_ context.Context, key string, n, limit int64, resetAt tim
 	if !ok || e.resetAt != reset {
 		e = quotaEntry{resetAt: reset}
 		if !ok && len(s.quota) >= m.perCap {
+			now := m.now().Unix()
 			for k, q := range s.quota {
 				if q.resetAt <= now {
 					delete(s.quota, k)
