@@ -15,6 +15,7 @@ import (
 	"net/textproto"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -65,6 +66,28 @@ type Options struct {
 type Factory struct {
 	o Options
 	m metrics
+	// windows caches the current quota period per period kind: every
+	// plan's periods share UTC boundaries, so the calendar arithmetic is
+	// done once per period, not per request.
+	windows [3]atomic.Pointer[window]
+}
+
+type window struct{ start, end time.Time }
+
+func (f *Factory) window(q *config.Quota, now time.Time) time.Time {
+	i := 0
+	switch q.Period {
+	case config.QuotaWeek:
+		i = 1
+	case config.QuotaMonth:
+		i = 2
+	}
+	if w := f.windows[i].Load(); w != nil && !now.Before(w.start) && now.Before(w.end) {
+		return w.end
+	}
+	start, end := q.Window(now)
+	f.windows[i].Store(&window{start, end})
+	return end
 }
 
 type metrics struct {
@@ -277,7 +300,7 @@ func (p *policy) enforce(w http.ResponseWriter, ex *plugins.Exchange, key *confi
 	}
 	now := f.o.Now()
 	if q := plan.Quota; q != nil {
-		_, end := q.Window(now)
+		end := f.window(q, now)
 		d, err := f.o.Quotas.Take(ctx, "q:"+plan.ID+":"+key.ID, 1, q.Limit, end)
 		if err != nil {
 			return p.storeFailed(w, ex, err)
