@@ -90,6 +90,11 @@ run() {
 	fi
 	c1=$(cpu_ticks "${2:-}")
 	n=$(awk '/requests in/ {print $1}' <<<"$out")
+	if [[ -z "$n" || "$n" == 0 ]]; then
+		echo "access.sh: wrk completed no request against $1:" >&2
+		echo "$out" >&2
+		return
+	fi
 	echo "$(awk '/^Requests\/sec:/ {print $2}' <<<"$out") $(awk '/^ +99%/ {print $2}' <<<"$out") $(awk -v a="$c0" -v b="$c1" -v n="$n" -v hz="$HZ" 'BEGIN {printf "%.1f", (n > 0 && b > a) ? (b - a) / hz * 1e6 / n : 0}')"
 }
 
