@@ -29,6 +29,7 @@ import (
 	"github.com/portico-edge/portico/edge/router"
 	"github.com/portico-edge/portico/edge/wsrelay"
 	"github.com/portico-edge/portico/plugins"
+	"github.com/portico-edge/portico/plugins/ipfilter"
 )
 
 // Config configures an edge.
@@ -52,7 +53,14 @@ type Config struct {
 	WebSocket wsrelay.Limits
 	// Limits bound request sizes (headers, URI, body).
 	Limits hygiene.Limits
-	Logger *slog.Logger
+	// TrustedProxies are the networks of proxies in front of this node
+	// whose X-Forwarded-For is believed; empty believes none.
+	TrustedProxies []netip.Prefix
+	// Prepare, when set, readies node-wide data of a snapshot (key
+	// tables) before it is compiled; the returned commit installs it once
+	// the snapshot is accepted.
+	Prepare func(*config.Snapshot) (commit func(), err error)
+	Logger  *slog.Logger
 	// Clock for tests; default time.Now.
 	Now func() time.Time
 }
@@ -162,6 +170,13 @@ func (e *Edge) Version() string {
 // flight finish on the generation they started with.
 func (e *Edge) Apply(snap *config.Snapshot) error {
 	ctx := context.Background()
+	commit := func() {}
+	if e.cfg.Prepare != nil {
+		var err error
+		if commit, err = e.cfg.Prepare(snap); err != nil {
+			return err
+		}
+	}
 	table, err := router.Compile(snap, e.cfg.EndpointTypes, func(st *router.Stage, i int) (plugins.Handler, []plugins.Policy, error) {
 		r := &st.Deployment.API.Routes[i]
 		att := plugins.Attachments(st.Deployment, st.Stage, r)
@@ -174,6 +189,7 @@ func (e *Edge) Apply(snap *config.Snapshot) error {
 		return err
 	}
 	g := &generation{table: table}
+	commit()
 	old := e.gen.Swap(g)
 	e.ready.Store(true)
 	if old != nil {
@@ -214,7 +230,7 @@ func (e *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if req.Close {
 		w.Header().Set("Connection", "close")
 	}
-	client := peerAddr(r)
+	client := ipfilter.ClientAddr(r, e.cfg.TrustedProxies)
 	hygiene.Sanitize(r.Header)
 	if req.WebSocket {
 		// Sanitize removed the hop-by-hop fields of the handshake; put
@@ -339,14 +355,6 @@ func (e *Edge) redirect(w http.ResponseWriter, r *http.Request, host, path strin
 	}
 	w.Header().Set("Location", target)
 	plugins.WriteError(w, http.StatusPermanentRedirect, "use HTTPS: "+target)
-}
-
-func peerAddr(r *http.Request) netip.Addr {
-	ap, err := netip.ParseAddrPort(r.RemoteAddr)
-	if err != nil {
-		return netip.Addr{}
-	}
-	return ap.Addr().Unmap()
 }
 
 // requestIDs makes request IDs: a random per-process prefix and a

@@ -46,10 +46,11 @@ func startTestOrigin(t *testing.T) *testOrigin {
 	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
 
 	ctx, cancel := context.WithCancel(context.Background())
-	reg, err := policyRegistry()
+	n, err := newNode(nodeFlags{}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
+	reg := n.Policies
 	o, first, err := origin.New(ctx, origin.Config{DataDir: t.TempDir(), AdminListen: "127.0.0.1:0", DataListen: "127.0.0.1:0",
 		Importer: importDocument, Policies: reg, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {

@@ -56,11 +56,13 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		go func() { <-ctx.Done(); bs.Close() }()
 	}
 
-	reg, err := policyRegistry()
+	// Dev fetches JWKS from loopback too: the quickstart's identity
+	// provider, if any, runs beside it.
+	n, err := newNode(nodeFlags{authFailures: 10, authWindow: time.Minute, authCacheEntries: 10000, allowPrivateJWKS: true}, log)
 	if err != nil {
 		return err
 	}
-	o, _, err := origin.New(ctx, origin.Config{DataDir: filepath.Join(*dataDir, "origin"), AdminListen: *adminListen, DataListen: *dataListen, Importer: importDocument, Policies: reg, Logger: log})
+	o, _, err := origin.New(ctx, origin.Config{DataDir: filepath.Join(*dataDir, "origin"), AdminListen: *adminListen, DataListen: *dataListen, Importer: importDocument, Policies: n.Policies, Logger: log})
 	if err != nil {
 		return err
 	}
@@ -84,7 +86,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	go func() { errc <- o.Serve(ctx, 5*time.Second) }()
 
 	originURL := &url.URL{Scheme: "http", Host: o.DataAddr()}
-	e, err := edge.New(edge.Config{Origin: originURL, Token: edgeTok, DataDir: filepath.Join(*dataDir, "edge"), Policies: reg, HTTPSPort: portOf(*httpsListen), Logger: log})
+	e, err := edge.New(edge.Config{Origin: originURL, Token: edgeTok, DataDir: filepath.Join(*dataDir, "edge"), Policies: n.Policies, Prepare: n.prepare, HTTPSPort: portOf(*httpsListen), Logger: log})
 	if err != nil {
 		return err
 	}
@@ -112,7 +114,7 @@ Use the admin API with portico ctl:
 		writeDevEnv(*dataDir, o.AdminAddr(), adminTok)
 	}
 	go func() {
-		errc <- serveEdge(ctx, e, edgeListeners{HTTPS: *httpsListen, HTTP: *httpListen, Ops: *opsListen, Certs: certs, Drain: 5 * time.Second, Ready: ready}, log)
+		errc <- serveEdge(ctx, e, n, edgeListeners{HTTPS: *httpsListen, HTTP: *httpListen, Ops: *opsListen, Certs: certs, Drain: 5 * time.Second, Ready: ready}, log)
 	}()
 	select {
 	case <-ctx.Done():

@@ -16,6 +16,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
 	"github.com/portico-edge/portico/edge"
 	"github.com/portico-edge/portico/edge/devca"
 	"github.com/portico-edge/portico/edge/hygiene"
@@ -33,9 +35,11 @@ func runEdge(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	certFile := fs.String("tls-cert", "", "default certificate (PEM) for names without their own")
 	keyFile := fs.String("tls-key", "", "key of --tls-cert")
 	devCA := fs.Bool("dev-ca", false, "issue certificates from a local development CA kept in the data dir (not for production)")
-	opsListen := fs.String("ops-listen", "127.0.0.1:9902", "address for /healthz and /readyz; empty disables it")
+	opsListen := fs.String("ops-listen", "127.0.0.1:9902", "address for /healthz, /readyz and /metrics; empty disables it")
 	drain := fs.Duration("drain", 15*time.Second, "how long requests in flight may take to finish at shutdown")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	var nf nodeFlags
+	nf.register(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -55,7 +59,7 @@ func runEdge(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	tuneGC()
-	reg, err := policyRegistry()
+	n, err := newNode(nf, log)
 	if err != nil {
 		return err
 	}
@@ -63,7 +67,7 @@ func runEdge(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if port == 0 {
 		port = portOf(*httpsListen)
 	}
-	e, err := edge.New(edge.Config{Origin: u, Token: tok, DataDir: *dataDir, Policies: reg, HTTPSPort: port, Logger: log})
+	e, err := edge.New(edge.Config{Origin: u, Token: tok, DataDir: *dataDir, Policies: n.Policies, Prepare: n.prepare, TrustedProxies: n.Trusted, HTTPSPort: port, Logger: log})
 	if err != nil {
 		return err
 	}
@@ -71,7 +75,7 @@ func runEdge(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	return serveEdge(ctx, e, edgeListeners{HTTPS: *httpsListen, HTTP: *httpListen, Ops: *opsListen, Certs: certs, Drain: *drain}, log)
+	return serveEdge(ctx, e, n, edgeListeners{HTTPS: *httpsListen, HTTP: *httpListen, Ops: *opsListen, Certs: certs, Drain: *drain}, log)
 }
 
 func edgeToken(flagVal, file string) (string, error) {
@@ -189,7 +193,7 @@ type edgeListeners struct {
 }
 
 // serveEdge runs the edge's listeners and its follower until ctx ends.
-func serveEdge(ctx context.Context, e *edge.Edge, l edgeListeners, log *slog.Logger) error {
+func serveEdge(ctx context.Context, e *edge.Edge, n *node, l edgeListeners, log *slog.Logger) error {
 	var servers []*http.Server
 	var lns []net.Listener
 	closeAll := func() {
@@ -249,6 +253,7 @@ func serveEdge(ctx context.Context, e *edge.Edge, l edgeListeners, log *slog.Log
 			}
 			fmt.Fprintln(w, "ready", e.Version())
 		})
+		mux.Handle("GET /metrics", promhttp.HandlerFor(n.Metrics, promhttp.HandlerOpts{}))
 		if err := add(l.Ops, base(mux)); err != nil {
 			return fmt.Errorf("ops listener: %w", err)
 		}

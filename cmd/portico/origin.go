@@ -23,6 +23,8 @@ func runOrigin(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	configFile := fs.String("config", "", "declarative config file (YAML or JSON) applied at start and on SIGHUP")
 	drain := fs.Duration("drain", 15*time.Second, "how long requests in flight may take to finish at shutdown")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	var nf nodeFlags
+	nf.register(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -31,11 +33,11 @@ func runOrigin(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	tuneGC()
-	reg, err := policyRegistry()
+	n, err := newNode(nf, log)
 	if err != nil {
 		return err
 	}
-	o, first, err := origin.New(ctx, origin.Config{DataDir: *dataDir, AdminListen: *adminListen, DataListen: *dataListen, Importer: importDocument, Policies: reg, Logger: log})
+	o, first, err := origin.New(ctx, origin.Config{DataDir: *dataDir, AdminListen: *adminListen, DataListen: *dataListen, Importer: importDocument, Policies: n.Policies, Logger: log})
 	if err != nil {
 		return err
 	}
