@@ -386,8 +386,7 @@ func (f *fillWriter) decide() {
 		f.mode = modeNotModified
 		return
 	case f.status >= 500 && a.stale != nil &&
-		a.stale.staleFor(h.store.nowNano()) <= a.stale.errorWindow(h.set.staleIfError) &&
-		a.stale.errorWindow(h.set.staleIfError) > 0:
+		a.stale.staleFor(h.store.nowNano()) < a.stale.errorWindow(h.set.staleIfError):
 		f.mode = modeStaleOnError
 		return
 	}
