@@ -187,4 +187,3 @@ func TestTruncatedResponseIsNotStored(t *testing.T) {
 	e.origin.handle(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "whole") })
 	expect(t, "after truncation", e.get("/cut"), 200, "Miss", "whole")
 }
-

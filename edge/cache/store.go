@@ -39,14 +39,14 @@ type object struct {
 	keyedQuery []string
 	kind       objKind
 
-	status int
-	header []field
-	body   []byte
-	clen   []string // Content-Length value
-	etag   string
+	status  int
+	header  []field
+	body    []byte
+	clen    []string // Content-Length value
+	etag    string
 	lastMod string
-	tags   []string
-	vary   []string // kindVary: the Vary'd header names
+	tags    []string
+	vary    []string // kindVary: the Vary'd header names
 
 	// Times are in the store's clock, unix nanoseconds.
 	stored     int64         // when the response arrived
