@@ -27,6 +27,10 @@ type reqKey struct {
 
 func (k *reqKey) primary() []byte { return k.buf[:k.plen] }
 
+// onHeap returns a copy of k for the paths that go to the origin, so that
+// the hit path's key stays on the stack.
+func (k reqKey) onHeap() *reqKey { return &k }
+
 // ServeExchange implements plugins.Handler.
 func (h *handler) ServeExchange(w http.ResponseWriter, ex *plugins.Exchange) {
 	if !h.set.enabled {
@@ -75,18 +79,18 @@ func (h *handler) ServeExchange(w http.ResponseWriter, ex *plugins.Exchange) {
 
 	cred := credentialed(r, ex, ks)
 	if requestWantsFresh(r.Header) && h.mayInvalidate(ex) {
-		h.fetch(w, ex, &k, nil, cred, false, true)
+		h.fetch(w, ex, k.onHeap(), nil, cred, false, true)
 		return
 	}
 	obj, hfm := h.lookup(&k, r)
 	if obj == nil {
-		h.fetch(w, ex, &k, nil, cred, !hfm && !cred, false)
+		h.fetch(w, ex, k.onHeap(), nil, cred, !hfm && !cred, false)
 		return
 	}
 	if cred && !obj.shareable {
 		// Stored for anonymous callers; this caller presented credentials
 		// the key does not cover, so the origin answers it.
-		h.fetch(w, ex, &k, nil, cred, false, false)
+		h.fetch(w, ex, k.onHeap(), nil, cred, false, false)
 		return
 	}
 	now := h.store.nowNano()
@@ -97,11 +101,11 @@ func (h *handler) ServeExchange(w http.ResponseWriter, ex *plugins.Exchange) {
 	}
 	if sf := obj.staleFor(now); sf >= 0 && sf < obj.swrWindow() && !obj.alwaysRevalidate {
 		h.store.metrics.count(resStale)
-		h.refresh(ex, &k, obj)
+		h.refresh(ex, k.onHeap(), obj)
 		h.serveObject(w, r, obj, h.xStale, now)
 		return
 	}
-	h.fetch(w, ex, &k, obj, cred, !cred, false)
+	h.fetch(w, ex, k.onHeap(), obj, cred, !cred, false)
 }
 
 // pass sends a request the cache does not consider straight on.
@@ -303,8 +307,8 @@ func notModified(r *http.Request, o *object) bool {
 		}
 		return false
 	}
-	if ims := r.Header.Get("If-Modified-Since"); ims != "" && o.lastMod != "" {
-		t, err1 := http.ParseTime(ims)
+	if ims := r.Header["If-Modified-Since"]; len(ims) > 0 && o.lastMod != "" {
+		t, err1 := http.ParseTime(ims[0])
 		lm, err2 := http.ParseTime(o.lastMod)
 		return err1 == nil && err2 == nil && !lm.After(t)
 	}

@@ -1,0 +1,192 @@
+package cache
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/portico-edge/portico/config"
+	"github.com/portico-edge/portico/plugins"
+)
+
+// storeFiller inserts small objects through the same code the request
+// path uses (key building, newObject, storeObject).
+type storeFiller struct {
+	h     *handler
+	ex    *plugins.Exchange
+	body  int
+	epoch uint64
+}
+
+func newStoreFiller(tb testing.TB, budget int64, body int) *storeFiller {
+	tb.Helper()
+	f, err := NewFactory(Options{MaxBytes: budget})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	p, err := f.New(context.Background(), config.PolicySpec{Type: Type}, plugins.Scope{APIID: "api1", Stage: "prod"})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	h := p.Wrap(plugins.HandlerFunc(func(http.ResponseWriter, *plugins.Exchange) {})).(*handler)
+	req := httptest.NewRequest(http.MethodGet, "http://api.example.com/", nil)
+	return &storeFiller{
+		h:    h,
+		ex:   &plugins.Exchange{Request: req, Host: "api.example.com", Stage: &config.Stage{APIID: "api1", Name: "prod"}},
+		body: body,
+	}
+}
+
+// put stores object i: a 200 with the headers a typical API origin sends,
+// every string its own allocation as it would be from the network.
+func (sf *storeFiller) put(i int) {
+	sf.ex.Path = "/v1/items/" + strconv.Itoa(i)
+	k, _ := sf.h.primaryKey(nil, sf.ex, emptyKeySpec)
+	hdr := http.Header{
+		"Content-Type":  {strings.Clone("application/json")},
+		"Etag":          {`"` + strconv.Itoa(i) + `"`},
+		"Cache-Control": {strings.Clone("max-age=300")},
+		"Date":          {strings.Clone("Mon, 01 Jan 2024 00:00:00 GMT")},
+	}
+	body := make([]byte, sf.body)
+	v := sf.h.analyse(200, hdr, false)
+	now := sf.h.store.nowNano()
+	obj := sf.h.newObject(200, hdr, body, v, now, now)
+	sf.h.storeObject(&k, nil, obj, sf.epoch)
+}
+
+type memResult struct {
+	held                int
+	weightPerObject     float64
+	heapPerObject       float64
+	heapInuse, heapSys  uint64
+	budget, storedBytes int64
+}
+
+func (m memResult) String() string {
+	return fmt.Sprintf("objects %d, weight/object %.0f B, heap/object %.0f B, HeapInuse %.1f MiB, HeapSys %.1f MiB, budget %.1f MiB (HeapInuse %.2fx budget)",
+		m.held, m.weightPerObject, m.heapPerObject, float64(m.heapInuse)/(1<<20), float64(m.heapSys)/(1<<20),
+		float64(m.budget)/(1<<20), float64(m.heapInuse)/float64(m.budget))
+}
+
+// fillToBudget sizes the budget for n objects by their weight, inserts
+// inserts objects and measures the heap.
+func fillToBudget(tb testing.TB, n, inserts, body int) memResult {
+	runtime.GC()
+	var m0, m1 runtime.MemStats
+	runtime.ReadMemStats(&m0)
+	probe := newStoreFiller(tb, 1<<30, body)
+	probe.put(0)
+	perObject := probe.h.store.Bytes()
+	probe.h.store.Close()
+	budget := perObject * int64(n)
+	sf := newStoreFiller(tb, budget, body)
+	for i := range inserts {
+		sf.put(i)
+	}
+	s := sf.h.store
+	held, stored := s.Objects(), s.Bytes()
+	runtime.GC()
+	runtime.ReadMemStats(&m1)
+	res := memResult{
+		held: held, budget: budget, storedBytes: stored,
+		weightPerObject: float64(stored) / float64(held),
+		heapPerObject:   float64(int64(m1.HeapAlloc)-int64(m0.HeapAlloc)) / float64(held),
+		heapInuse:       m1.HeapInuse, heapSys: m1.HeapSys,
+	}
+	tb.Logf("HeapAlloc %.1f MiB, HeapInuse %.1f MiB, NumGC %d, Sys %.1f MiB", float64(m1.HeapAlloc)/(1<<20), float64(m1.HeapInuse)/(1<<20), m1.NumGC-m0.NumGC, float64(m1.Sys)/(1<<20))
+	s.Close()
+	return res
+}
+
+func checkMemory(t *testing.T, n int) {
+	// Fill exactly to the budget, then push half as many again through it,
+	// evicting.
+	for _, inserts := range []int{n, n * 3 / 2} {
+		r := fillToBudget(t, n, inserts, 100)
+		t.Logf("%d inserts into a budget for %d: %s", inserts, n, r)
+		if inserts == n && r.held < n*95/100 {
+			t.Errorf("only %d of %d objects fit the budget sized for them", r.held, n)
+		}
+		if r.storedBytes > r.budget {
+			t.Errorf("store holds %d bytes, budget %d", r.storedBytes, r.budget)
+		}
+		if r.heapPerObject > r.weightPerObject*1.25 {
+			t.Errorf("an object takes %.0f bytes of heap but weighs %.0f: raise objectOverhead", r.heapPerObject, r.weightPerObject)
+		}
+		if float64(r.heapInuse) > 1.25*float64(r.budget) {
+			t.Errorf("heap in use %d is more than 1.25x the budget %d", r.heapInuse, r.budget)
+		}
+	}
+}
+
+func TestMemoryBudget100k(t *testing.T) { checkMemory(t, 100_000) }
+
+func TestMemoryBudget1M(t *testing.T) {
+	if testing.Short() {
+		t.Skip("1M objects take ~1 GiB and several seconds; TestMemoryBudget100k covers the same with -short")
+	}
+	checkMemory(t, 1_000_000)
+}
+
+// BenchmarkStoreInsert reports the memory an object takes.
+func BenchmarkStoreInsert(b *testing.B) {
+	sf := newStoreFiller(b, 1<<40, 100)
+	defer sf.h.store.Close()
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		sf.put(i)
+	}
+}
+
+// W-TinyLFU keeps a frequently used set in the store while a scan of
+// one-time keys, twenty times the store's size, passes through it. Each hot
+// key is used once per 4000 scan inserts, twice the store's capacity: an
+// LRU store would have evicted it before every use.
+func TestHotObjectsSurviveAScan(t *testing.T) {
+	const capacity = 2000
+	probe := newStoreFiller(t, 1<<30, 100)
+	probe.put(0)
+	budget := probe.h.store.Bytes() * capacity
+	probe.h.store.Close()
+	sf := newStoreFiller(t, budget, 100)
+	defer sf.h.store.Close()
+	s := sf.h.store
+	const hot = 200
+	use := func(i int) bool {
+		sf.ex.Path = "/v1/items/" + strconv.Itoa(i)
+		k, _ := sf.h.primaryKey(nil, sf.ex, emptyKeySpec)
+		if o, _ := sf.h.lookup(&k, sf.ex.Request); o != nil {
+			return true
+		}
+		sf.put(i)
+		return false
+	}
+	for range 5 {
+		for i := range hot {
+			use(i)
+		}
+	}
+	hits, uses := 0, 0
+	for i := range 20 * capacity {
+		use(1_000_000 + i)
+		if i%20 == 0 {
+			uses++
+			if use(i / 20 % hot) {
+				hits++
+			}
+		}
+	}
+	t.Logf("hot keys: %d of %d uses were hits during a scan of %d one-time keys", hits, uses, 20*capacity)
+	if hits < uses*9/10 {
+		t.Fatalf("only %d of %d uses of hot keys were hits during the scan", hits, uses)
+	}
+	if s.Bytes() > budget {
+		t.Fatalf("store holds %d bytes over its budget %d", s.Bytes(), budget)
+	}
+}
