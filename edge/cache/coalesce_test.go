@@ -210,3 +210,43 @@ func TestObjectsOverTheSizeLimitStream(t *testing.T) {
 	e.get("/big")
 	expect(t, "small fits", e.get("/big"), 200, "Hit", "small")
 }
+
+// The leader's client disconnecting must not hand its 502 to the waiters.
+func TestLeaderDisconnectIsNotSharedWithWaiters(t *testing.T) {
+	e := newEnv(t, envOpts{stageCfg: `{}`})
+	release := make(chan struct{})
+	e.origin.handle(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+			return
+		}
+		io.WriteString(w, "body")
+	})
+	leaderGone := make(chan struct{})
+	go func() {
+		defer close(leaderGone)
+		c := &http.Client{Timeout: 200 * time.Millisecond}
+		if res, err := c.Get(e.edge.URL + "/d"); err == nil {
+			res.Body.Close()
+			t.Errorf("the leader's request was expected to time out, got %d", res.StatusCode)
+		}
+	}()
+	eventually(t, "the leader at the origin", func() bool { return e.hits() == 1 })
+	const n = 5
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() {
+			r := e.get("/d")
+			if r.status != 200 || r.body != "body" {
+				t.Errorf("waiter got %d %q", r.status, r.body)
+			}
+		})
+	}
+	eventually(t, "waiters", func() bool { return e.factory.Store().waiting.Load() == n })
+	<-leaderGone
+	// The waiters go to the origin themselves, where they wait for release.
+	eventually(t, "waiters at the origin", func() bool { return e.factory.Store().waiting.Load() == 0 && e.hits() == 1+n })
+	close(release)
+	wg.Wait()
+}

@@ -67,10 +67,13 @@ func (p *policy) Wrap(next plugins.Handler) plugins.Handler {
 		cfg = merge(p.cfg, inner.cfg)
 		next = inner.next
 	}
+	set := cfg.apply(defaultSettings())
+	// The default object limit may be more than a small store can take.
+	set.maxObject = min(set.maxObject, objectLimit(p.store.budget))
 	return &handler{
 		store:  p.store,
 		cfg:    cfg,
-		set:    cfg.apply(defaultSettings()),
+		set:    set,
 		scope:  p.scope,
 		next:   next,
 		xHit:   []string{"Hit"},

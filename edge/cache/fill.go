@@ -56,6 +56,15 @@ func (h *handler) fill(w http.ResponseWriter, ex *plugins.Exchange, up *http.Req
 	}
 	respTime := h.store.nowNano()
 	k := a.k
+	if !a.background && up.Context().Err() != nil {
+		// The client went away and took the fetch with it: what the chain
+		// wrote (a 502 from the proxy, typically) says nothing about the
+		// origin, so nothing is stored or shared; waiters fetch themselves.
+		if a.flight != nil {
+			a.flight.staleServed, a.flight.sharedError = nil, nil
+		}
+		return
+	}
 
 	switch fw.mode {
 	case modeNotModified:
@@ -209,7 +218,7 @@ func (h *handler) analyse(status int, hdr http.Header, cred bool) verdict {
 	case d.maxAge >= 0:
 		v.freshFor = d.maxAge
 	case len(hdr["Expires"]) > 0:
-		v.freshFor = expiresFreshness(hdr)
+		v.freshFor = expiresFreshness(hdr, h.store.now())
 	default:
 		explicit = false
 		v.freshFor = h.set.ttl
@@ -237,14 +246,14 @@ func (d *directives) noStale() bool {
 
 // expiresFreshness is Expires minus Date, both from the origin's clock; an
 // invalid Expires means already expired (RFC 9111 §5.3).
-func expiresFreshness(hdr http.Header) time.Duration {
+func expiresFreshness(hdr http.Header, now time.Time) time.Duration {
 	exp, err := http.ParseTime(hdr.Get("Expires"))
 	if err != nil {
 		return 0
 	}
 	date, err := http.ParseTime(hdr.Get("Date"))
 	if err != nil {
-		date = time.Now()
+		date = now
 	}
 	return min(exp.Sub(date), maxDelta)
 }
