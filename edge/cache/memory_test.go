@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/portico-edge/portico/config"
 	"github.com/portico-edge/portico/plugins"
@@ -20,7 +21,6 @@ type storeFiller struct {
 	h     *handler
 	ex    *plugins.Exchange
 	body  int
-	epoch uint64
 }
 
 func newStoreFiller(tb testing.TB, budget int64, body int) *storeFiller {
@@ -57,7 +57,7 @@ func (sf *storeFiller) put(i int) {
 	v := sf.h.analyse(200, hdr, false)
 	now := sf.h.store.nowNano()
 	obj := sf.h.newObject(200, hdr, body, v, now, now)
-	sf.h.storeObject(&k, nil, obj, sf.epoch)
+	sf.h.storeObject(&k, nil, obj, sf.h.store.epoch.Load())
 }
 
 type memResult struct {
@@ -91,6 +91,9 @@ func fillToBudget(tb testing.TB, n, inserts, body int) memResult {
 	}
 	s := sf.h.store
 	held, stored := s.Objects(), s.Bytes()
+	start := time.Now()
+	s.PurgePrefix("no-such-host", "/")
+	tb.Logf("a prefix purge (a scan) of %d objects took %s", held, time.Since(start).Round(time.Millisecond))
 	runtime.GC()
 	runtime.ReadMemStats(&m1)
 	res := memResult{
@@ -104,10 +107,14 @@ func fillToBudget(tb testing.TB, n, inserts, body int) memResult {
 	return res
 }
 
-func checkMemory(t *testing.T, n int) {
-	// Fill exactly to the budget, then push half as many again through it,
-	// evicting.
-	for _, inserts := range []int{n, n * 3 / 2} {
+func checkMemory(t *testing.T, n int, churn bool) {
+	// Fill exactly to the budget, then (churn) push half as many again
+	// through it, evicting.
+	runs := []int{n}
+	if churn {
+		runs = append(runs, n*3/2)
+	}
+	for _, inserts := range runs {
 		r := fillToBudget(t, n, inserts, 100)
 		t.Logf("%d inserts into a budget for %d: %s", inserts, n, r)
 		if inserts == n && r.held < n*95/100 {
@@ -125,13 +132,13 @@ func checkMemory(t *testing.T, n int) {
 	}
 }
 
-func TestMemoryBudget100k(t *testing.T) { checkMemory(t, 100_000) }
+func TestMemoryBudget100k(t *testing.T) { checkMemory(t, 100_000, true) }
 
 func TestMemoryBudget1M(t *testing.T) {
 	if testing.Short() {
 		t.Skip("1M objects take ~1 GiB and several seconds; TestMemoryBudget100k covers the same with -short")
 	}
-	checkMemory(t, 1_000_000)
+	checkMemory(t, 1_000_000, false)
 }
 
 // BenchmarkStoreInsert reports the memory an object takes.
@@ -188,5 +195,71 @@ func TestHotObjectsSurviveAScan(t *testing.T) {
 	}
 	if s.Bytes() > budget {
 		t.Fatalf("store holds %d bytes over its budget %d", s.Bytes(), budget)
+	}
+}
+
+// BenchmarkPurgeScan100k is a prefix purge that matches nothing over
+// 100,000 objects: the cost of the scan prefix and stage purges make.
+func BenchmarkPurgeScan100k(b *testing.B) {
+	sf := newStoreFiller(b, 1<<40, 100)
+	defer sf.h.store.Close()
+	for i := range 100_000 {
+		sf.put(i)
+	}
+	sf.h.store.c.CleanUp()
+	b.ResetTimer()
+	for b.Loop() {
+		sf.h.store.PurgePrefix("no-such-host", "/")
+	}
+}
+
+// BenchmarkPurgeURL purges and refills one URL among 100,000 objects: URL
+// and tag purges use the index and cost what they remove.
+func BenchmarkPurgeURL(b *testing.B) {
+	sf := newStoreFiller(b, 1<<40, 100)
+	defer sf.h.store.Close()
+	for i := range 100_000 {
+		sf.put(i)
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		if n := sf.h.store.PurgeURL("api.example.com", "/v1/items/42"); n != 1 {
+			b.Fatalf("purged %d", n)
+		}
+		sf.put(42)
+	}
+}
+
+// The purge index follows evictions and expiry: it does not grow past the
+// store.
+func TestPurgeIndexFollowsEvictions(t *testing.T) {
+	probe := newStoreFiller(t, 1<<30, 100)
+	probe.put(0)
+	budget := probe.h.store.Bytes() * 500
+	probe.h.store.Close()
+	sf := newStoreFiller(t, budget, 100)
+	defer sf.h.store.Close()
+	s := sf.h.store
+	for i := range 5000 {
+		sf.put(i)
+		if i%7 == 0 {
+			s.PurgeURL("api.example.com", "/v1/items/"+strconv.Itoa(i))
+		}
+	}
+	s.c.CleanUp()
+	urls := 0
+	for i := range s.idx.shards {
+		sh := &s.idx.shards[i]
+		sh.mu.Lock()
+		for _, l := range sh.byURL {
+			urls += len(l)
+		}
+		sh.mu.Unlock()
+	}
+	if objects := s.Objects(); urls > objects+10 {
+		t.Fatalf("the URL index holds %d entries for %d stored objects", urls, objects)
+	}
+	if s.Objects() == 0 {
+		t.Fatal("nothing stored")
 	}
 }

@@ -149,11 +149,32 @@ func (s *Store) ApplyPurge(req PurgeRequest) (int, error) {
 	s.purgeMu.Unlock()
 
 	n := 0
-	for k, o := range s.c.All() {
+	purge := func(k uint64, o *object) {
 		if req.matches(o) {
 			if _, ok := s.c.Invalidate(k); ok && o.kind == kindResponse {
 				n++
 			}
+		}
+	}
+	switch req.Kind {
+	case PurgeKindURL, PurgeKindTag:
+		// The index gives the candidates; each is checked, since the index
+		// may hold stale hashes.
+		var cands []uint64
+		if req.Kind == PurgeKindURL {
+			cands = s.idx.urlCandidates(req.Host, req.urlPath)
+		} else {
+			cands = s.idx.tagCandidates(req.Tag)
+		}
+		for _, k := range cands {
+			if e, ok := s.c.GetEntryQuietly(k); ok {
+				purge(k, e.Value)
+			}
+		}
+	default:
+		// Prefix and stage purges scan the store.
+		for k, o := range s.c.All() {
+			purge(k, o)
 		}
 	}
 	s.metrics.purged.Add(float64(n))

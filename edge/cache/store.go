@@ -154,6 +154,7 @@ type Store struct {
 	opts    Options
 	metrics *metrics
 
+	idx     *purgeIndex
 	flights [flightShards]flightShard
 	// waiting counts requests waiting for another request's fetch.
 	waiting atomic.Int64
@@ -231,6 +232,7 @@ func NewStore(o Options) (*Store, error) {
 	for i := range s.flights {
 		s.flights[i].m = make(map[uint64]*flight)
 	}
+	s.idx = newPurgeIndex(s.seed)
 	s.bufs.New = func() any { b := make([]byte, 0, 512); return &b }
 	s.metrics = newMetrics(s)
 	c, err := otter.New(&otter.Options[uint64, *object]{
@@ -243,6 +245,7 @@ func NewStore(o Options) (*Store, error) {
 			if e.Cause == otter.CauseOverflow {
 				s.metrics.evictions.Inc()
 			}
+			s.idx.remove(e.Key, e.Value)
 		},
 		Logger: slogLogger{o.Logger},
 	})
@@ -290,6 +293,7 @@ func (s *Store) set(hash uint64, o *object, epoch uint64) bool {
 		return false
 	}
 	s.c.Set(hash, o)
+	s.idx.add(hash, o)
 	// A purge may have run between the check and the Set.
 	if s.epoch.Load() != epoch && s.purgedSince(epoch, o) {
 		s.c.Invalidate(hash)
@@ -379,9 +383,11 @@ func headerWeight(hs []field) int {
 
 // objectOverhead is the measured memory of an entry beyond its key, body,
 // headers and tags: the object struct, otter's node and its share of
-// otter's hash table and eviction structures. TestMemoryPerObject measures
-// it; docs/cache.md states it.
-const objectOverhead = 440
+// otter's hash table and eviction structures, and the entry's place in the
+// purge index. TestMemoryBudget100k and TestMemoryBudget1M check it (an
+// object's heap must not exceed its weight by more than 25%);
+// docs/cache.md states it.
+const objectOverhead = 530
 
 func (o *object) computeWeight() {
 	w := objectOverhead + len(o.key) + len(o.body) + headerWeight(o.header)
