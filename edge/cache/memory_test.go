@@ -18,9 +18,9 @@ import (
 // storeFiller inserts small objects through the same code the request
 // path uses (key building, newObject, storeObject).
 type storeFiller struct {
-	h     *handler
-	ex    *plugins.Exchange
-	body  int
+	h    *handler
+	ex   *plugins.Exchange
+	body int
 }
 
 func newStoreFiller(tb testing.TB, budget int64, body int) *storeFiller {
