@@ -456,3 +456,25 @@ func TestStaleIfErrorOnOrigin5xx(t *testing.T) {
 	e.clock.Advance(40 * time.Second)
 	expect(t, "503 after window", e.get("/s"), 503, "Miss", "down")
 }
+
+func TestVaryVariantsSurviveRevalidation(t *testing.T) {
+	e := newEnv(t, envOpts{stageCfg: `{}`})
+	e.origin.handle(func(w http.ResponseWriter, r *http.Request) {
+		lang := r.Header.Get("Accept-Language")
+		w.Header().Set("Vary", "Accept-Language")
+		w.Header().Set("Cache-Control", "max-age=10")
+		w.Header().Set("ETag", `"`+lang+`"`)
+		if r.Header.Get("If-None-Match") == `"`+lang+`"` {
+			w.WriteHeader(http.StatusNotModified)
+			return
+		}
+		io.WriteString(w, "lang="+lang)
+	})
+	e.get("/v", "Accept-Language", "en")
+	e.get("/v", "Accept-Language", "de")
+	e.clock.Advance(11 * time.Second)
+	expect(t, "en revalidated", e.get("/v", "Accept-Language", "en"), 200, "Revalidated", "lang=en")
+	expect(t, "de still its own", e.get("/v", "Accept-Language", "de"), 200, "Revalidated", "lang=de")
+	expect(t, "en hit", e.get("/v", "Accept-Language", "en"), 200, "Hit", "lang=en")
+	expect(t, "de hit", e.get("/v", "Accept-Language", "de"), 200, "Hit", "lang=de")
+}
