@@ -108,6 +108,9 @@ func fillToBudget(tb testing.TB, n, inserts, body int) memResult {
 }
 
 func checkMemory(t *testing.T, n int, churn bool) {
+	if raceEnabled {
+		t.Skip("memory is measured without the race detector (go test without -race runs this)")
+	}
 	// Fill exactly to the budget, then (churn) push half as many again
 	// through it, evicting.
 	runs := []int{n}
