@@ -16,6 +16,7 @@
 #                                 (pinned by the caller) instead of the
 #                                 bundled cacheserver; it must route /1k and
 #                                 /100k to ORIGIN_PORT's origin with the cache on.
+#   PORTICO_PID=PID               with PORTICO_URL: its process, for CPU per request
 #   ORIGIN_PORT=18480             port of the origin started here
 #   OUT=FILE                      also write the summary to FILE
 set -euo pipefail
@@ -60,15 +61,36 @@ wait_port() { # wait up to 10 s for a TCP port to accept connections
 echo "building cacheserver..." >&2
 (cd "$ROOT" && go build -o "$WORK/cacheserver" ./test/bench/cacheserver)
 
+# CPU time of a process and its descendants, in clock ticks: a measure of
+# cost per request that holds up better than rps when other work shares the
+# machine.
+tree_pids() {
+	echo "$1"
+	local c
+	for c in $(pgrep -P "$1" || true); do tree_pids "$c"; done
+}
+cpu_ticks() {
+	local t=0 p
+	for p in $(tree_pids "$1"); do
+		if [[ -r /proc/$p/stat ]]; then
+			t=$((t + $(sed 's/^.*) //' "/proc/$p/stat" | awk '{print $12 + $13}')))
+		fi
+	done
+	echo "$t"
+}
+TICKS=$(getconf CLK_TCK)
+
 taskset -c 0 "$WORK/cacheserver" -origin-listen "127.0.0.1:$ORIGIN_PORT" &
 PIDS+=($!)
 wait_port "$ORIGIN_PORT"
 
 if [[ -n ${PORTICO_URL:-} ]]; then
 	PORTICO=$PORTICO_URL
+	PORTICO_PID=${PORTICO_PID:-}
 else
 	taskset -c 0 "$WORK/cacheserver" -listen "127.0.0.1:$PORTICO_PORT" -origin "http://127.0.0.1:$ORIGIN_PORT" &
 	PIDS+=($!)
+	PORTICO_PID=$!
 	wait_port "$PORTICO_PORT"
 	PORTICO=http://127.0.0.1:$PORTICO_PORT
 fi
@@ -116,8 +138,10 @@ EOF
 taskset -c 0 varnishd -F -n "$WORK/varnish" -a "127.0.0.1:$VARNISH_PORT" -f "$WORK/default.vcl" \
 	-s malloc,256m -p thread_pools=1 >"$WORK/varnish.log" 2>&1 &
 PIDS+=($!)
+VARNISH_PID=$!
 wait_port "$VARNISH_PORT"
 
+declare -A PID=([portico]=$PORTICO_PID [nginx]=$(cat "$WORK/nginx.pid") [varnish]=$VARNISH_PID)
 declare -A URL=([portico]=$PORTICO [nginx]=http://127.0.0.1:$NGINX_PORT [varnish]=http://127.0.0.1:$VARNISH_PORT)
 TARGETS=(portico nginx varnish)
 SIZES=(1k 100k)
@@ -151,33 +175,45 @@ RESULTS=$WORK/results.tsv
 for run in $(seq "$RUNS"); do
 	for s in "${SIZES[@]}"; do
 		for t in "${TARGETS[@]}"; do
+			c0=0
+			if [[ -n ${PID[$t]} ]]; then c0=$(cpu_ticks "${PID[$t]}"); fi
 			out=$(taskset -c 1 wrk -t1 -c64 -d"$DURATION" --latency "${URL[$t]}/$s/x")
+			cpu=0
+			if [[ -n ${PID[$t]} ]]; then
+				n=$(awk '/requests in/ {print $1}' <<<"$out")
+				cpu=$(awk -v d="$(($(cpu_ticks "${PID[$t]}") - c0))" -v hz="$TICKS" -v n="$n" 'BEGIN {print d / hz * 1e6 / n}')
+			fi
 			rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
 			p50=$(to_us "$(awk '$1 == "50%" {print $2}' <<<"$out")")
 			p99=$(to_us "$(awk '$1 == "99%" {print $2}' <<<"$out")")
 			errs=$(awk '/Non-2xx|Socket errors/ {print}' <<<"$out")
-			printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$s" "$t" "$run" "$rps" "$p50" "$p99" >>"$RESULTS"
-			printf 'run %s %-5s %-8s %10.0f rps  p50 %8.0f us  p99 %8.0f us %s\n' "$run" "$s" "$t" "$rps" "$p50" "$p99" "$errs" >&2
+			printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$s" "$t" "$run" "$rps" "$p50" "$p99" "$cpu" >>"$RESULTS"
+			printf 'run %s %-5s %-8s %10.0f rps  p50 %8.0f us  p99 %8.0f us  cpu %6.1f us/req %s\n' "$run" "$s" "$t" "$rps" "$p50" "$p99" "$cpu" "$errs" >&2
 		done
 	done
 done
 
 summary() {
 	echo "cache hit, ${RUNS} interleaved runs of ${DURATION}, server and origin on core 0, wrk -t1 -c64 on core 1"
-	printf '%-5s %-8s %12s %12s %10s %10s %10s %10s\n' size target "median rps" "max rps" "p50 us" "p99 us" "/nginx" "/varnish"
+	echo "rps ratios: median rps / peer's median rps; cpu ratios: peer's CPU per request / this one's (above 1: cheaper than the peer)"
+	printf '%-5s %-8s %11s %10s %8s %9s %7s %7s %8s %7s %7s\n' size target "median rps" "max rps" "p50 us" "p99 us" "/nginx" "/varnish" "cpu us/r" "cpu/ngx" "cpu/vsh"
 	for s in "${SIZES[@]}"; do
-		declare -A MED=()
+		declare -A MED=() CPU=()
 		for t in "${TARGETS[@]}"; do
 			MED[$t]=$(awk -F'\t' -v s="$s" -v t="$t" '$1 == s && $2 == t {print $4}' "$RESULTS" | sort -n | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}')
+			CPU[$t]=$(awk -F'\t' -v s="$s" -v t="$t" '$1 == s && $2 == t {print $7}' "$RESULTS" | sort -n | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}')
 		done
 		for t in "${TARGETS[@]}"; do
 			col() { awk -F'\t' -v s="$s" -v t="$t" -v c="$1" '$1 == s && $2 == t {print $c}' "$RESULTS" | sort -n; }
 			max=$(col 4 | tail -1)
 			p50=$(col 5 | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}')
 			p99=$(col 6 | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}')
-			printf '%-5s %-8s %12.0f %12.0f %10.0f %10.0f %10.2f %10.2f\n' "$s" "$t" "${MED[$t]}" "$max" "$p50" "$p99" \
+			printf '%-5s %-8s %11.0f %10.0f %8.0f %9.0f %7.2f %7.2f %8.1f %7.2f %7.2f\n' "$s" "$t" "${MED[$t]}" "$max" "$p50" "$p99" \
 				"$(awk -v a="${MED[$t]}" -v b="${MED[nginx]}" 'BEGIN {print a / b}')" \
-				"$(awk -v a="${MED[$t]}" -v b="${MED[varnish]}" 'BEGIN {print a / b}')"
+				"$(awk -v a="${MED[$t]}" -v b="${MED[varnish]}" 'BEGIN {print a / b}')" \
+				"${CPU[$t]}" \
+				"$(awk -v a="${CPU[$t]}" -v b="${CPU[nginx]}" 'BEGIN {print (a > 0 ? b / a : 0)}')" \
+				"$(awk -v a="${CPU[$t]}" -v b="${CPU[varnish]}" 'BEGIN {print (a > 0 ? b / a : 0)}')"
 		done
 	done
 }

@@ -19,6 +19,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	_ "net/http/pprof"
 	"net/url"
 	"os"
 	"strings"
@@ -35,7 +36,11 @@ func main() {
 	originURL := flag.String("origin", "", "origin URL the caching server fetches from")
 	originListen := flag.String("origin-listen", "", "run the origin on this address instead")
 	budget := flag.Int64("budget", 256<<20, "cache memory budget in bytes")
+	pprofAddr := flag.String("pprof", "", "serve net/http/pprof on this address (for profiling a run)")
 	flag.Parse()
+	if *pprofAddr != "" {
+		go func() { log.Println(http.ListenAndServe(*pprofAddr, nil)) }()
+	}
 	switch {
 	case *originListen != "":
 		log.Fatal(serve(*originListen, origin()))
