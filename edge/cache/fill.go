@@ -456,6 +456,10 @@ func (f *fillWriter) Flush() {
 	}
 }
 
+// Unwrap gives http.ResponseController the client's writer (for write
+// deadlines); it is nil during a background refresh.
+func (f *fillWriter) Unwrap() http.ResponseWriter { return f.client }
+
 // body returns the captured body with no spare capacity, so that the
 // memory an object holds is what its weight says.
 func (f *fillWriter) body() []byte {
