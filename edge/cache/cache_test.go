@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -477,4 +478,43 @@ func TestVaryVariantsSurviveRevalidation(t *testing.T) {
 	expect(t, "de still its own", e.get("/v", "Accept-Language", "de"), 200, "Revalidated", "lang=de")
 	expect(t, "en hit", e.get("/v", "Accept-Language", "en"), 200, "Hit", "lang=en")
 	expect(t, "de hit", e.get("/v", "Accept-Language", "de"), 200, "Hit", "lang=de")
+}
+
+// A background refresh is bounded by its own timeout: a hanging origin
+// does not hold the key's flight for ever, and a later stale hit starts a
+// new refresh.
+func TestBackgroundRefreshTimesOut(t *testing.T) {
+	e := newEnv(t, envOpts{stageCfg: `{}`, opts: Options{RefreshTimeout: 100 * time.Millisecond}})
+	hang := make(chan struct{})
+	defer close(hang)
+	var n atomic.Int64
+	e.origin.handle(func(w http.ResponseWriter, r *http.Request) {
+		if n.Add(1) > 1 {
+			select {
+			case <-hang:
+			case <-r.Context().Done():
+			}
+			return
+		}
+		w.Header().Set("Cache-Control", "max-age=10, stale-while-revalidate=60")
+		io.WriteString(w, "v1")
+	})
+	e.get("/t")
+	e.clock.Advance(20 * time.Second)
+	expect(t, "stale", e.get("/t"), 200, "Stale", "v1")
+	eventually(t, "the refresh at the origin", func() bool { return n.Load() == 2 })
+	flights := func() int {
+		total := 0
+		s := e.factory.Store()
+		for i := range flightShards {
+			sh := &s.flights[i]
+			sh.mu.Lock()
+			total += len(sh.m)
+			sh.mu.Unlock()
+		}
+		return total
+	}
+	eventually(t, "the refresh to time out", func() bool { return flights() == 0 })
+	expect(t, "still stale", e.get("/t"), 200, "Stale", "v1")
+	eventually(t, "a second refresh", func() bool { return n.Load() == 3 })
 }
