@@ -177,7 +177,12 @@ for run in $(seq "$RUNS"); do
 		for t in "${TARGETS[@]}"; do
 			c0=0
 			if [[ -n ${PID[$t]} ]]; then c0=$(cpu_ticks "${PID[$t]}"); fi
-			out=$(taskset -c 1 wrk -t1 -c64 -d"$DURATION" --latency "${URL[$t]}/$s/x")
+			out=$(taskset -c 1 wrk -t1 -c64 -d"$DURATION" --latency "${URL[$t]}/$s/x" 2>&1) || true
+			if ! grep -q '^Requests/sec:' <<<"$out"; then
+				echo "cache.sh: wrk against $t /$s/x gave no result:" >&2
+				echo "$out" >&2
+				exit 1
+			fi
 			cpu=0
 			if [[ -n ${PID[$t]} ]]; then
 				n=$(awk '/requests in/ {print $1}' <<<"$out")
