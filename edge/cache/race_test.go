@@ -2,6 +2,6 @@
 
 package cache
 
-// raceEnabled: the race detector changes allocation and slows the memory
-// tests tenfold; they run in the normal test pass.
+// raceEnabled: the race detector slows the memory tests tenfold, so they
+// do less under it.
 const raceEnabled = true
