@@ -518,3 +518,44 @@ func TestBackgroundRefreshTimesOut(t *testing.T) {
 	expect(t, "still stale", e.get("/t"), 200, "Stale", "v1")
 	eventually(t, "a second refresh", func() bool { return n.Load() == 3 })
 }
+
+// Checklist H56: the origin resets the connection or does not answer in
+// time; the stale object answers within the stage's window.
+func TestStaleIfErrorOnResetAndTimeout(t *testing.T) {
+	e := newEnv(t, envOpts{stageCfg: `{"staleIfError":"60s"}`, originTimeout: 200 * time.Millisecond})
+	var mode atomic.Value
+	mode.Store("ok")
+	hang := make(chan struct{})
+	defer close(hang)
+	e.origin.handle(func(w http.ResponseWriter, r *http.Request) {
+		switch mode.Load() {
+		case "reset":
+			conn, _, err := http.NewResponseController(w).Hijack()
+			if err == nil {
+				if tc, ok := conn.(interface{ SetLinger(int) error }); ok {
+					_ = tc.SetLinger(0) // close with RST
+				}
+				conn.Close()
+			}
+			return
+		case "hang":
+			select {
+			case <-hang:
+			case <-r.Context().Done():
+			}
+			return
+		}
+		w.Header().Set("Cache-Control", "max-age=10")
+		io.WriteString(w, "kept")
+	})
+	e.get("/r")
+	e.clock.Advance(20 * time.Second)
+	mode.Store("reset")
+	expect(t, "reset", e.get("/r"), 200, "Stale", "kept")
+	mode.Store("hang")
+	expect(t, "timeout", e.get("/r"), 200, "Stale", "kept")
+	e.clock.Advance(60 * time.Second)
+	if r := e.get("/r"); r.status != http.StatusBadGateway && r.status != http.StatusGatewayTimeout {
+		t.Fatalf("past the window: %d", r.status)
+	}
+}

@@ -103,6 +103,8 @@ type envOpts struct {
 	stageCfg string // stage-level cache policy config (JSON)
 	routes   []testRoute
 	opts     Options
+	// originTimeout bounds the wait for the origin's response headers (0: none).
+	originTimeout time.Duration
 	// originMaxHeaderBytes is the origin server's header limit (0: Go's default).
 	originMaxHeaderBytes int
 }
@@ -155,7 +157,10 @@ func newEnv(t *testing.T, o envOpts) *env {
 		t.Fatal(err)
 	}
 	target, _ := url.Parse(e.origin.srv.URL)
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.ResponseHeaderTimeout = o.originTimeout
 	proxy := &httputil.ReverseProxy{
+		Transport: tr,
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(target)
 			pr.Out.Host = pr.In.Host
