@@ -13,6 +13,7 @@ import (
 
 	"github.com/portico-edge/portico/config"
 	"github.com/portico-edge/portico/plugins"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // storeFiller inserts small objects through the same code the request
@@ -191,11 +192,16 @@ func TestHotObjectsSurviveAScan(t *testing.T) {
 		}
 	}
 	t.Logf("hot keys: %d of %d uses were hits during a scan of %d one-time keys", hits, uses, 20*capacity)
-	if hits < uses*9/10 {
+	// An LRU store gets none of these; W-TinyLFU keeps 90-94% here. The
+	// bound leaves room for the sketch's randomness.
+	if hits < uses*3/4 {
 		t.Fatalf("only %d of %d uses of hot keys were hits during the scan", hits, uses)
 	}
 	if s.Bytes() > budget {
 		t.Fatalf("store holds %d bytes over its budget %d", s.Bytes(), budget)
+	}
+	if ev := testutil.ToFloat64(s.metrics.evictions); ev < 20*capacity/2 {
+		t.Fatalf("evictions_total %v after a scan of %d keys through a store of %d", ev, 20*capacity, capacity)
 	}
 }
 
