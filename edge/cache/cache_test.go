@@ -559,3 +559,30 @@ func TestStaleIfErrorOnResetAndTimeout(t *testing.T) {
 		t.Fatalf("past the window: %d", r.status)
 	}
 }
+
+// Chains are rebuilt for every snapshot; the store belongs to the factory
+// and keeps its objects across the swap.
+func TestObjectsSurviveSnapshotSwap(t *testing.T) {
+	e := newEnv(t, envOpts{stageCfg: `{"ttl":"60s"}`})
+	e.get("/swap")
+	reg, err := plugins.NewRegistry(e.factory, testAuth{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var terminalCalls atomic.Int64
+	chain, _, err := reg.Build(context.Background(), []plugins.Attached{{
+		Spec:  config.PolicySpec{Type: Type, Config: json.RawMessage(`{"ttl":"30s"}`)},
+		Scope: plugins.Scope{APIID: "api1", Stage: "prod"},
+	}}, plugins.HandlerFunc(func(w http.ResponseWriter, ex *plugins.Exchange) {
+		terminalCalls.Add(1)
+		w.WriteHeader(http.StatusTeapot)
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.chains["prod /"] = chain // the edge swaps to the new snapshot
+	expect(t, "after swap", e.get("/swap"), 200, "Hit", "hello")
+	if terminalCalls.Load() != 0 {
+		t.Fatal("the new chain went to the origin")
+	}
+}
