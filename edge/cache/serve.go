@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"net/http"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -273,7 +272,7 @@ func (h *handler) serveObject(w http.ResponseWriter, r *http.Request, o *object,
 	for _, f := range o.header {
 		hd[f.name] = f.values
 	}
-	hd["Age"] = []string{strconv.FormatInt(int64(o.age(now)/time.Second), 10)}
+	hd["Age"] = o.ageHeader(now)
 	if h.set.xCache {
 		hd["X-Cache"] = x
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -68,6 +69,25 @@ type object struct {
 	hfmUntil  int64
 	keep      time.Duration // how long the store keeps it
 	weight    uint32
+	// ageHdr caches the last Age value sent, so that the hits of one
+	// second share one allocation.
+	ageHdr atomic.Pointer[ageValue]
+}
+
+type ageValue struct {
+	secs int64
+	v    []string
+}
+
+// ageHeader returns the Age header value for now.
+func (o *object) ageHeader(now int64) []string {
+	secs := int64(o.age(now) / time.Second)
+	if a := o.ageHdr.Load(); a != nil && a.secs == secs {
+		return a.v
+	}
+	a := &ageValue{secs: secs, v: []string{strconv.FormatInt(secs, 10)}}
+	o.ageHdr.Store(a)
+	return a.v
 }
 
 // field is one stored response header.
@@ -383,11 +403,11 @@ func headerWeight(hs []field) int {
 
 // objectOverhead is the measured memory of an entry beyond its key, body,
 // headers and tags: the object struct, otter's node and its share of
-// otter's hash table and eviction structures, and the entry's place in the
-// purge index. TestMemoryBudget100k and TestMemoryBudget1M check it (an
+// otter's hash table and eviction structures, the entry's place in the
+// purge index, and the cached Age value of an object that is being hit. TestMemoryBudget100k and TestMemoryBudget1M check it (an
 // object's heap must not exceed its weight by more than 25%);
 // docs/cache.md states it.
-const objectOverhead = 530
+const objectOverhead = 560
 
 func (o *object) computeWeight() {
 	w := objectOverhead + len(o.key) + len(o.body) + headerWeight(o.header)
