@@ -73,14 +73,19 @@ func dialRawH2(t *testing.T, s *Server, pki *testPKI) *rawH2 {
 	if err := c.fr.WriteSettings(); err != nil {
 		t.Fatal(err)
 	}
-	var buf bytes.Buffer
-	enc := hpack.NewEncoder(&buf)
-	for _, f := range [][2]string{{":method", "GET"}, {":scheme", "https"}, {":authority", "localhost"}, {":path", "/"}} {
-		enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
-	}
-	c.hblock = buf.Bytes()
+	c.hblock = encodeHeaders(":method", "GET", ":scheme", "https", ":authority", "localhost", ":path", "/")
 	go c.read()
 	return c
+}
+
+// encodeHeaders HPACK-encodes name, value pairs.
+func encodeHeaders(kv ...string) []byte {
+	var buf bytes.Buffer
+	enc := hpack.NewEncoder(&buf)
+	for i := 0; i+1 < len(kv); i += 2 {
+		enc.WriteField(hpack.HeaderField{Name: kv[i], Value: kv[i+1]})
+	}
+	return buf.Bytes()
 }
 
 func (c *rawH2) read() {
