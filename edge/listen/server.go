@@ -421,6 +421,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			if s.quicTr != nil {
 				_ = s.quicTr.Close()
 			}
+			_ = s.udp.Close() // the transport leaves a socket it did not open
 			return err
 		})
 	} else if s.udp != nil {
