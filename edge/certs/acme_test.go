@@ -171,7 +171,9 @@ func TestACMEWithPebble(t *testing.T) {
 		// Over HTTP too, through the whole listener.
 		c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
 			TLSClientConfig: tlsClient("a.portico.test", peb.roots()),
-			DialContext:     func(ctx context.Context, _, _ string) (net.Conn, error) { return (&net.Dialer{}).DialContext(ctx, "tcp", addr) },
+			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+				return (&net.Dialer{}).DialContext(ctx, "tcp", addr)
+			},
 		}}
 		resp, err := c.Get("https://a.portico.test/")
 		if err != nil {
