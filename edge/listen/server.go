@@ -101,8 +101,11 @@ func New(cfg Config, h http.Handler) (*Server, error) {
 			MaxConcurrentStreams:         cfg.HTTP2.MaxConcurrentStreams,
 			MaxUploadBufferPerStream:     cfg.HTTP2.StreamWindow,
 			MaxUploadBufferPerConnection: cfg.HTTP2.ConnWindow,
-			IdleTimeout:                  timeout(cfg.IdleTimeout),
-			WriteByteTimeout:             timeout(cfg.WriteTimeout),
+			// The protocol's minimum, as Envoy: a frame larger than the
+			// 64 KiB stream window could never be sent anyway.
+			MaxReadFrameSize: 16 << 10,
+			IdleTimeout:      timeout(cfg.IdleTimeout),
+			WriteByteTimeout: timeout(cfg.WriteTimeout),
 		}
 		// Registers the HTTP/2 connections with h1 so that h1.Shutdown sends
 		// every one of them GOAWAY; h1 never sees an h2 connection itself.
