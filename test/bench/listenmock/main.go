@@ -32,22 +32,33 @@ import (
 func main() {
 	addr := flag.String("tls", "127.0.0.1:8443", "TLS address (TCP for h1/h2, UDP for h3)")
 	plain := flag.String("http", "", "plain-HTTP address (empty: none)")
+	certFile := flag.String("cert", "", "certificate PEM file (default: a fresh self-signed one)")
+	keyFile := flag.String("key", "", "key PEM file, with -cert")
 	certOut := flag.String("cert-out", "", "write the self-signed certificate (PEM) here, for clients to trust")
 	size := flag.Int("size", 1024, "response body bytes")
 	flag.Parse()
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	if err := run(*addr, *plain, *certOut, *size, log); err != nil {
+	if err := run(*addr, *plain, *certFile, *keyFile, *certOut, *size, log); err != nil {
 		fmt.Fprintln(os.Stderr, "listenmock:", err)
 		os.Exit(1)
 	}
 }
 
-func run(addr, plain, certOut string, size int, log *slog.Logger) error {
-	cert, pemBytes, err := selfSigned()
+func run(addr, plain, certFile, keyFile, certOut string, size int, log *slog.Logger) error {
+	var cert *tls.Certificate
+	var pemBytes []byte
+	var err error
+	if certFile != "" {
+		var c tls.Certificate
+		c, err = tls.LoadX509KeyPair(certFile, keyFile)
+		cert = &c
+	} else {
+		cert, pemBytes, err = selfSigned()
+	}
 	if err != nil {
 		return err
 	}
-	if certOut != "" {
+	if certOut != "" && pemBytes != nil {
 		if err := os.WriteFile(certOut, pemBytes, 0o644); err != nil {
 			return err
 		}
