@@ -36,7 +36,9 @@ func main() {
 	keyFile := flag.String("key", "", "key PEM file, with -cert")
 	certOut := flag.String("cert-out", "", "write the self-signed certificate (PEM) here, for clients to trust")
 	size := flag.Int("size", 1024, "response body bytes")
+	stdlib := flag.Bool("stdlib", false, "serve with a bare net/http server (h1, h2) instead of edge/listen: the baseline the listener's hardening costs against")
 	flag.Parse()
+	useStdlib = *stdlib
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	if err := run(*addr, *plain, *certFile, *keyFile, *certOut, *size, log); err != nil {
 		fmt.Fprintln(os.Stderr, "listenmock:", err)
@@ -69,6 +71,14 @@ func run(addr, plain, certFile, keyFile, certOut string, size int, log *slog.Log
 		w.Header().Set("Content-Type", "text/plain")
 		w.Write(body)
 	})
+	if useStdlib {
+		srv := &http.Server{Addr: addr, Handler: h, TLSConfig: &tls.Config{Certificates: []tls.Certificate{*cert}}}
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return err
+		}
+		return srv.ServeTLS(ln, "", "")
+	}
 	s, err := listen.New(listen.Config{
 		TLSAddr:      addr,
 		HTTPAddr:     plain,
@@ -84,6 +94,8 @@ func run(addr, plain, certFile, keyFile, certOut string, size int, log *slog.Log
 	defer stop()
 	return s.Serve(ctx)
 }
+
+var useStdlib bool
 
 func selfSigned() (*tls.Certificate, []byte, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
