@@ -6,8 +6,10 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -147,5 +149,16 @@ func TestNoH2CUpgrade(t *testing.T) {
 	n, _ := io.ReadFull(c2, b)
 	if n >= 9 && b[3] == 0x4 {
 		t.Fatal("plain listener answered an h2c preface with a SETTINGS frame")
+	}
+}
+
+func TestTransientAcceptErrors(t *testing.T) {
+	for _, e := range []error{syscall.EMFILE, &net.OpError{Op: "accept", Err: os.NewSyscallError("accept4", syscall.EMFILE)}, syscall.ECONNABORTED} {
+		if !transientAcceptError(e) {
+			t.Errorf("%v treated as fatal: the server would stop under fd exhaustion", e)
+		}
+	}
+	if transientAcceptError(net.ErrClosed) {
+		t.Error("net.ErrClosed treated as transient: Shutdown would never end the accept loop")
 	}
 }
