@@ -207,9 +207,10 @@ func TestTestSSL(t *testing.T) {
 	}
 }
 
-// TestSlowloris: slowhttptest holds hundreds of slow connections; the
-// listener keeps answering normal requests during and after the attack,
-// and closes the slow connections within ReadHeaderTimeout.
+// TestSlowloris: slowhttptest holds hundreds of slow connections (slow
+// headers, slow body); the listener keeps answering normal requests during
+// and after the attack, and closes the slow connections at
+// ReadHeaderTimeout / ReadTimeout.
 func TestSlowloris(t *testing.T) {
 	if testing.Short() {
 		t.Skip("slowhttptest runs for ~15s")
@@ -218,17 +219,19 @@ func TestSlowloris(t *testing.T) {
 	var served atomic.Int64
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		served.Add(1)
+		io.Copy(io.Discard, r.Body) // a slow body holds the handler until ReadTimeout
 		w.Write([]byte("ok"))
 	})
-	s, pki := startServer(t, Config{HTTPAddr: "127.0.0.1:0", ReadHeaderTimeout: 3 * time.Second}, h)
-	for _, target := range []struct{ name, url string }{
-		{"plain", "http://" + s.HTTPAddr().String() + "/"},
-		{"tls", "https://localhost:" + strconv.Itoa(s.TLSAddr().Port) + "/"},
+	s, pki := startServer(t, Config{HTTPAddr: "127.0.0.1:0", ReadHeaderTimeout: 3 * time.Second, ReadTimeout: 4 * time.Second}, h)
+	for _, target := range []struct{ name, mode, url string }{
+		{"headers/plain", "-H", "http://" + s.HTTPAddr().String() + "/"},
+		{"headers/tls", "-H", "https://localhost:" + strconv.Itoa(s.TLSAddr().Port) + "/"},
+		{"body/plain", "-B", "http://" + s.HTTPAddr().String() + "/"},
 	} {
 		t.Run(target.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 			defer cancel()
-			cmd := exec.CommandContext(ctx, slow, "-H", "-c", "300", "-r", "100", "-i", "5", "-l", "15", "-u", target.url)
+			cmd := exec.CommandContext(ctx, slow, target.mode, "-c", "300", "-r", "100", "-i", "5", "-l", "15", "-u", target.url)
 			var out strings.Builder
 			cmd.Stdout, cmd.Stderr = &out, &out
 			if err := cmd.Start(); err != nil {
@@ -252,7 +255,7 @@ func TestSlowloris(t *testing.T) {
 					break loop
 				case <-tick.C:
 					u := "http://" + s.HTTPAddr().String() + "/"
-					if target.name == "tls" {
+					if strings.HasSuffix(target.name, "tls") {
 						u = s.tlsURL() + "/"
 					}
 					resp, err := c1.Get(u)
@@ -270,7 +273,7 @@ func TestSlowloris(t *testing.T) {
 				}
 			}
 			t.Logf("during attack: %d ok, %d failed; open conns after: %+v", oks, fails, s.Stats())
-			if fails > 0 || oks < 5 {
+			if fails > 0 || oks < 3 {
 				t.Errorf("normal requests during slowloris: %d ok, %d failed", oks, fails)
 			}
 			// slowhttptest's verdict, sampled every second: "service
@@ -289,7 +292,7 @@ func TestSlowloris(t *testing.T) {
 			t.Logf("slowhttptest: %s", lastLines(strings.TrimSpace(report), 2))
 			// After: a normal request still works and slow connections are gone.
 			after := "http://" + s.HTTPAddr().String() + "/"
-			if target.name == "tls" {
+			if strings.HasSuffix(target.name, "tls") {
 				after = s.tlsURL() + "/"
 			}
 			resp, err := c1.Get(after)
