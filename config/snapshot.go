@@ -25,11 +25,11 @@ type State struct {
 type Snapshot struct {
 	// Version is derived from the content (see Seal): equal content, equal
 	// version, on any origin.
-	Version     string         `json:"version"`
-	APIs        []SnapshotAPI  `json:"apis"`
-	Deployments []Deployment   `json:"deployments"`
-	Domains     []Domain       `json:"domains"`
-	EdgeSites   []EdgeSite     `json:"edgeSites,omitempty"`
+	Version     string        `json:"version"`
+	APIs        []SnapshotAPI `json:"apis"`
+	Deployments []Deployment  `json:"deployments"`
+	Domains     []Domain      `json:"domains"`
+	EdgeSites   []EdgeSite    `json:"edgeSites,omitempty"`
 }
 
 // SnapshotAPI is an API as an edge sees it: its identity and its stages.
