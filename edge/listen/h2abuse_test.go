@@ -47,6 +47,7 @@ type rawH2 struct {
 	wmu    sync.Mutex
 	hblock []byte
 
+	settled  chan struct{} // closed once the server's SETTINGS is acknowledged
 	goAway   atomic.Pointer[http2.GoAwayFrame]
 	closed   chan struct{} // closed when the reader sees the end of the connection
 	rstSeen  atomic.Int64
@@ -62,7 +63,7 @@ func dialRawH2(t *testing.T, s *Server, pki *testPKI) *rawH2 {
 	if p := conn.ConnectionState().NegotiatedProtocol; p != "h2" {
 		t.Fatalf("negotiated %q, want h2", p)
 	}
-	c := &rawH2{t: t, conn: conn, closed: make(chan struct{})}
+	c := &rawH2{t: t, conn: conn, closed: make(chan struct{}), settled: make(chan struct{})}
 	t.Cleanup(func() { conn.Close() })
 	if _, err := conn.Write([]byte(http2.ClientPreface)); err != nil {
 		t.Fatal(err)
@@ -75,6 +76,13 @@ func dialRawH2(t *testing.T, s *Server, pki *testPKI) *rawH2 {
 	}
 	c.hblock = encodeHeaders(":method", "GET", ":scheme", "https", ":authority", "localhost", ":path", "/")
 	go c.read()
+	// Let the SETTINGS exchange finish first: an ACK written in the middle
+	// of a header block would itself be a protocol error.
+	select {
+	case <-c.settled:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no SETTINGS from the server")
+	}
 	return c
 }
 
@@ -99,6 +107,11 @@ func (c *rawH2) read() {
 		case *http2.SettingsFrame:
 			if !f.IsAck() {
 				c.write(func() error { return c.fr.WriteSettingsAck() })
+				select {
+				case <-c.settled:
+				default:
+					close(c.settled)
+				}
 			}
 		case *http2.GoAwayFrame:
 			c.goAway.Store(f)

@@ -39,6 +39,7 @@ type Server struct {
 
 	mu        sync.Mutex
 	listening bool
+	serving   bool
 	closing   bool
 	tcpTLS    *limitListener
 	tcpPlain  *limitListener
@@ -239,12 +240,15 @@ func (s *Server) Serve(ctx context.Context) error {
 		s.mu.Unlock()
 		return http.ErrServerClosed
 	}
+	if s.serving {
+		s.mu.Unlock()
+		return errors.New("listen: Serve called twice on one Server")
+	}
+	s.serving = true
 	var n int
 	if s.tcpTLS != nil {
-		s.h1ln = newConnQueue(s.tcpTLS.Addr())
-		n += 2
-		go func() { s.serveErrs <- ignoreClosed(s.h1.Serve(s.h1ln)) }()
-		go func() { s.serveErrs <- s.acceptTLS(s.tcpTLS) }()
+		// HTTP/3 first, so that the very first TCP responses already
+		// advertise it.
 		if s.udp != nil {
 			if err := s.startHTTP3(); err != nil {
 				s.mu.Unlock()
@@ -253,6 +257,10 @@ func (s *Server) Serve(ctx context.Context) error {
 			}
 			n++
 		}
+		s.h1ln = newConnQueue(s.tcpTLS.Addr())
+		n += 2
+		go func() { s.serveErrs <- ignoreClosed(s.h1.Serve(s.h1ln)) }()
+		go func() { s.serveErrs <- s.acceptTLS(s.tcpTLS) }()
 	}
 	if s.tcpPlain != nil {
 		n++
