@@ -13,6 +13,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -22,6 +23,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -37,11 +39,24 @@ func main() {
 	certOut := flag.String("cert-out", "", "write the self-signed certificate (PEM) here, for clients to trust")
 	size := flag.Int("size", 1024, "response body bytes")
 	stdlib := flag.Bool("stdlib", false, "serve with a bare net/http server (h1, h2) instead of edge/listen: the baseline the listener's hardening costs against")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile here until the server stops")
 	flag.Parse()
 	useStdlib = *stdlib
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "listenmock:", err)
+			os.Exit(1)
+		}
+		defer func() { pprof.StopCPUProfile(); f.Close() }()
+	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	if err := run(*addr, *plain, *certFile, *keyFile, *certOut, *size, log); err != nil {
 		fmt.Fprintln(os.Stderr, "listenmock:", err)
+		pprof.StopCPUProfile()
 		os.Exit(1)
 	}
 }
@@ -77,7 +92,13 @@ func run(addr, plain, certFile, keyFile, certOut string, size int, log *slog.Log
 		if err != nil {
 			return err
 		}
-		return srv.ServeTLS(ln, "", "")
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		go func() { <-ctx.Done(); srv.Close() }()
+		if err := srv.ServeTLS(ln, "", ""); !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
 	}
 	s, err := listen.New(listen.Config{
 		TLSAddr:      addr,
