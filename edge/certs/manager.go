@@ -316,6 +316,10 @@ func statFiles(cert, key string) (fileStamp, error) {
 
 // configured reports whether name (normalised) may get a certificate:
 // a configured domain, or covered by a configured wildcard.
+// Has reports whether name (canonical form) is a domain the manager holds a
+// certificate source for: the node's other certificates serve the rest.
+func (m *Manager) Has(name string) bool { return m.configured(name) }
+
 func (m *Manager) configured(name string) bool {
 	m.mu.RLock()
 	defer m.mu.RUnlock()

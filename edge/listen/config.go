@@ -11,6 +11,7 @@
 package listen
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -100,6 +101,17 @@ type Config struct {
 
 	// HTTP2 holds the HTTP/2 (and, where they apply, HTTP/3) limits.
 	HTTP2 HTTP2Limits
+
+	// HTTP1Conn, when set, wraps every connection Go's HTTP/1 server
+	// reads, plaintext and (decrypted) TLS alike: the edge's framing guard
+	// (hygiene.NewConn) sees request heads before Go's parser does. A
+	// wrapper must implement NetConn() net.Conn so that the TLS state can
+	// still be found; the server restores r.TLS for wrapped TLS
+	// connections.
+	HTTP1Conn func(net.Conn) net.Conn
+	// ConnContext, when set, is the HTTP/1 servers' ConnContext (for
+	// example hygiene.ConnContext); it receives the wrapped connection.
+	ConnContext func(context.Context, net.Conn) context.Context
 
 	// Logger receives connection-level events; nil means slog.Default().
 	Logger *slog.Logger

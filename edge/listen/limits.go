@@ -127,6 +127,17 @@ func (c *limitedConn) Close() error {
 	return err
 }
 
+// CloseWrite half-closes the connection, which Go's HTTP/1 server uses to
+// let a client read an error response (400, 431) before the connection
+// goes away: without it, closing with unread request bytes sends a reset
+// that can destroy the response in flight.
+func (c *limitedConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
+
 func transientAcceptError(err error) bool {
 	for _, e := range []error{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM, syscall.ECONNABORTED, syscall.ECONNRESET} {
 		if errors.Is(err, e) {

@@ -88,15 +88,23 @@ func New(cfg Config, h http.Handler) (*Server, error) {
 		if a, ok := cfg.Certificates.(ALPNSource); ok {
 			s.alpnEnd = a.ALPNProtocols()
 		}
+		h1handler := s.handler
+		if cfg.HTTP1Conn != nil {
+			h1handler = restoreTLS(s.handler)
+		}
 		s.h1 = &http.Server{
-			Handler:           s.handler,
-			ReadHeaderTimeout: timeout(cfg.ReadHeaderTimeout),
-			ReadTimeout:       timeout(cfg.ReadTimeout),
-			WriteTimeout:      timeout(cfg.WriteTimeout),
-			IdleTimeout:       timeout(cfg.IdleTimeout),
-			MaxHeaderBytes:    cfg.MaxHeaderBytes,
-			ErrorLog:          errLog,
-			Protocols:         http1Only,
+			Handler:     h1handler,
+			ConnContext: tlsConnContext(cfg.ConnContext, cfg.HTTP1Conn != nil),
+			// A gateway routes every request, OPTIONS * included; Go's
+			// built-in answer would bypass the pipeline.
+			DisableGeneralOptionsHandler: true,
+			ReadHeaderTimeout:            timeout(cfg.ReadHeaderTimeout),
+			ReadTimeout:                  timeout(cfg.ReadTimeout),
+			WriteTimeout:                 timeout(cfg.WriteTimeout),
+			IdleTimeout:                  timeout(cfg.IdleTimeout),
+			MaxHeaderBytes:               cfg.MaxHeaderBytes,
+			ErrorLog:                     errLog,
+			Protocols:                    http1Only,
 		}
 		s.h2 = &http2.Server{
 			MaxConcurrentStreams:         cfg.HTTP2.MaxConcurrentStreams,
@@ -125,14 +133,16 @@ func New(cfg Config, h http.Handler) (*Server, error) {
 	}
 	if cfg.HTTPAddr != "" {
 		s.plain1 = &http.Server{
-			Handler:           s.plain,
-			ReadHeaderTimeout: timeout(cfg.ReadHeaderTimeout),
-			ReadTimeout:       timeout(cfg.ReadTimeout),
-			WriteTimeout:      timeout(cfg.WriteTimeout),
-			IdleTimeout:       timeout(cfg.IdleTimeout),
-			MaxHeaderBytes:    cfg.MaxHeaderBytes,
-			ErrorLog:          errLog,
-			Protocols:         http1Only, // no h2c: Upgrade: h2c is not honoured
+			Handler:                      s.plain,
+			ConnContext:                  cfg.ConnContext,
+			DisableGeneralOptionsHandler: true,
+			ReadHeaderTimeout:            timeout(cfg.ReadHeaderTimeout),
+			ReadTimeout:                  timeout(cfg.ReadTimeout),
+			WriteTimeout:                 timeout(cfg.WriteTimeout),
+			IdleTimeout:                  timeout(cfg.IdleTimeout),
+			MaxHeaderBytes:               cfg.MaxHeaderBytes,
+			ErrorLog:                     errLog,
+			Protocols:                    http1Only, // no h2c: Upgrade: h2c is not honoured
 		}
 	}
 	return s, nil
@@ -264,7 +274,11 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	if s.tcpPlain != nil {
 		n++
-		go func() { s.serveErrs <- ignoreClosed(s.plain1.Serve(s.tcpPlain)) }()
+		var ln net.Listener = s.tcpPlain
+		if s.cfg.HTTP1Conn != nil {
+			ln = &wrapListener{Listener: ln, wrap: s.cfg.HTTP1Conn}
+		}
+		go func() { s.serveErrs <- ignoreClosed(s.plain1.Serve(ln)) }()
 	}
 	s.mu.Unlock()
 
@@ -359,7 +373,11 @@ func (s *Server) handshake(c net.Conn) {
 	case slices.Contains(s.alpnEnd, proto):
 		_ = tc.Close() // e.g. acme-tls/1: the handshake was the answer
 	default:
-		if !s.h1ln.push(tc) {
+		var c net.Conn = tc
+		if s.cfg.HTTP1Conn != nil {
+			c = s.cfg.HTTP1Conn(tc)
+		}
+		if !s.h1ln.push(c) {
 			_ = tc.Close()
 		}
 	}
@@ -544,4 +562,58 @@ func (s *Server) Stats() Stats {
 	}
 	st.H2Abusive = s.h2Killed.Load()
 	return st
+}
+
+// wrapListener applies Config.HTTP1Conn to accepted plaintext connections.
+type wrapListener struct {
+	net.Listener
+	wrap func(net.Conn) net.Conn
+}
+
+func (l *wrapListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return l.wrap(c), nil
+}
+
+type tlsStateKey struct{}
+
+// tlsConnContext records the TLS state of a wrapped TLS connection (Go's
+// server fills r.TLS only for a *tls.Conn it was handed itself), then runs
+// the configured ConnContext.
+func tlsConnContext(next func(context.Context, net.Conn) context.Context, wrapped bool) func(context.Context, net.Conn) context.Context {
+	return func(ctx context.Context, c net.Conn) context.Context {
+		if wrapped {
+			for u := c; u != nil; {
+				if tc, ok := u.(*tls.Conn); ok {
+					st := tc.ConnectionState()
+					ctx = context.WithValue(ctx, tlsStateKey{}, &st)
+					break
+				}
+				nc, ok := u.(interface{ NetConn() net.Conn })
+				if !ok {
+					break
+				}
+				u = nc.NetConn()
+			}
+		}
+		if next != nil {
+			ctx = next(ctx, c)
+		}
+		return ctx
+	}
+}
+
+// restoreTLS sets r.TLS for requests read from a wrapped TLS connection.
+func restoreTLS(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.TLS == nil {
+			if st, ok := r.Context().Value(tlsStateKey{}).(*tls.ConnectionState); ok {
+				r.TLS = st
+			}
+		}
+		h.ServeHTTP(w, r)
+	})
 }
