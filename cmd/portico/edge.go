@@ -16,8 +16,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/portico-edge/portico/edge"
 	"github.com/portico-edge/portico/config"
+	"github.com/portico-edge/portico/edge"
 	"github.com/portico-edge/portico/edge/hygiene"
 	"github.com/portico-edge/portico/edge/listen"
 )
@@ -119,6 +119,8 @@ type edgeListeners struct {
 	Drain            time.Duration
 	HTTP3            bool
 	HSTS             listen.HSTSPolicy
+	// Name is what the listeners serve, for the log ("edge" by default).
+	Name string
 	// Ready is called once every listener is bound.
 	Ready func(httpsAddr, httpAddr string)
 }
@@ -187,7 +189,11 @@ func serveEdge(ctx context.Context, e *edge.Edge, n *node, l edgeListeners, log 
 		<-ctx.Done()
 		e.Drain() // WebSockets get 1001; the listener drains the rest
 	}()
-	log.Info("edge serving", "https", httpsAddr, "http", httpAddr, "ops", l.Ops, "http3", l.HTTP3)
+	name := l.Name
+	if name == "" {
+		name = "edge"
+	}
+	log.Info(name+" serving", "https", httpsAddr, "http", httpAddr, "ops", l.Ops, "http3", l.HTTP3)
 	if l.Ready != nil {
 		l.Ready(httpsAddr, httpAddr)
 	}
