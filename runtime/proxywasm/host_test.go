@@ -1,0 +1,94 @@
+package proxywasm
+
+import (
+	"context"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/portico-edge/portico/runtime"
+	"github.com/portico-edge/portico/test/wasm/wasmbuild"
+)
+
+func newEngine(t *testing.T) *runtime.Engine {
+	t.Helper()
+	e, err := runtime.NewEngine(context.Background(), runtime.Config{DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = e.Close(context.Background()) })
+	return e
+}
+
+func requestMap(r *http.Request) *HeaderMap {
+	return &HeaderMap{Header: r.Header, Pseudo: []Pair{
+		{":method", r.Method}, {":path", r.URL.RequestURI()}, {":authority", r.Host}, {":scheme", "http"},
+	}}
+}
+
+func TestCAuthorizer(t *testing.T) {
+	mod := wasmbuild.C(t, "examples/plugins/authorizer-c/authorizer.c")
+	e := newEngine(t)
+	ctx := context.Background()
+	p, err := NewPlugin(ctx, e, Config{Name: "authz", Module: mod, PluginConfig: []byte("s3cr3t=alice, other=bob"), Instances: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close(ctx)
+
+	for _, tc := range []struct {
+		auth    string
+		outcome Outcome
+		status  int
+		user    string
+	}{
+		{"", Respond, 401, ""},
+		{"Bearer nope", Respond, 403, ""},
+		{"Bearer s3cr3t", Continue, 0, "alice"},
+		{"Bearer other", Continue, 0, "bob"},
+	} {
+		r, _ := http.NewRequest("GET", "http://example.test/pets?x=1", nil)
+		if tc.auth != "" {
+			r.Header.Set("Authorization", tc.auth)
+		}
+		s, err := p.NewStream(ctx, &StreamInfo{Request: r})
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := requestMap(r)
+		o := s.RequestHeaders(h, true)
+		if o != tc.outcome {
+			t.Fatalf("%q: outcome %v, want %v (err %v)", tc.auth, o, tc.outcome, s.Err())
+		}
+		if o == Respond && s.Local().Status != tc.status {
+			t.Fatalf("%q: status %d, want %d", tc.auth, s.Local().Status, tc.status)
+		}
+		if tc.user != "" {
+			if got := r.Header.Get("X-Portico-User"); got != tc.user {
+				t.Fatalf("%q: x-portico-user %q, want %q", tc.auth, got, tc.user)
+			}
+			if v, _ := s.Property("portico.principal"); string(v) != tc.user {
+				t.Fatalf("%q: principal %q", tc.auth, v)
+			}
+		}
+		s.Close()
+	}
+	if n := p.Live(); n != 1 {
+		t.Fatalf("live instances %d, want 1", n)
+	}
+	snap := p.Metrics().Snapshot()
+	if snap.Traps != 0 || snap.Timeouts != 0 {
+		t.Fatalf("unexpected failures: %+v", snap)
+	}
+}
+
+func TestRejectsBadConfig(t *testing.T) {
+	mod := wasmbuild.C(t, "examples/plugins/authorizer-c/authorizer.c")
+	e := newEngine(t)
+	_, err := NewPlugin(context.Background(), e, Config{Name: "authz", Module: mod, PluginConfig: []byte("garbage")})
+	if err == nil {
+		t.Fatal("plugin with a bad config was admitted")
+	}
+	t.Log(err)
+	_ = time.Second
+}
