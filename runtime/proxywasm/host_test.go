@@ -26,8 +26,24 @@ func requestMap(r *http.Request) *HeaderMap {
 	}}
 }
 
-func TestCAuthorizer(t *testing.T) {
-	mod := wasmbuild.C(t, "examples/plugins/authorizer-c/authorizer.c")
+// authorizers builds the bearer-token authorizer in every language.
+var authorizers = []struct {
+	name  string
+	build func(t *testing.T) []byte
+}{
+	{"c", func(t *testing.T) []byte { return wasmbuild.C(t, "examples/plugins/authorizer-c/authorizer.c") }},
+	{"go", func(t *testing.T) []byte { return wasmbuild.Go(t, "examples/plugins/authorizer-go") }},
+	{"rust", func(t *testing.T) []byte { return wasmbuild.Rust(t, "examples/plugins/authorizer-rust") }},
+	{"assemblyscript", func(t *testing.T) []byte { return wasmbuild.AssemblyScript(t, "examples/plugins/authorizer-as") }},
+}
+
+func TestAuthorizers(t *testing.T) {
+	for _, a := range authorizers {
+		t.Run(a.name, func(t *testing.T) { testAuthorizer(t, a.build(t)) })
+	}
+}
+
+func testAuthorizer(t *testing.T, mod []byte) {
 	e := newEngine(t)
 	ctx := context.Background()
 	p, err := NewPlugin(ctx, e, Config{Name: "authz", Module: mod, PluginConfig: []byte("s3cr3t=alice, other=bob"), Instances: 2})

@@ -178,7 +178,8 @@ func Rust(t TB, crateDir string) []byte {
 	t.Helper()
 	cargo := "/usr/bin/cargo"
 	rustc := "/usr/bin/rustc"
-	install := "apt-get install -y rustc cargo libstd-rust-dev-wasm32"
+	install := "apt-get install -y rustc cargo libstd-rust-dev-wasm32 lld-14"
+	Tool(t, "wasm-ld-14", install)
 	if _, err := os.Stat(cargo); err != nil {
 		Tool(t, "cargo-from-debian-is-missing", install)
 	}
@@ -216,6 +217,7 @@ func AssemblyScript(t TB, projDir string) []byte {
 			}
 		}
 		return run(dir, nil, filepath.Join(dir, "node_modules", ".bin", "asc"), "assembly/index.ts",
+			"--config", "node_modules/@assemblyscript/wasi-shim/asconfig.json",
 			"-O3", "--use", "abort=abort_proc_exit", "--exportStart", "_initialize", "--runtime", "incremental", "-o", out)
 	})
 }
