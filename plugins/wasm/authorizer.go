@@ -64,8 +64,11 @@ func (a *authorizer) serve(w http.ResponseWriter, ex *plugins.Exchange, next plu
 			d.principal = string(v)
 		}
 		for _, name := range h.Touched {
+			// The plugin's value is the last one: a value it added comes
+			// after any the client sent, and the client's never counts.
 			if v := r.Header.Values(name); len(v) > 0 {
-				d.headers = append(d.headers, [2]string{name, v[0]})
+				d.headers = append(d.headers, [2]string{name, v[len(v)-1]})
+				r.Header.Set(name, v[len(v)-1])
 			}
 		}
 		d.removed = h.Removed

@@ -304,3 +304,20 @@ func (b *base) Close() error {
 	b.once.Do(func() { b.h.release(b.e) })
 	return nil
 }
+
+// Stats sums the counters of every running plugin (for tests and status).
+func (h *Host) Stats() runtime.Snapshot {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var s runtime.Snapshot
+	for _, e := range h.plugins {
+		p := e.plugin.Metrics().Snapshot()
+		s.Calls += p.Calls
+		s.Errors += p.Errors
+		s.Traps += p.Traps
+		s.Timeouts += p.Timeouts
+		s.Rejected += p.Rejected
+		s.Instances += p.Instances
+	}
+	return s
+}

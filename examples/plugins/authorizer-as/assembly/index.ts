@@ -71,7 +71,7 @@ class Authz extends Context {
       return FilterHeadersStatusValues.StopIteration;
     }
     const user = this.root.tokens.get(token);
-    stream_context.headers.request.add("x-portico-user", user);
+    stream_context.headers.request.replace("x-portico-user", user);
     set_property("portico.principal", String.UTF8.encode(user));
     return FilterHeadersStatusValues.Continue;
   }
