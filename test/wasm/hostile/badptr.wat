@@ -59,7 +59,7 @@
     (if (i32.ne (call $proxy_get_header_map_pairs (i32.const 0) (i32.const -16) (i32.const 64)) (i32.const 6)) (then unreachable))
     (if (i32.ne (call $proxy_set_header_map_pairs (i32.const 0) (i32.const -16) (i32.const 256)) (i32.const 6)) (then unreachable))
     (if (i32.ne (call $proxy_get_header_map_value (i32.const 0) (i32.const -16) (i32.const 256) (i32.const 64) (i32.const 64)) (i32.const 6)) (then unreachable))
-    (if (i32.ne (call $proxy_get_header_map_value (i32.const 0) (i32.const 16) (i32.const 4) (i32.const -16) (i32.const 64)) (i32.const 6)) (then unreachable))
+    (if (i32.ne (call $proxy_get_header_map_value (i32.const 0) (i32.const 16) (i32.const 5) (i32.const -16) (i32.const 64)) (i32.const 6)) (then unreachable))
     (if (i32.ne (call $proxy_add_header_map_value (i32.const 0) (i32.const -16) (i32.const 256) (i32.const 16) (i32.const 4)) (i32.const 6)) (then unreachable))
     (if (i32.ne (call $proxy_add_header_map_value (i32.const 0) (i32.const 16) (i32.const 4) (i32.const -16) (i32.const 256)) (i32.const 6)) (then unreachable))
     (if (i32.ne (call $proxy_replace_header_map_value (i32.const 0) (i32.const -16) (i32.const 256) (i32.const -16) (i32.const 256)) (i32.const 6)) (then unreachable))
