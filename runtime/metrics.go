@@ -57,6 +57,7 @@ type PluginMetrics struct {
 	name string
 
 	Calls     atomic.Uint64 // callbacks into the guest
+	Streams   atomic.Uint64 // requests that entered the plugin
 	Errors    atomic.Uint64 // requests that got the failure policy
 	Traps     atomic.Uint64 // instances lost to a trap
 	Timeouts  atomic.Uint64 // instances lost to a deadline
@@ -81,7 +82,7 @@ func (m *PluginMetrics) Name() string { return m.name }
 
 // Snapshot is a copy of a plugin's counters, for tests and status pages.
 type Snapshot struct {
-	Calls, Errors, Traps, Timeouts, Rejected uint64
+	Calls, Streams, Errors, Traps, Timeouts, Rejected uint64
 	Instances                                int64
 	PhaseCalls                               map[string]uint64
 }
@@ -89,7 +90,7 @@ type Snapshot struct {
 // Snapshot copies the counters.
 func (m *PluginMetrics) Snapshot() Snapshot {
 	s := Snapshot{
-		Calls: m.Calls.Load(), Errors: m.Errors.Load(), Traps: m.Traps.Load(),
+		Calls: m.Calls.Load(), Streams: m.Streams.Load(), Errors: m.Errors.Load(), Traps: m.Traps.Load(),
 		Timeouts: m.Timeouts.Load(), Rejected: m.Rejected.Load(), Instances: m.Instances.Load(),
 		PhaseCalls: make(map[string]uint64, numPhases),
 	}
@@ -124,7 +125,7 @@ type collector struct {
 	mu      sync.Mutex
 	plugins map[*PluginMetrics]struct{}
 
-	calls, errors, traps, timeouts, rejected, instances, latency *prometheus.Desc
+	calls, streams, errors, traps, timeouts, rejected, instances, latency *prometheus.Desc
 }
 
 func newCollector() *collector {
@@ -132,6 +133,7 @@ func newCollector() *collector {
 	return &collector{
 		plugins:   make(map[*PluginMetrics]struct{}),
 		calls:     prometheus.NewDesc("portico_wasm_calls_total", "Callbacks into WASM plugins.", l, nil),
+		streams:   prometheus.NewDesc("portico_wasm_streams_total", "Requests that entered a WASM plugin.", l, nil),
 		errors:    prometheus.NewDesc("portico_wasm_errors_total", "Requests that got a WASM plugin's failure policy.", l, nil),
 		traps:     prometheus.NewDesc("portico_wasm_traps_total", "WASM instances discarded after a trap.", l, nil),
 		timeouts:  prometheus.NewDesc("portico_wasm_timeouts_total", "WASM instances discarded after a callback ran past its deadline.", l, nil),
@@ -142,7 +144,7 @@ func newCollector() *collector {
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.calls, c.errors, c.traps, c.timeouts, c.rejected, c.instances, c.latency} {
+	for _, d := range []*prometheus.Desc{c.calls, c.streams, c.errors, c.traps, c.timeouts, c.rejected, c.instances, c.latency} {
 		ch <- d
 	}
 }
@@ -156,6 +158,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	c.mu.Unlock()
 	for _, m := range ps {
 		ch <- prometheus.MustNewConstMetric(c.calls, prometheus.CounterValue, float64(m.Calls.Load()), m.name)
+		ch <- prometheus.MustNewConstMetric(c.streams, prometheus.CounterValue, float64(m.Streams.Load()), m.name)
 		ch <- prometheus.MustNewConstMetric(c.errors, prometheus.CounterValue, float64(m.Errors.Load()), m.name)
 		ch <- prometheus.MustNewConstMetric(c.traps, prometheus.CounterValue, float64(m.Traps.Load()), m.name)
 		ch <- prometheus.MustNewConstMetric(c.timeouts, prometheus.CounterValue, float64(m.Timeouts.Load()), m.name)

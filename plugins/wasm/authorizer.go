@@ -31,7 +31,7 @@ func (a *authorizer) Wrap(next plugins.Handler) plugins.Handler {
 
 func (a *authorizer) serve(w http.ResponseWriter, ex *plugins.Exchange, next plugins.Handler) {
 	r := ex.Request
-	if r.Context().Err() != nil {
+	if !enter(r) {
 		return
 	}
 	var key [32]byte

@@ -313,6 +313,7 @@ func (h *Host) Stats() runtime.Snapshot {
 	for _, e := range h.plugins {
 		p := e.plugin.Metrics().Snapshot()
 		s.Calls += p.Calls
+		s.Streams += p.Streams
 		s.Errors += p.Errors
 		s.Traps += p.Traps
 		s.Timeouts += p.Timeouts

@@ -29,7 +29,7 @@ var errBodyTooLarge = errors.New("body is over the plugin's limit")
 
 func (t *transform) serve(w http.ResponseWriter, ex *plugins.Exchange, next plugins.Handler) {
 	r := ex.Request
-	if r.Context().Err() != nil {
+	if !enter(r) {
 		return
 	}
 	st, err := t.p.NewStream(r.Context(), streamInfo(ex))

@@ -108,3 +108,64 @@ func TestRejectsBadConfig(t *testing.T) {
 	t.Log(err)
 	_ = time.Second
 }
+
+// TestHostCallsRefusedAfterClose: wazero can enter a host function of a
+// module that has been closed before it reports the closure; the host must
+// refuse to act for it.
+func TestHostCallsRefusedAfterClose(t *testing.T) {
+	mod := wasmbuild.C(t, "examples/plugins/authorizer-c/authorizer.c")
+	e := newEngine(t)
+	ctx := context.Background()
+	p, err := NewPlugin(ctx, e, Config{Name: "authz", Module: mod, PluginConfig: []byte("s3cr3t=alice"), Instances: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close(ctx)
+	r, _ := http.NewRequest("GET", "http://example.test/", nil)
+	s, err := p.NewStream(ctx, &StreamInfo{Request: r})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := s.in
+	in.mu.Lock()
+	fn := in.fn.reqHeaders
+	in.effective = s
+	s.req = requestMap(r)
+	// Close the module underneath the instance, then call into it the way a
+	// stale reference would.
+	_ = in.mod.Close(ctx)
+	before := p.Refused()
+	_, callErr := fn.Call(in.guard, uint64(s.id), 0, 1)
+	in.effective = nil
+	in.mu.Unlock()
+	refused := p.Refused() - before
+	t.Logf("call into closed module: err=%v, host calls refused=%d", callErr, refused)
+	if s.local != nil {
+		t.Fatal("a closed module sent a local response through the host")
+	}
+	if callErr == nil && refused == 0 {
+		t.Fatal("call into a closed module neither failed nor was refused by the host")
+	}
+	// The stream fails instead of running on the dead instance.
+	if o := s.RequestHeaders(requestMap(r), true); o != Fail {
+		t.Fatalf("outcome on a closed instance: %v", o)
+	}
+	s.Close()
+	// The pool replaces it.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		s2, err := p.NewStream(ctx, &StreamInfo{Request: r})
+		if err == nil {
+			o := s2.RequestHeaders(requestMap(r), true)
+			s2.Close()
+			if o != Respond {
+				t.Fatalf("replacement instance: outcome %v", o)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no replacement instance: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

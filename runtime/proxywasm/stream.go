@@ -122,6 +122,7 @@ func (p *Plugin) NewStream(ctx context.Context, info *StreamInfo) (*Stream, erro
 			in.nextID = rootID + 1
 		}
 		in.streams[s.id] = s
+		p.metrics.Streams.Add(1)
 		in.effective = s
 		_, err = in.call(runtime.PhaseDone, in.fn.contextCreate, uint64(s.id), rootID)
 		in.effective = nil
@@ -262,6 +263,11 @@ func (s *Stream) run(phase runtime.Phase, f api.Function, args ...uint64) Outcom
 	}
 	if f == nil {
 		return Continue
+	}
+	if err := s.ctx.Err(); err != nil {
+		// The client is gone: run nothing more for it.
+		s.setErr(err)
+		return Fail
 	}
 	if !s.lock() {
 		return Fail
