@@ -83,8 +83,8 @@ func (m *PluginMetrics) Name() string { return m.name }
 // Snapshot is a copy of a plugin's counters, for tests and status pages.
 type Snapshot struct {
 	Calls, Streams, Errors, Traps, Timeouts, Rejected uint64
-	Instances                                int64
-	PhaseCalls                               map[string]uint64
+	Instances                                         int64
+	PhaseCalls                                        map[string]uint64
 }
 
 // Snapshot copies the counters.

@@ -57,7 +57,7 @@ type Config struct {
 	// CacheMaxEntries caps the decisions kept; default 10000.
 	CacheMaxEntries int `json:"cacheMaxEntries,omitempty"`
 	// Instances caps the plugin's instances; default one per CPU.
-	Instances int `json:"instances,omitempty"`
+	Instances int    `json:"instances,omitempty"`
 	Limits    Limits `json:"limits,omitempty"`
 	// Upstreams are the destinations proxy_http_call may reach, by name.
 	Upstreams map[string]UpstreamConfig `json:"upstreams,omitempty"`

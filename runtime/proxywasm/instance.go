@@ -29,7 +29,7 @@ type instance struct {
 	broken bool // trapped, timed out, or closed: never called again
 
 	fn struct {
-		contextCreate, vmStart, configure, done, log, delete                 api.Function
+		contextCreate, vmStart, configure, done, log, delete                  api.Function
 		reqHeaders, reqBody, reqTrailers, respHeaders, respBody, respTrailers api.Function
 		httpCallResponse, tick, queueReady                                    api.Function
 		alloc                                                                 api.Function

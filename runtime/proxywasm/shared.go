@@ -14,14 +14,14 @@ import (
 // module never share state).
 
 const (
-	maxSharedKeys    = 10000
-	maxSharedBytes   = 16 << 20
-	maxQueues        = 64
-	maxQueueItems    = 10000
-	maxGuestMetrics  = 1000
-	maxNameLength    = 256
-	minTickPeriod    = 10 * time.Millisecond
-	maxSharedValue   = 1 << 20
+	maxSharedKeys   = 10000
+	maxSharedBytes  = 16 << 20
+	maxQueues       = 64
+	maxQueueItems   = 10000
+	maxGuestMetrics = 1000
+	maxNameLength   = 256
+	minTickPeriod   = 10 * time.Millisecond
+	maxSharedValue  = 1 << 20
 )
 
 type sharedEntry struct {

@@ -124,7 +124,9 @@ func ResponseTrailers() []Header { return headerPairs(mapResponseTrailers) }
 
 // RequestBody returns size bytes of the request body from start (in
 // OnRequestBody).
-func RequestBody(start, size int) []byte { return buffer(bufferRequestBody, uint32(start), uint32(size)) }
+func RequestBody(start, size int) []byte {
+	return buffer(bufferRequestBody, uint32(start), uint32(size))
+}
 
 // ReplaceRequestBody replaces the whole request body.
 func ReplaceRequestBody(b []byte) error {
@@ -133,7 +135,9 @@ func ReplaceRequestBody(b []byte) error {
 
 // ResponseBody returns size bytes of the response body from start (in
 // OnResponseBody).
-func ResponseBody(start, size int) []byte { return buffer(bufferResponseBody, uint32(start), uint32(size)) }
+func ResponseBody(start, size int) []byte {
+	return buffer(bufferResponseBody, uint32(start), uint32(size))
+}
 
 // ReplaceResponseBody replaces the whole response body.
 func ReplaceResponseBody(b []byte) error {
@@ -273,7 +277,9 @@ func DefineGauge(name string) (Metric, error)     { return defineMetric(1, name)
 func DefineHistogram(name string) (Metric, error) { return defineMetric(2, name) }
 
 // Increment adds delta (counters: non-negative).
-func (m Metric) Increment(delta int64) error { return statusErr(proxyIncrementMetric(uint32(m), delta)) }
+func (m Metric) Increment(delta int64) error {
+	return statusErr(proxyIncrementMetric(uint32(m), delta))
+}
 
 // Record sets a gauge or records a histogram sample.
 func (m Metric) Record(v uint64) error { return statusErr(proxyRecordMetric(uint32(m), v)) }

@@ -114,11 +114,11 @@ type HTTPContext interface {
 // DefaultRootContext accepts any configuration and makes no HTTP contexts.
 type DefaultRootContext struct{}
 
-func (DefaultRootContext) OnVMStart([]byte) bool                 { return true }
-func (DefaultRootContext) OnConfigure([]byte) bool               { return true }
-func (DefaultRootContext) OnTick()                               {}
-func (DefaultRootContext) OnQueueReady(uint32)                   {}
-func (DefaultRootContext) NewHTTPContext(uint32) HTTPContext     { return DefaultHTTPContext{} }
+func (DefaultRootContext) OnVMStart([]byte) bool             { return true }
+func (DefaultRootContext) OnConfigure([]byte) bool           { return true }
+func (DefaultRootContext) OnTick()                           {}
+func (DefaultRootContext) OnQueueReady(uint32)               {}
+func (DefaultRootContext) NewHTTPContext(uint32) HTTPContext { return DefaultHTTPContext{} }
 
 // DefaultHTTPContext continues everything.
 type DefaultHTTPContext struct{}

@@ -179,15 +179,15 @@ const watAlloc = `(func (export "malloc") (param i32) (result i32) (i32.const 10
 
 func TestMissingExportsRejected(t *testing.T) {
 	cases := map[string]struct{ wat, want string }{
-		"no abi marker": {`(module (memory (export "memory") 1) ` + watAlloc + ` (func (export "proxy_on_context_create") (param i32 i32)))`, "proxy_abi_version"},
-		"old abi": {`(module (memory (export "memory") 1) ` + watAlloc + ` (func (export "proxy_abi_version_0_1_0")) (func (export "proxy_on_context_create") (param i32 i32)))`, "0_1_0"},
-		"no memory": {`(module ` + watAlloc + ` (func (export "proxy_abi_version_0_2_1")) (func (export "proxy_on_context_create") (param i32 i32)))`, "memory"},
+		"no abi marker":     {`(module (memory (export "memory") 1) ` + watAlloc + ` (func (export "proxy_on_context_create") (param i32 i32)))`, "proxy_abi_version"},
+		"old abi":           {`(module (memory (export "memory") 1) ` + watAlloc + ` (func (export "proxy_abi_version_0_1_0")) (func (export "proxy_on_context_create") (param i32 i32)))`, "0_1_0"},
+		"no memory":         {`(module ` + watAlloc + ` (func (export "proxy_abi_version_0_2_1")) (func (export "proxy_on_context_create") (param i32 i32)))`, "memory"},
 		"no context create": {`(module (memory (export "memory") 1) ` + watAlloc + ` (func (export "proxy_abi_version_0_2_1")))`, "proxy_on_context_create"},
-		"no allocator": {`(module (memory (export "memory") 1) (func (export "proxy_abi_version_0_2_1")) (func (export "proxy_on_context_create") (param i32 i32)))`, "malloc"},
-		"foreign import": {`(module (import "sneaky" "fs_open" (func)) (memory (export "memory") 1) ` + watAlloc + ` (func (export "proxy_abi_version_0_2_1")) (func (export "proxy_on_context_create") (param i32 i32)))`, "sneaky.fs_open"},
+		"no allocator":      {`(module (memory (export "memory") 1) (func (export "proxy_abi_version_0_2_1")) (func (export "proxy_on_context_create") (param i32 i32)))`, "malloc"},
+		"foreign import":    {`(module (import "sneaky" "fs_open" (func)) (memory (export "memory") 1) ` + watAlloc + ` (func (export "proxy_abi_version_0_2_1")) (func (export "proxy_on_context_create") (param i32 i32)))`, "sneaky.fs_open"},
 		"configure refuses": {`(module (memory (export "memory") 1) ` + watAlloc + ` (func (export "proxy_abi_version_0_2_1")) (func (export "proxy_on_context_create") (param i32 i32)) (func (export "proxy_on_configure") (param i32 i32) (result i32) (i32.const 0)))`, "refused its configuration"},
-		"start traps": {`(module (memory (export "memory") 1) ` + watAlloc + ` (func (export "_initialize") unreachable) (func (export "proxy_abi_version_0_2_1")) (func (export "proxy_on_context_create") (param i32 i32)))`, "_initialize"},
-		"start loops": {`(module (memory (export "memory") 1) ` + watAlloc + ` (func (export "proxy_abi_version_0_2_0")) (func (export "proxy_on_context_create") (param i32 i32)) (func (export "proxy_on_vm_start") (param i32 i32) (result i32) (loop $l (br $l)) (i32.const 1)))`, "deadline"},
+		"start traps":       {`(module (memory (export "memory") 1) ` + watAlloc + ` (func (export "_initialize") unreachable) (func (export "proxy_abi_version_0_2_1")) (func (export "proxy_on_context_create") (param i32 i32)))`, "_initialize"},
+		"start loops":       {`(module (memory (export "memory") 1) ` + watAlloc + ` (func (export "proxy_abi_version_0_2_0")) (func (export "proxy_on_context_create") (param i32 i32)) (func (export "proxy_on_vm_start") (param i32 i32) (result i32) (loop $l (br $l)) (i32.const 1)))`, "deadline"},
 	}
 	withEnv(t, func(e *env) {
 		for _, name := range wasmbuild.Sorted(cases) {
