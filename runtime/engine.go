@@ -21,6 +21,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
 )
 
 // DefaultMaxModuleBytes caps the size of a module accepted for compilation.
@@ -138,7 +139,9 @@ func (e *Engine) NewRuntime(ctx context.Context, limits Limits) (*Runtime, error
 	cfg := wazero.NewRuntimeConfigCompiler().
 		WithCompilationCache(e.cache).
 		WithMemoryLimitPages(pages).
-		WithCloseOnContextDone(true).
+		// Runaway guests are stopped by the interrupt checks Compile
+		// adds, not by wazero's own (see instrument).
+		WithCloseOnContextDone(false).
 		WithCustomSections(false)
 	return &Runtime{Runtime: wazero.NewRuntimeWithConfig(ctx, cfg), engine: e}, nil
 }
@@ -153,11 +156,26 @@ func (r *Runtime) Compile(ctx context.Context, wasm []byte) (wazero.CompiledModu
 	if len(wasm) < 8 || string(wasm[:4]) != "\x00asm" {
 		return nil, errors.New("not a WebAssembly binary module (the file does not start with \\0asm); upload the .wasm file, not its text format or a wrapper")
 	}
-	cm, err := r.CompileModule(ctx, wasm)
+	inst, err := instrument(wasm)
+	if err != nil {
+		return nil, fmt.Errorf("preparing module: %w", err)
+	}
+	cm, err := r.CompileModule(ctx, inst)
 	if err != nil {
 		return nil, fmt.Errorf("compiling module: %w", err)
 	}
 	return cm, nil
+}
+
+// Interrupter returns what stops a running call of mod: it sets the
+// interrupt flag Compile added, and the guest traps at its next loop
+// iteration. It reports false when mod was not compiled by Compile.
+func Interrupter(mod api.Module) (func(), bool) {
+	g, ok := mod.ExportedGlobal(InterruptGlobal).(api.MutableGlobal)
+	if !ok {
+		return nil, false
+	}
+	return func() { g.Set(1) }, true
 }
 
 // Close closes the engine's cache and stops its watchdog. Runtimes created

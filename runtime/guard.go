@@ -10,16 +10,14 @@ import (
 // Guard is the context every call into one instance runs under, and the
 // per-call deadline of that instance.
 //
-// wazero stops a running guest when the context of the call is done
-// (WithCloseOnContextDone). Creating a timeout context for every call costs
-// a timer and an allocation on top of the goroutine wazero already starts,
-// and the budget for a small authorizer is a few microseconds, so each
-// instance instead has one long-lived Guard whose Done channel the engine's
-// single watchdog goroutine closes when the call in progress has run past
-// the deadline. A call costs two atomic stores.
+// Each instance has one long-lived Guard: the engine's single watchdog
+// goroutine fires it when the call in progress has run past its deadline,
+// and firing sets the instance's interrupt flag (see instrument and
+// Interrupter), which the guest's next loop iteration turns into a trap. A
+// call costs two atomic stores; no timer, context or goroutine per call.
 //
-// After a timeout the instance is closed by wazero and must be discarded:
-// the Guard stays done for good, so any later call fails at once.
+// After a timeout the instance must be discarded: the Guard stays done for
+// good.
 type Guard struct {
 	parent  context.Context
 	timeout int64 // nanoseconds
@@ -31,6 +29,7 @@ type Guard struct {
 	once     sync.Once
 	timedOut atomic.Bool
 	killed   atomic.Bool
+	onFire   func()
 
 	// Data is for the ABI host: it finds its per-instance state here from
 	// inside host functions (see GuardFrom).
@@ -113,7 +112,19 @@ func (g *Guard) Dead() bool {
 // Close unregisters the guard from the watchdog.
 func (g *Guard) Close() { g.wd.remove(g) }
 
-func (g *Guard) fire() { g.once.Do(func() { close(g.done) }) }
+// OnFire sets what stops the instance when the guard fires; the ABI host
+// passes the module's Interrupter.
+// Set it before the first call.
+func (g *Guard) OnFire(f func()) { g.onFire = f }
+
+func (g *Guard) fire() {
+	g.once.Do(func() {
+		close(g.done)
+		if g.onFire != nil {
+			g.onFire()
+		}
+	})
+}
 
 // Deadline implements context.Context. The deadline is enforced by the
 // watchdog, not reported, so that wazero takes the cheap path.
@@ -220,14 +231,18 @@ func (w *watchdog) run() {
 		case <-t.C:
 		}
 		now := nanotime()
+		var expired []*Guard
 		w.mu.Lock()
 		for g := range w.guards {
 			s := g.start.Load()
-			if s != 0 && now-s > g.timeout {
-				g.timedOut.Store(true)
-				g.fire()
+			if s != 0 && now-s > g.timeout && !g.Dead() {
+				expired = append(expired, g)
 			}
 		}
 		w.mu.Unlock()
+		for _, g := range expired {
+			g.timedOut.Store(true)
+			g.fire()
+		}
 	}
 }

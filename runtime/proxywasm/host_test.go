@@ -10,7 +10,7 @@ import (
 	"github.com/portico-edge/portico/test/wasm/wasmbuild"
 )
 
-func newEngine(t *testing.T) *runtime.Engine {
+func newEngine(t testing.TB) *runtime.Engine {
 	t.Helper()
 	e, err := runtime.NewEngine(context.Background(), runtime.Config{DataDir: t.TempDir()})
 	if err != nil {

@@ -25,6 +25,8 @@ type instance struct {
 	mem   api.Memory
 	guard *runtime.Guard
 
+	interrupt func() // stops the running call (from the watchdog)
+
 	mu     sync.Mutex
 	broken bool // trapped, timed out, or closed: never called again
 
@@ -68,6 +70,13 @@ func (p *Plugin) newInstance(ctx context.Context) (*instance, error) {
 	}
 	in.mod = mod
 	in.mem = mod.Memory()
+	interrupt, ok := runtime.Interrupter(mod)
+	if !ok {
+		in.close()
+		return nil, errors.New("module was not prepared by the engine")
+	}
+	in.interrupt = interrupt
+	in.guard.OnFire(in.interrupt)
 	f := func(name string) api.Function { return mod.ExportedFunction(name) }
 	in.fn.contextCreate = f("proxy_on_context_create")
 	in.fn.vmStart = f("proxy_on_vm_start")
@@ -97,6 +106,7 @@ func (p *Plugin) newInstance(ctx context.Context) (*instance, error) {
 	startGuard := in.guard
 	in.guard = p.engine.NewGuard(ctx, p.cfg.CallbackTimeout)
 	in.guard.Data = in
+	in.guard.OnFire(in.interrupt)
 	startGuard.Close()
 	p.closeMu.Lock()
 	p.live[in] = struct{}{}

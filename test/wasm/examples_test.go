@@ -14,12 +14,12 @@ import (
 
 var authorizers = []struct {
 	name  string
-	build func(t *testing.T) []byte
+	build func(t wasmbuild.TB) []byte
 }{
-	{"c", func(t *testing.T) []byte { return wasmbuild.C(t, "examples/plugins/authorizer-c/authorizer.c") }},
-	{"go", func(t *testing.T) []byte { return wasmbuild.Go(t, "examples/plugins/authorizer-go") }},
-	{"rust", func(t *testing.T) []byte { return wasmbuild.Rust(t, "examples/plugins/authorizer-rust") }},
-	{"assemblyscript", func(t *testing.T) []byte { return wasmbuild.AssemblyScript(t, "examples/plugins/authorizer-as") }},
+	{"c", func(t wasmbuild.TB) []byte { return wasmbuild.C(t, "examples/plugins/authorizer-c/authorizer.c") }},
+	{"go", func(t wasmbuild.TB) []byte { return wasmbuild.Go(t, "examples/plugins/authorizer-go") }},
+	{"rust", func(t wasmbuild.TB) []byte { return wasmbuild.Rust(t, "examples/plugins/authorizer-rust") }},
+	{"assemblyscript", func(t wasmbuild.TB) []byte { return wasmbuild.AssemblyScript(t, "examples/plugins/authorizer-as") }},
 }
 
 func TestAuthorizerExamples(t *testing.T) {

@@ -65,6 +65,13 @@ func TestInfiniteLoop(t *testing.T) {
 					looped = e.do("GET", ed.URL+"/", map[string]string{"X-Loop": "1"}, "")
 					took = time.Since(start)
 				}()
+				// The Go runtime can still stop the world while a guest
+				// spins (compiled code cannot be preempted; the
+				// instrumentation makes it leave for Go often enough).
+				time.Sleep(10 * time.Millisecond)
+				gcStart := time.Now()
+				runtime.GC()
+				t.Logf("a full GC while a guest spins took %s", time.Since(gcStart))
 				// Other requests keep being served while one instance spins.
 				for i := 0; i < 20; i++ {
 					if r := e.do("GET", ed.URL+"/", nil, ""); r.status != 200 {
@@ -79,6 +86,7 @@ func TestInfiniteLoop(t *testing.T) {
 				if looped.status != want {
 					t.Fatalf("looping request: %d %q, want %d", looped.status, looped.body, want)
 				}
+				t.Logf("the looping request got its answer after %s (deadline 50 ms)", took)
 				// A sanity bound, not a speed claim: the deadline is 50 ms.
 				if took > 3*time.Second {
 					t.Fatalf("looping request took %s", took)
