@@ -64,6 +64,8 @@ func (t *transform) serve(w http.ResponseWriter, ex *plugins.Exchange, next plug
 			plugins.WriteError(w, http.StatusRequestEntityTooLarge, "Request body too large")
 			return
 		}
+		// Should the plugin fail open, the request goes on with its body.
+		r.Body = io.NopCloser(bytes.NewReader(body))
 		if !t.handle(w, ex, next, st, st.RequestBodyCallback(body, true)) {
 			return
 		}
