@@ -51,7 +51,8 @@ func (a *authorizer) serve(w http.ResponseWriter, ex *plugins.Exchange, next plu
 	}
 	h := requestHeaders(r, ex.TLS)
 	outcome := st.RequestHeaders(h, r.Body == nil || r.Body == http.NoBody)
-	d := &decision{}
+	var dv decision
+	d := &dv
 	switch outcome {
 	case proxywasm.Continue:
 		if err := applyPseudo(r, h); err != nil {
@@ -87,7 +88,8 @@ func (a *authorizer) serve(w http.ResponseWriter, ex *plugins.Exchange, next plu
 	}
 	st.Close()
 	if cacheable {
-		a.cache.put(key, d)
+		c := dv
+		a.cache.put(key, &c)
 	}
 	if d.allow {
 		// Headers are already on the request; record them as identity.

@@ -3,6 +3,7 @@ package proxywasm
 import (
 	"context"
 	"net/http"
+	"syscall"
 	"testing"
 
 	"github.com/portico-edge/portico/test/wasm/wasmbuild"
@@ -23,7 +24,16 @@ func BenchmarkStreamC(b *testing.B) {
 	r.Header.Set("Authorization", "Bearer s3cr3t")
 	info := &StreamInfo{Request: r}
 	b.ReportAllocs()
+	var ru0, ru1 syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
+	n := 0
+	defer func() {
+		_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
+		cpu := (ru1.Utime.Nano() + ru1.Stime.Nano()) - (ru0.Utime.Nano() + ru0.Stime.Nano())
+		b.ReportMetric(float64(cpu)/float64(max(n, 1)), "cpu-ns/op")
+	}()
 	for b.Loop() {
+		n++
 		s, err := p.NewStream(ctx, info)
 		if err != nil {
 			b.Fatal(err)

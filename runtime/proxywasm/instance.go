@@ -42,7 +42,7 @@ type instance struct {
 	nextID    uint32
 	streams   map[uint32]*Stream
 	pending   []*Stream // streams whose on_done returned false
-	rootProps map[string][]byte
+	rootProps propSet
 	nextToken uint32
 	effective *Stream // nil means the root context
 	callResp  *httpResult

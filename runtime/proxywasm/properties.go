@@ -40,10 +40,10 @@ const (
 func (in *instance) property(path string) ([]byte, bool) {
 	st := in.effective
 	if st != nil {
-		if v, ok := st.props[path]; ok {
+		if v, ok := st.props.get(path); ok {
 			return v, true
 		}
-	} else if v, ok := in.rootProps[path]; ok {
+	} else if v, ok := in.rootProps.get(path); ok {
 		return v, true
 	}
 	switch path {
@@ -210,12 +210,34 @@ func (in *instance) setProperty(s []uint64) Status {
 	if st := in.effective; st != nil {
 		props = &st.props
 	}
-	if *props == nil {
-		*props = make(map[string][]byte, 4)
-	}
-	if _, exists := (*props)[path]; !exists && len(*props) >= maxProps {
+	if !props.set(path, v) {
 		return StatusBadArgument
 	}
-	(*props)[path] = append([]byte(nil), v...)
 	return StatusOK
+}
+
+// propSet holds the properties a guest set; a few per context, so a slice.
+type propSet []Pair
+
+func (ps propSet) get(path string) ([]byte, bool) {
+	for _, p := range ps {
+		if p.Key == path {
+			return []byte(p.Value), true
+		}
+	}
+	return nil, false
+}
+
+func (ps *propSet) set(path string, v []byte) bool {
+	for i := range *ps {
+		if (*ps)[i].Key == path {
+			(*ps)[i].Value = string(v)
+			return true
+		}
+	}
+	if len(*ps) >= maxProps {
+		return false
+	}
+	*ps = append(*ps, Pair{path, string(v)})
+	return true
 }

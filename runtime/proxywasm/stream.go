@@ -77,7 +77,7 @@ type Stream struct {
 	gone        bool
 	pendingDone bool
 	doneCalled  bool
-	props       map[string][]byte
+	props       propSet
 
 	err    error
 	events chan *httpResult
@@ -144,8 +144,7 @@ func (s *Stream) Local() *LocalResponse { return s.local }
 
 // Property returns a property the guest set with proxy_set_property.
 func (s *Stream) Property(path string) ([]byte, bool) {
-	v, ok := s.props[path]
-	return v, ok
+	return s.props.get(path)
 }
 
 // RequestBody returns the request body after the body callback, and whether

@@ -48,12 +48,13 @@ for v in "${variants[@]}"; do
   GOMAXPROCS=1 taskset -c 0 "$work/wasmbench" "${args[@]}" >"$work/$v.log" 2>&1 &
   pid[$v]=$!
   pids+=("$!")
-done
-for v in "${variants[@]}"; do
-  for _ in $(seq 100); do
+  # One at a time: compiling a module (seconds for Go) takes the core.
+  for _ in $(seq 1200); do
     grep -q "listening on" "$work/$v.log" 2>/dev/null && break
     sleep 0.1
   done
+done
+for v in "${variants[@]}"; do
   grep -q "listening on" "$work/$v.log" || { echo "$v did not start:" >&2; cat "$work/$v.log" >&2; exit 1; }
   # A good token must pass (and warm the instance and the connection pool).
   code=$(curl -s -o /dev/null -w '%{http_code}' -H 'Authorization: Bearer s3cr3t' "http://127.0.0.1:${port[$v]}/")
