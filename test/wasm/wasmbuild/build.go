@@ -164,7 +164,10 @@ func C(t TB, src string) []byte {
 // Go builds a standard-Go plugin package (GOOS=wasip1, c-shared).
 func Go(t TB, pkgDir string) []byte {
 	t.Helper()
-	goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
+	}
 	dir := Path(pkgDir)
 	key := hashInputs("go1"+runtime.Version(), dir, Path("sdk/go"))
 	return cached(t, filepath.Base(dir), key, func(out string) error {
