@@ -163,7 +163,7 @@ func (p *Plugin) defineHostFunctions(b wazero.HostModuleBuilder) map[string]bool
 		if !found {
 			return StatusNotFound
 		}
-		return in.give([]byte(v), retPtr, retSize)
+		return in.giveString(v, retPtr, retSize)
 	})
 	setValue := func(replace bool) func(in *instance, s []uint64) Status {
 		return func(in *instance, s []uint64) Status {
@@ -269,7 +269,7 @@ func (p *Plugin) defineHostFunctions(b wazero.HostModuleBuilder) map[string]bool
 		if !in.writeU32(codePtr, uint32(r.status)) {
 			return StatusInvalidMemoryAccess
 		}
-		return in.give([]byte(r.message), msgPtr, msgSize)
+		return in.giveString(r.message, msgPtr, msgSize)
 	})
 
 	// Outbound calls.

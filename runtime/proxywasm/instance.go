@@ -293,6 +293,30 @@ func (in *instance) give(data []byte, retPtr, retSize uint32) Status {
 	return StatusOK
 }
 
+// giveString is give for a string, without copying it to a byte slice first.
+func (in *instance) giveString(v string, retPtr, retSize uint32) Status {
+	if _, ok := in.mem.Read(retPtr, 4); !ok {
+		return StatusInvalidMemoryAccess
+	}
+	if _, ok := in.mem.Read(retSize, 4); !ok {
+		return StatusInvalidMemoryAccess
+	}
+	var ptr uint32
+	if len(v) > 0 {
+		var err error
+		if ptr, err = in.alloc(uint32(len(v))); err != nil {
+			return StatusInternalFailure
+		}
+		if !in.mem.WriteString(ptr, v) {
+			return StatusInvalidMemoryAccess
+		}
+	}
+	if !in.writeU32(retPtr, ptr) || !in.writeU32(retSize, uint32(len(v))) {
+		return StatusInvalidMemoryAccess
+	}
+	return StatusOK
+}
+
 func (in *instance) alloc(n uint32) (uint32, error) {
 	if in.fn.alloc == nil || in.dead() {
 		return 0, errInstanceBroken
