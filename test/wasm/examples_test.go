@@ -213,3 +213,42 @@ func TestHTTPCallOutsideAllowList(t *testing.T) {
 		t.Fatal("request reached the backend")
 	}
 }
+
+// TestPausedRequestReleasesInstance: while one request waits (paused) for its
+// introspection call, the plugin's only instance serves other requests.
+func TestPausedRequestReleasesInstance(t *testing.T) {
+	e := newEnv(t)
+	release := make(chan struct{})
+	is, err := harness.NewBackend(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer is.Close()
+	is.Respond = func(w http.ResponseWriter, r *http.Request, body []byte) {
+		<-release
+		_, _ = w.Write([]byte(`{"active":true,"sub":"dave"}`))
+	}
+	ed := e.edge(spec(wasm.TypeAuthorizer, map[string]any{
+		"module":    e.src.Add(wasmbuild.Go(t, "examples/plugins/introspect-go")),
+		"config":    map[string]string{"upstream": "introspect", "path": "/introspect"},
+		"upstreams": map[string]any{"introspect": map[string]string{"url": is.URL, "timeout": "5s"}},
+		"instances": 1,
+	}))
+	slow := make(chan resp, 1)
+	go func() { slow <- e.do("GET", ed.URL+"/", map[string]string{"Authorization": "Bearer slow"}, "") }()
+	eventually(t, "the first request to pause", func() bool { return is.Count() == 1 })
+	for i := 0; i < 5; i++ {
+		if r := e.do("GET", ed.URL+"/", nil, ""); r.status != 401 {
+			t.Fatalf("request during the pause: %d", r.status)
+		}
+	}
+	select {
+	case r := <-slow:
+		t.Fatalf("paused request finished early: %d", r.status)
+	default:
+	}
+	close(release)
+	if r := <-slow; r.status != 200 || e.backend.Last().Header.Get("X-Portico-User") != "dave" {
+		t.Fatalf("paused request: %d %q", r.status, r.body)
+	}
+}
