@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
@@ -16,6 +17,7 @@ import (
 	"github.com/portico-edge/portico/config"
 	"github.com/portico-edge/portico/plugins/wasm"
 	"github.com/portico-edge/portico/test/wasm/harness"
+	"github.com/portico-edge/portico/test/wasm/wasmbuild"
 )
 
 type env struct {
@@ -29,7 +31,9 @@ type env struct {
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	src := &harness.MemSource{}
-	host, err := wasm.NewHost(context.Background(), wasm.HostConfig{DataDir: t.TempDir(), Source: src})
+	// One compilation cache for all tests: compiling a standard-Go module
+	// takes seconds, and the cache is keyed by the module's content.
+	host, err := wasm.NewHost(context.Background(), wasm.HostConfig{DataDir: filepath.Join(wasmbuild.CacheDir(), "engine"), Source: src})
 	if err != nil {
 		t.Fatal(err)
 	}
