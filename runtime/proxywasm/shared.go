@@ -107,6 +107,7 @@ type queue struct {
 	name      string
 	items     [][]byte
 	listeners []*instance
+	notifying bool // a proxy_on_queue_ready is on its way
 }
 
 type queues struct {
@@ -204,29 +205,37 @@ func (in *instance) enqueue(s []uint64) Status {
 	}
 	q.items = append(q.items, append([]byte(nil), val...))
 	var target *instance
-	for _, l := range q.listeners {
-		if !l.broken {
-			target = l
-			break
+	if !q.notifying {
+		for _, l := range q.listeners {
+			if !l.broken {
+				target = l
+				break
+			}
 		}
+		q.notifying = target != nil
 	}
 	qs.mu.Unlock()
 	if target != nil {
 		// Deliver after the current callback: the target may be this very
-		// instance, whose lock the caller holds.
-		go target.notifyQueue(id)
+		// instance, whose lock the caller holds. One notification at a time
+		// per queue; the plugin drains the queue when it gets it.
+		go target.notifyQueue(q)
 	}
 	return StatusOK
 }
 
-func (in *instance) notifyQueue(id uint32) {
+func (in *instance) notifyQueue(q *queue) {
+	qs := &in.p.queues
+	qs.mu.Lock()
+	q.notifying = false
+	qs.mu.Unlock()
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	if in.dead() {
 		return
 	}
 	in.effective = nil
-	if _, err := in.call(runtime.PhaseAsync, in.fn.queueReady, rootID, uint64(id)); err != nil {
+	if _, err := in.call(runtime.PhaseAsync, in.fn.queueReady, rootID, uint64(q.id)); err != nil {
 		in.mu.Unlock()
 		in.p.instanceFailed(in, false)
 		in.mu.Lock()
