@@ -37,6 +37,11 @@ func withEnv(t *testing.T, fn func(e *env)) {
 			_ = e.host.Close(context.Background())
 		}()
 		fn(e)
+		// fn closed its edges: every plugin, and so every instance, must
+		// be gone with them.
+		if n, s := e.host.Plugins(), e.host.Stats(); n != 0 || s.Instances != 0 {
+			t.Errorf("after the test: %d plugins and %d instances still running", n, s.Instances)
+		}
 	}()
 	settle(t, base)
 }
