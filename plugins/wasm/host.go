@@ -109,8 +109,8 @@ func (h *Host) Transform() plugins.Factory { return &factory{h: h, typ: TypeTran
 
 // Validate admits a policy spec the way a deploy must: the config is checked,
 // the module fetched, verified, compiled and started with its configuration,
-// then released (it stays warm for the policy that will use it). The origin
-// calls it before accepting a deployment.
+// then stopped again (the compiled code stays in the cache). The origin calls
+// it before accepting a deployment.
 func (h *Host) Validate(ctx context.Context, spec config.PolicySpec) error {
 	if spec.Type != TypeAuthorizer && spec.Type != TypeTransform {
 		return fmt.Errorf("policy type %q is not a WASM policy", spec.Type)
