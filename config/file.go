@@ -124,20 +124,26 @@ func (e *LocationError) Error() string {
 
 func (e *LocationError) Unwrap() error { return e.Err }
 
-// LoadFile reads and validates a config file. YAML and JSON are both
-// accepted (JSON is read as YAML, which keeps line numbers for both). Every
-// problem found is returned, joined, each with its location.
+// LoadFile reads and validates a config file, including that the OpenAPI
+// documents it names can be read. YAML and JSON are both accepted (JSON is
+// read as YAML, which keeps line numbers for both). Every problem found is
+// returned, joined, each with its location.
 func LoadFile(path string) (*File, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read config: %w", err)
 	}
-	return ParseFile(path, data)
+	return parseFile(path, data, true)
 }
 
-// ParseFile is LoadFile for bytes already read; path is used in messages and
-// to resolve relative paths.
+// ParseFile validates a config file already read, without touching the
+// file system: the admin API uses it for files whose documents arrive in
+// the same request. path is used in messages and to resolve relative paths.
 func ParseFile(path string, data []byte) (*File, error) {
+	return parseFile(path, data, false)
+}
+
+func parseFile(path string, data []byte, checkFiles bool) (*File, error) {
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
 		return nil, &LocationError{File: path, Err: fmt.Errorf("not valid YAML or JSON: %w", err)}
@@ -156,7 +162,7 @@ func ParseFile(path string, data []byte) (*File, error) {
 		return nil, &LocationError{File: path, Err: err}
 	}
 	f.Path = path
-	v := &validator{file: path, root: doc}
+	v := &validator{file: path, root: doc, checkFiles: checkFiles}
 	v.validate(f)
 	if len(v.errs) > 0 {
 		return nil, errors.Join(v.errs...)
@@ -297,9 +303,10 @@ func jsonCompatible(v any) any {
 // validator checks a decoded File and records errors with the location of
 // the offending node.
 type validator struct {
-	file string
-	root *yaml.Node
-	errs []error
+	file       string
+	root       *yaml.Node
+	checkFiles bool
+	errs       []error
 }
 
 // fail records an error at the node found by following path (keys and
@@ -358,7 +365,7 @@ func (v *validator) validate(f *File) {
 		}
 		if a.OpenAPI == "" {
 			v.fail(p, "no \"openapi\" document; set openapi to the path of the API's OpenAPI or Swagger file, relative to this file")
-		} else if _, err := os.Stat(f.ResolvePath(a.OpenAPI)); err != nil {
+		} else if _, err := os.Stat(f.ResolvePath(a.OpenAPI)); v.checkFiles && err != nil {
 			v.fail(append(p, "openapi"), "cannot read the OpenAPI document: %v", err)
 		}
 		v.policies(append(p, "policies"), a.Policies)

@@ -302,3 +302,19 @@ func DecodeConfig(spec config.PolicySpec, v any) error {
 	}
 	return nil
 }
+
+// Attachments lists the policies that apply to a route of a deployment on
+// a stage, in the order Build expects: API, then stage, then route.
+func Attachments(d *config.Deployment, st *config.Stage, r *config.Route) []Attached {
+	var out []Attached
+	for _, p := range d.API.Policies {
+		out = append(out, Attached{Spec: p, Scope: Scope{APIID: d.APIID}})
+	}
+	for _, p := range st.Policies {
+		out = append(out, Attached{Spec: p, Scope: Scope{APIID: d.APIID, Stage: st.Name}})
+	}
+	for _, p := range r.Policies {
+		out = append(out, Attached{Spec: p, Scope: Scope{APIID: d.APIID, Stage: st.Name, Route: r.Key()}})
+	}
+	return out
+}

@@ -1,0 +1,134 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/portico-edge/portico/edge"
+	"github.com/portico-edge/portico/edge/devca"
+	"github.com/portico-edge/portico/examples/quickstart/backend"
+	"github.com/portico-edge/portico/origin"
+	"github.com/portico-edge/portico/origin/store"
+)
+
+// runDev runs everything on loopback with the quickstart API: the
+// "try it in one command" mode.
+func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("dev", stderr)
+	dataDir := fs.String("data-dir", ".data/dev", "directory for the database, dev CA and snapshots")
+	configFile := fs.String("config", "examples/quickstart/portico.yaml", "config file applied at start")
+	httpsListen := fs.String("https-listen", "127.0.0.1:8443", "edge HTTPS address")
+	httpListen := fs.String("http-listen", "127.0.0.1:8080", "edge plain-HTTP address")
+	adminListen := fs.String("admin-listen", "127.0.0.1:9900", "admin API address")
+	dataListen := fs.String("data-listen", "127.0.0.1:9901", "origin data-plane address")
+	opsListen := fs.String("ops-listen", "127.0.0.1:9902", "edge health address")
+	backendListen := fs.String("backend-listen", "127.0.0.1:9080", "example backend address; empty starts none")
+	logLevel := fs.String("log-level", "warn", "debug, info, warn or error")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	log, err := newLogger(stderr, *logLevel)
+	if err != nil {
+		return err
+	}
+	tuneGC()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	var backendAddr string
+	errc := make(chan error, 4)
+	if *backendListen != "" {
+		ln, err := net.Listen("tcp", *backendListen)
+		if err != nil {
+			return fmt.Errorf("example backend: %w (is another portico dev running? use --backend-listen)", err)
+		}
+		backendAddr = ln.Addr().String()
+		bs := &http.Server{Handler: backend.Handler(), ReadHeaderTimeout: 10 * time.Second}
+		go func() { errc <- bs.Serve(ln) }()
+		go func() { <-ctx.Done(); bs.Close() }()
+	}
+
+	// Dev fetches JWKS from loopback too: the quickstart's identity
+	// provider, if any, runs beside it.
+	n, err := newNode(nodeFlags{authFailures: 10, authWindow: time.Minute, authCacheEntries: 10000, allowPrivateJWKS: true}, log)
+	if err != nil {
+		return err
+	}
+	o, _, err := origin.New(ctx, origin.Config{DataDir: filepath.Join(*dataDir, "origin"), AdminListen: *adminListen, DataListen: *dataListen, Importer: importDocument, Policies: n.Policies, Logger: log})
+	if err != nil {
+		return err
+	}
+	defer o.Close()
+	adminTok, err := o.ReplaceToken(ctx, store.TokenAdmin, "dev")
+	if err != nil {
+		return err
+	}
+	edgeTok, err := o.ReplaceToken(ctx, store.TokenEdge, "dev")
+	if err != nil {
+		return err
+	}
+	if *configFile != "" {
+		if err := applyFile(ctx, o.Control, *configFile, log); err != nil {
+			return err
+		}
+	}
+	if err := o.Listen(); err != nil {
+		return fmt.Errorf("%w (is another portico dev running?)", err)
+	}
+	go func() { errc <- o.Serve(ctx, 5*time.Second) }()
+
+	originURL := &url.URL{Scheme: "http", Host: o.DataAddr()}
+	e, err := edge.New(edge.Config{Origin: originURL, Token: edgeTok, DataDir: filepath.Join(*dataDir, "edge"), Policies: n.Policies, Prepare: n.prepare, HTTPSPort: portOf(*httpsListen), Logger: log})
+	if err != nil {
+		return err
+	}
+	certs, err := loadCertificates("", "", true, filepath.Join(*dataDir, "edge"))
+	if err != nil {
+		return err
+	}
+	caPath := filepath.Join(*dataDir, "edge", devca.CACertFile)
+	ready := func(httpsAddr, httpAddr string) {
+		fmt.Fprintf(stdout, `Portico dev is running.
+  edge      https://%s  (and http://%s, which redirects)
+  admin API http://%s   token: %s
+  origin    http://%s (data plane)
+  backend   http://%s (example pet store)
+  dev CA    %s
+
+Try:
+  curl -sk https://%s/v1/pets
+  curl --cacert %s https://localhost:%d/v2/pets
+
+Use the admin API with portico ctl:
+  export PORTICO_ADMIN_URL=http://%s PORTICO_TOKEN=%s
+  bin/portico ctl apis list
+`, httpsAddr, httpAddr, o.AdminAddr(), adminTok, o.DataAddr(), backendAddr, caPath, httpsAddr, caPath, portOf(httpsAddr), o.AdminAddr(), adminTok)
+		writeDevEnv(*dataDir, o.AdminAddr(), adminTok)
+	}
+	go func() {
+		errc <- serveEdge(ctx, e, n, edgeListeners{HTTPS: *httpsListen, HTTP: *httpListen, Ops: *opsListen, Certs: certs, Drain: 5 * time.Second, Ready: ready}, log)
+	}()
+	select {
+	case <-ctx.Done():
+		return nil
+	case err := <-errc:
+		cancel()
+		if errors.Is(err, http.ErrServerClosed) {
+			return nil
+		}
+		return err
+	}
+}
+
+// writeDevEnv leaves the admin URL and token where scripts can source them.
+func writeDevEnv(dataDir, adminAddr, token string) {
+	_ = os.WriteFile(filepath.Join(dataDir, "env"), []byte(fmt.Sprintf("export PORTICO_ADMIN_URL=http://%s\nexport PORTICO_TOKEN=%s\n", adminAddr, token)), 0o600)
+}

@@ -1,0 +1,283 @@
+// Package forward sends requests that passed the edge's pipeline to the
+// origin's data plane, over pooled connections, with the routing and
+// identity headers of the edge-to-origin contract (docs/architecture.md).
+//
+// It is built on httputil.ReverseProxy with Rewrite (never Director): the
+// proxy removes hop-by-hop headers and those a client names in Connection
+// before Rewrite runs, so nothing the edge adds here can be removed by a
+// client's Connection header.
+package forward
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/portico-edge/portico/edge/hygiene"
+	"github.com/portico-edge/portico/edge/wsrelay"
+	"github.com/portico-edge/portico/plugins"
+)
+
+// Edge-to-origin headers.
+const (
+	HeaderEdgeToken  = "Portico-Edge-Token"
+	HeaderDeployment = "Portico-Deployment"
+	HeaderStage      = "Portico-Stage"
+	HeaderRoute      = "Portico-Route"
+)
+
+// Options configure a Forwarder.
+type Options struct {
+	Origin *url.URL // the origin's data-plane base URL (http or https)
+	Token  string   // the edge token
+	// Transport overrides the default pooled transport (for example with
+	// an HTTP/3 transport).
+	Transport http.RoundTripper
+	// TLS configures connections to an https origin.
+	TLS    *tls.Config
+	Logger *slog.Logger
+	// Timeout bounds a forwarded exchange up to the response headers
+	// when the route's own integration timeout is not known; the origin
+	// enforces integration timeouts itself.
+	Timeout time.Duration
+}
+
+// Forwarder forwards exchanges to the origin.
+type Forwarder struct {
+	origin    *url.URL
+	token     []string
+	proxy     *httputil.ReverseProxy
+	transport http.RoundTripper
+	tls       *tls.Config
+	log       *slog.Logger
+}
+
+// New returns a Forwarder.
+func New(o Options) (*Forwarder, error) {
+	if o.Origin == nil || (o.Origin.Scheme != "http" && o.Origin.Scheme != "https") || o.Origin.Host == "" {
+		return nil, errors.New("forward: the origin must be an http:// or https:// URL such as http://127.0.0.1:9901")
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Timeout == 0 {
+		o.Timeout = 5*time.Minute + 10*time.Second
+	}
+	tr := o.Transport
+	if tr == nil {
+		// HTTP/1.1 keep-alive with a deep idle pool: on loopback and on
+		// a LAN it measured faster than one multiplexed HTTP/2
+		// connection (see docs/performance.md), and it keeps a slow
+		// response from holding up others behind it.
+		tr = &http.Transport{
+			Proxy:                 nil,
+			DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			TLSClientConfig:       o.TLS,
+			TLSHandshakeTimeout:   5 * time.Second,
+			MaxIdleConns:          4096,
+			MaxIdleConnsPerHost:   1024,
+			IdleConnTimeout:       90 * time.Second,
+			ExpectContinueTimeout: time.Second,
+			ResponseHeaderTimeout: o.Timeout,
+			DisableCompression:    true,
+			ForceAttemptHTTP2:     false,
+			WriteBufferSize:       16 << 10,
+			ReadBufferSize:        16 << 10,
+		}
+	}
+	f := &Forwarder{origin: o.Origin, token: []string{o.Token}, transport: tr, tls: o.TLS, log: o.Logger}
+	f.proxy = &httputil.ReverseProxy{
+		Rewrite:       f.rewrite,
+		Transport:     tr,
+		BufferPool:    newBufferPool(),
+		ErrorHandler:  f.proxyError,
+		FlushInterval: -1,
+		ErrorLog:      nil,
+	}
+	return f, nil
+}
+
+// Forward sends the exchange to the origin and copies the response back.
+// The exchange's request is modified in place: it is the edge's own.
+func (f *Forwarder) Forward(w http.ResponseWriter, ex *plugins.Exchange) {
+	r := ex.Request
+	h := r.Header
+	h[HeaderEdgeToken] = f.token
+	h[HeaderDeployment] = []string{ex.Deployment.ID}
+	h[HeaderStage] = []string{ex.API.ID + "/" + ex.Stage.Name}
+	h[HeaderRoute] = []string{strconv.Itoa(ex.RouteIndex)}
+	h[plugins.RequestIDHeader] = []string{ex.RequestID}
+	client := ex.Client.String()
+	proto := "http"
+	if ex.TLS {
+		proto = "https"
+	}
+	// Set on the inbound request; rewrite copies them after the proxy
+	// has removed the client's.
+	h["X-Forwarded-For"] = []string{client}
+	h["X-Forwarded-Host"] = []string{ex.Host}
+	h["X-Forwarded-Proto"] = []string{proto}
+	h["Forwarded"] = []string{forwardedValue(client, ex.Host, proto)}
+	for k, v := range ex.Identity.Headers {
+		h[k] = v
+	}
+	r.URL.Path, r.URL.RawPath = unescapedPath(ex.RoutePath), ex.RoutePath
+	// Upgrades go through Upgrade and its checked relay; anything else
+	// that asks to switch protocols (h2c, a malformed WebSocket handshake)
+	// must not become an unchecked tunnel inside ReverseProxy.
+	delete(h, "Upgrade")
+	r.Trailer = nil // trailers would reach the origin after every check
+	f.proxy.ServeHTTP(w, r)
+}
+
+func forwardedValue(client, host, proto string) string {
+	var b strings.Builder
+	b.Grow(len(client) + len(host) + 32)
+	b.WriteString("for=")
+	if strings.Contains(client, ":") {
+		b.WriteString(`"[` + client + `]"`)
+	} else {
+		b.WriteString(client)
+	}
+	b.WriteString(";host=")
+	b.WriteString(strconv.Quote(host))
+	b.WriteString(";proto=")
+	b.WriteString(proto)
+	return b.String()
+}
+
+func unescapedPath(p string) string {
+	if !strings.Contains(p, "%") {
+		return p
+	}
+	if u, err := url.PathUnescape(p); err == nil {
+		return u
+	}
+	return p
+}
+
+func (f *Forwarder) rewrite(pr *httputil.ProxyRequest) {
+	out, in := pr.Out, pr.In
+	out.URL.Scheme = f.origin.Scheme
+	out.URL.Host = f.origin.Host
+	if f.origin.Path != "" && f.origin.Path != "/" {
+		out.URL.Path = strings.TrimSuffix(f.origin.Path, "/") + out.URL.Path
+		if out.URL.RawPath != "" {
+			out.URL.RawPath = strings.TrimSuffix(f.origin.Path, "/") + out.URL.RawPath
+		}
+	}
+	out.Host = f.origin.Host
+	for _, k := range []string{"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "Forwarded"} {
+		out.Header[k] = in.Header[k]
+	}
+}
+
+func (f *Forwarder) proxyError(w http.ResponseWriter, r *http.Request, err error) {
+	if herr := hygiene.BodyError(err); herr != nil {
+		// The client's body failed (malformed chunk, over the limit):
+		// the origin got an incomplete request, the client its own error.
+		herr.Write(w)
+		return
+	}
+	switch {
+	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
+		// The client went away; nobody reads this.
+		w.WriteHeader(499)
+	case errors.Is(err, context.DeadlineExceeded):
+		plugins.WriteError(w, http.StatusGatewayTimeout, "the origin did not answer in time")
+	default:
+		f.log.Warn("origin unreachable", "origin", f.origin.Host, "err", err)
+		plugins.WriteError(w, http.StatusBadGateway, "the origin gateway could not be reached")
+	}
+}
+
+// Close releases idle connections to the origin.
+func (f *Forwarder) Close() {
+	if t, ok := f.transport.(interface{ CloseIdleConnections() }); ok {
+		t.CloseIdleConnections()
+	}
+}
+
+// Transport returns the transport used toward the origin.
+func (f *Forwarder) Transport() http.RoundTripper { return f.transport }
+
+type bufferPool struct{ p sync.Pool }
+
+func newBufferPool() *bufferPool {
+	return &bufferPool{p: sync.Pool{New: func() any { return make([]byte, 32<<10) }}}
+}
+
+func (b *bufferPool) Get() []byte { return b.p.Get().([]byte) }
+
+// Put returns a buffer. Storing a slice in a sync.Pool allocates its small
+// header; next to a 32 KiB copy that is noise.
+func (b *bufferPool) Put(x []byte) { b.p.Put(x) }
+
+// Upgrade relays a WebSocket upgrade to the origin with the same headers a
+// plain request gets. ctx ends the relay (the edge's drain).
+func (f *Forwarder) Upgrade(ctx context.Context, w http.ResponseWriter, ex *plugins.Exchange, relay *wsrelay.Relay) {
+	r := ex.Request
+	h := wsrelay.ForwardHeader(r.Header)
+	// Gateway headers go in after the client's were cleaned, so that no
+	// Connection header of the client's can remove them.
+	h[HeaderEdgeToken] = f.token
+	h[HeaderDeployment] = []string{ex.Deployment.ID}
+	h[HeaderStage] = []string{ex.API.ID + "/" + ex.Stage.Name}
+	h[HeaderRoute] = []string{strconv.Itoa(ex.RouteIndex)}
+	h[plugins.RequestIDHeader] = []string{ex.RequestID}
+	client := ex.Client.String()
+	proto := "http"
+	if ex.TLS {
+		proto = "https"
+	}
+	h["X-Forwarded-For"] = []string{client}
+	h["X-Forwarded-Host"] = []string{ex.Host}
+	h["X-Forwarded-Proto"] = []string{proto}
+	h["Forwarded"] = []string{forwardedValue(client, ex.Host, proto)}
+	for k, v := range ex.Identity.Headers {
+		h[k] = v
+	}
+	u := *f.origin
+	u.Path = strings.TrimSuffix(f.origin.Path, "/") + unescapedPath(ex.RoutePath)
+	u.RawPath = strings.TrimSuffix(f.origin.Path, "/") + ex.RoutePath
+	u.RawQuery = r.URL.RawQuery
+	out := &http.Request{Method: http.MethodGet, URL: &u, Host: f.origin.Host, Header: h}
+	up := wsrelay.Upstream{Request: out, Dial: f.dialOrigin}
+	if err := relay.Serve(ctx, w, r, up); err != nil {
+		f.log.Debug("websocket relay ended", "err", err, "request_id", ex.RequestID)
+	}
+}
+
+// dialOrigin opens a connection to the origin's data plane for a relay.
+func (f *Forwarder) dialOrigin(ctx context.Context) (net.Conn, error) {
+	host := f.origin.Host
+	if f.origin.Port() == "" {
+		if f.origin.Scheme == "https" {
+			host = net.JoinHostPort(f.origin.Hostname(), "443")
+		} else {
+			host = net.JoinHostPort(f.origin.Hostname(), "80")
+		}
+	}
+	d := &net.Dialer{Timeout: 5 * time.Second}
+	if f.origin.Scheme != "https" {
+		return d.DialContext(ctx, "tcp", host)
+	}
+	cfg := f.tls.Clone()
+	if cfg == nil {
+		cfg = &tls.Config{}
+	}
+	if cfg.ServerName == "" {
+		cfg.ServerName = f.origin.Hostname()
+	}
+	cfg.NextProtos = []string{"http/1.1"}
+	return (&tls.Dialer{NetDialer: d, Config: cfg}).DialContext(ctx, "tcp", host)
+}

@@ -1,0 +1,186 @@
+// Package origin assembles the origin gateway: the store, the control
+// plane, the admin API on its (loopback) listener, and the data plane that
+// edges call on theirs.
+package origin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/portico-edge/portico/origin/admin"
+	"github.com/portico-edge/portico/origin/control"
+	"github.com/portico-edge/portico/origin/dataplane"
+	"github.com/portico-edge/portico/origin/integration"
+	"github.com/portico-edge/portico/origin/store"
+	"github.com/portico-edge/portico/plugins"
+)
+
+// Config configures an origin.
+type Config struct {
+	DataDir     string
+	AdminListen string // default 127.0.0.1:9900
+	DataListen  string // default 127.0.0.1:9901
+	Importer    control.Importer
+	Policies    *plugins.Registry
+	Logger      *slog.Logger
+}
+
+// Origin is a running origin gateway.
+type Origin struct {
+	cfg     Config
+	log     *slog.Logger
+	Store   *store.Store
+	Control *control.Control
+	Admin   *admin.Server
+	Data    *dataplane.Server
+	invoker *integration.Invoker
+
+	adminLn, dataLn net.Listener
+}
+
+// FirstStart holds the tokens created when an origin starts on an empty
+// data dir. They are shown once and stored only as hashes.
+type FirstStart struct {
+	AdminToken string
+	EdgeToken  string
+}
+
+// New opens the store and builds the origin. On an empty data dir it
+// creates an admin token and an edge token and returns them.
+func New(ctx context.Context, cfg Config) (*Origin, *FirstStart, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.AdminListen == "" {
+		cfg.AdminListen = "127.0.0.1:9900"
+	}
+	if cfg.DataListen == "" {
+		cfg.DataListen = "127.0.0.1:9901"
+	}
+	st, err := store.Open(cfg.DataDir)
+	if err != nil {
+		return nil, nil, err
+	}
+	o := &Origin{cfg: cfg, log: cfg.Logger, Store: st}
+	fail := func(err error) (*Origin, *FirstStart, error) {
+		st.Close()
+		return nil, nil, err
+	}
+	first, err := ensureTokens(ctx, st)
+	if err != nil {
+		return fail(err)
+	}
+	o.Control, err = control.New(ctx, control.Options{Store: st, Importer: cfg.Importer, Policies: cfg.Policies, Logger: cfg.Logger})
+	if err != nil {
+		return fail(err)
+	}
+	o.invoker = integration.New(integration.Options{Logger: cfg.Logger})
+	o.Data, err = dataplane.New(ctx, o.Control, st, o.invoker, cfg.Logger)
+	if err != nil {
+		return fail(err)
+	}
+	o.Admin, err = admin.New(ctx, o.Control, st, cfg.Logger)
+	if err != nil {
+		return fail(err)
+	}
+	return o, first, nil
+}
+
+func ensureTokens(ctx context.Context, st *store.Store) (*FirstStart, error) {
+	var first *FirstStart
+	err := st.Update(ctx, func(tx *store.Tx) error {
+		toks, err := tx.Tokens()
+		if err != nil || len(toks) > 0 {
+			return err
+		}
+		first = &FirstStart{AdminToken: store.NewTokenSecret(store.TokenAdmin), EdgeToken: store.NewTokenSecret(store.TokenEdge)}
+		now := time.Now().UTC()
+		if err := tx.PutToken(first.AdminToken, store.Token{Kind: store.TokenAdmin, Name: "initial", CreatedAt: now}); err != nil {
+			return err
+		}
+		return tx.PutToken(first.EdgeToken, store.Token{Kind: store.TokenEdge, Name: "initial", CreatedAt: now})
+	})
+	return first, err
+}
+
+// ReplaceToken revokes the tokens of a kind with a name and creates a new
+// one, returning its secret. `portico dev` uses it to hand out fresh
+// tokens at every start.
+func (o *Origin) ReplaceToken(ctx context.Context, kind, name string) (string, error) {
+	secret := store.NewTokenSecret(kind)
+	err := o.Store.Update(ctx, func(tx *store.Tx) error {
+		if err := tx.DeleteTokens(kind, name); err != nil {
+			return err
+		}
+		return tx.PutToken(secret, store.Token{Kind: kind, Name: name, CreatedAt: time.Now().UTC()})
+	})
+	if err != nil {
+		return "", err
+	}
+	if err := o.Data.ReloadTokens(ctx); err != nil {
+		return "", err
+	}
+	return secret, o.Admin.ReloadTokens(ctx)
+}
+
+// Listen binds the admin and data-plane listeners, so that a caller knows
+// the addresses (with port 0 resolved) before serving.
+func (o *Origin) Listen() error {
+	var err error
+	if o.adminLn, err = net.Listen("tcp", o.cfg.AdminListen); err != nil {
+		return fmt.Errorf("admin listener: %w", err)
+	}
+	if o.dataLn, err = net.Listen("tcp", o.cfg.DataListen); err != nil {
+		o.adminLn.Close()
+		return fmt.Errorf("data-plane listener: %w", err)
+	}
+	return nil
+}
+
+// AdminAddr and DataAddr return the bound addresses.
+func (o *Origin) AdminAddr() string { return o.adminLn.Addr().String() }
+
+// DataAddr returns the data-plane listener's address.
+func (o *Origin) DataAddr() string { return o.dataLn.Addr().String() }
+
+// Serve serves both listeners until ctx ends, then shuts down gracefully:
+// requests in flight get up to drain to finish.
+func (o *Origin) Serve(ctx context.Context, drain time.Duration) error {
+	if o.adminLn == nil {
+		if err := o.Listen(); err != nil {
+			return err
+		}
+	}
+	servers := []*http.Server{
+		{Handler: o.Admin, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10},
+		{Handler: o.Data, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 5 * time.Minute, MaxHeaderBytes: 64 << 10},
+	}
+	lns := []net.Listener{o.adminLn, o.dataLn}
+	errc := make(chan error, len(servers))
+	for i, s := range servers {
+		go func() { errc <- s.Serve(lns[i]) }()
+	}
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), drain)
+	defer cancel()
+	for _, s := range servers {
+		_ = s.Shutdown(sctx)
+	}
+	o.invoker.Close()
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	return err
+}
+
+// Close closes the store.
+func (o *Origin) Close() error { return o.Store.Close() }
