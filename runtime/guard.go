@@ -79,12 +79,15 @@ func (g *Guard) Begin() {
 	}
 }
 
-// End marks the end of a call.
-func (g *Guard) End() {
+// End marks the end of a call and returns how long the outermost call took
+// (zero for a nested one), so that callers need not read the clock again.
+func (g *Guard) End() time.Duration {
 	g.depth--
-	if g.depth == 0 {
-		g.start.Store(0)
+	if g.depth != 0 {
+		return 0
 	}
+	start := g.start.Swap(0)
+	return time.Duration(nanotime() - start)
 }
 
 // TimedOut reports whether a call under this guard ran past its deadline.

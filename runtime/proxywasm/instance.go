@@ -186,10 +186,8 @@ func (in *instance) call(phase runtime.Phase, fn api.Function, args ...uint64) (
 	}
 	st := in.stack[:n]
 	in.guard.Begin()
-	t0 := time.Now()
 	err := fn.CallWithStack(in.guard, st)
-	in.guard.End()
-	in.p.metrics.Observe(phase, time.Since(t0))
+	in.p.metrics.Observe(phase, in.guard.End())
 	if err != nil {
 		in.fail(err)
 		return 0, err
