@@ -34,7 +34,7 @@ func BenchmarkCall(b *testing.B) {
 			e, _ := NewEngine(ctx, Config{})
 			defer e.Close(ctx)
 			_ = c.prepare
-			g := e.NewGuard(ctx, time.Second)
+			g := e.NewGuard(time.Second)
 			defer g.Close()
 			stack := make([]uint64, 1)
 			b.ReportAllocs()

@@ -19,7 +19,6 @@ import (
 // After a timeout the instance must be discarded: the Guard stays done for
 // good.
 type Guard struct {
-	parent  context.Context
 	timeout int64 // nanoseconds
 	wd      *watchdog
 
@@ -38,15 +37,15 @@ type Guard struct {
 
 type guardKey struct{}
 
-// NewGuard returns a guard for one instance. The parent context supplies
-// values only: its cancellation does not stop the instance. Release it with
-// Close when the instance is closed.
-func (e *Engine) NewGuard(parent context.Context, timeout time.Duration) *Guard {
+// NewGuard returns a guard for one instance. It carries no values but
+// itself: wazero asks the context of every call for its experimental
+// options, and a plain answer keeps that free. Release it with Close when
+// the instance is closed.
+func (e *Engine) NewGuard(timeout time.Duration) *Guard {
 	if timeout <= 0 {
 		timeout = DefaultCallbackTimeout
 	}
 	g := &Guard{
-		parent:  context.WithoutCancel(parent),
 		timeout: int64(timeout),
 		wd:      e.watchdog,
 		done:    make(chan struct{}),
@@ -152,7 +151,7 @@ func (g *Guard) Value(key any) any {
 	if _, ok := key.(guardKey); ok {
 		return g
 	}
-	return g.parent.Value(key)
+	return nil
 }
 
 // epoch is the fixed origin of nanotime; it is never written after

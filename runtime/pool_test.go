@@ -120,7 +120,7 @@ func TestGuardFiresOnDeadline(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer e.Close(context.Background())
-	g := e.NewGuard(context.Background(), 20*time.Millisecond)
+	g := e.NewGuard(20 * time.Millisecond)
 	defer g.Close()
 	g.Begin()
 	g.End()
@@ -165,7 +165,7 @@ func BenchmarkPoolAcquireRelease(b *testing.B) {
 func BenchmarkGuardBeginEnd(b *testing.B) {
 	e, _ := NewEngine(context.Background(), Config{})
 	defer e.Close(context.Background())
-	g := e.NewGuard(context.Background(), time.Second)
+	g := e.NewGuard(time.Second)
 	defer g.Close()
 	b.ReportAllocs()
 	for b.Loop() {

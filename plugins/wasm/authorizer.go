@@ -69,7 +69,9 @@ func (a *authorizer) serve(w http.ResponseWriter, ex *plugins.Exchange, next plu
 			// after any the client sent, and the client's never counts.
 			if v := r.Header.Values(name); len(v) > 0 {
 				d.headers = append(d.headers, [2]string{name, v[len(v)-1]})
-				r.Header.Set(name, v[len(v)-1])
+				if len(v) > 1 {
+					r.Header.Set(name, v[len(v)-1])
+				}
 			}
 		}
 		d.removed = h.Removed

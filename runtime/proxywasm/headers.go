@@ -42,7 +42,19 @@ func (m *HeaderMap) get(key string) (string, bool) {
 	if m.Header == nil {
 		return "", false
 	}
-	vs := m.Header.Values(key)
+	var vs []string
+	if len(m.Header) <= 16 {
+		// Guests ask in lower case; a scan of a small map finds the
+		// canonical key without building it.
+		for k, v := range m.Header {
+			if len(k) == len(key) && strings.EqualFold(k, key) {
+				vs = v
+				break
+			}
+		}
+	} else {
+		vs = m.Header.Values(key)
+	}
 	switch len(vs) {
 	case 0:
 		return "", false

@@ -155,11 +155,11 @@ func (p *Plugin) defineHostFunctions(b wazero.HostModuleBuilder) map[string]bool
 		if st != StatusOK {
 			return st
 		}
-		key, ok := in.readString(kp, ks)
+		key, ok := in.readView(kp, ks)
 		if !ok {
 			return StatusInvalidMemoryAccess
 		}
-		v, found := m.get(key)
+		v, found := m.get(key) // before give: the view dies when the guest runs
 		if !found {
 			return StatusNotFound
 		}

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/tetratelabs/wazero/api"
 
@@ -59,7 +60,7 @@ func (p *Plugin) newInstance(ctx context.Context) (*instance, error) {
 		return nil, runtime.ErrPoolClosed
 	}
 	in := &instance{p: p, nextID: rootID + 1, streams: make(map[uint32]*Stream)}
-	in.guard = p.engine.NewGuard(ctx, p.cfg.StartTimeout)
+	in.guard = p.engine.NewGuard(p.cfg.StartTimeout)
 	in.guard.Data = in
 	in.starting = true
 	in.startLog = new(bytes.Buffer)
@@ -104,7 +105,7 @@ func (p *Plugin) newInstance(ctx context.Context) (*instance, error) {
 	in.startLog = nil
 	// Start-up may take seconds; callbacks get the plugin's own deadline.
 	startGuard := in.guard
-	in.guard = p.engine.NewGuard(ctx, p.cfg.CallbackTimeout)
+	in.guard = p.engine.NewGuard(p.cfg.CallbackTimeout)
 	in.guard.Data = in
 	in.guard.OnFire(in.interrupt)
 	startGuard.Close()
@@ -259,6 +260,17 @@ func (in *instance) readString(ptr, size uint32) (string, bool) {
 		return "", false
 	}
 	return string(b), true
+}
+
+// readView returns guest bytes as a string without copying them. It is only
+// valid until the guest runs again (an allocation may move its memory), so
+// use it for lookups, never keep it.
+func (in *instance) readView(ptr, size uint32) (string, bool) {
+	b, ok := in.read(ptr, size)
+	if !ok {
+		return "", false
+	}
+	return unsafe.String(unsafe.SliceData(b), len(b)), true
 }
 
 func (in *instance) writeU32(ptr, v uint32) bool { return in.mem.WriteUint32Le(ptr, v) }
