@@ -135,7 +135,16 @@ func TestTraps(t *testing.T) {
 						time.Sleep(20 * time.Millisecond)
 					}
 				}
-				if s := e.host.Stats(); s.Traps != 3 || s.Instances > 2 {
+				// Deep recursion ends at wazero's stack limit, or at the
+				// deadline when growing the stack that far is slower (it is
+				// under the race detector on a busy machine): either way
+				// the instance is gone.
+				s := e.host.Stats()
+				failed := s.Traps
+				if kind == "stack-overflow" {
+					failed += s.Timeouts
+				}
+				if failed != 3 || s.Instances > 2 {
 					t.Fatalf("stats: %+v", s)
 				}
 				ed.Close()
