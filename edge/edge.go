@@ -157,6 +157,14 @@ func (e *Edge) Run(ctx context.Context) {
 // Ready reports whether the edge has a configuration to serve.
 func (e *Edge) Ready() bool { return e.ready.Load() }
 
+// Snapshot returns the snapshot being served, or nil.
+func (e *Edge) Snapshot() *config.Snapshot {
+	if g := e.gen.Load(); g != nil {
+		return g.table.Snapshot
+	}
+	return nil
+}
+
 // Version returns the version of the snapshot being served, or "".
 func (e *Edge) Version() string {
 	if g := e.gen.Load(); g != nil {

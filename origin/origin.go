@@ -18,6 +18,7 @@ import (
 	"github.com/portico-edge/portico/origin/admin"
 	"github.com/portico-edge/portico/origin/control"
 	"github.com/portico-edge/portico/origin/dataplane"
+	"github.com/portico-edge/portico/origin/fleet"
 	"github.com/portico-edge/portico/origin/integration"
 	"github.com/portico-edge/portico/origin/store"
 	"github.com/portico-edge/portico/plugins"
@@ -41,6 +42,8 @@ type Origin struct {
 	Control *control.Control
 	Admin   *admin.Server
 	Data    *dataplane.Server
+	// Fleet holds the nodes' heartbeats.
+	Fleet   *fleet.Registry
 	invoker *integration.Invoker
 
 	adminLn, dataLn net.Listener
@@ -91,6 +94,8 @@ func New(ctx context.Context, cfg Config) (*Origin, *FirstStart, error) {
 	if err != nil {
 		return fail(err)
 	}
+	o.Fleet = fleet.New(nil)
+	o.registerFleet()
 	return o, first, nil
 }
 

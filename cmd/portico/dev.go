@@ -15,6 +15,7 @@ import (
 	"github.com/portico-edge/portico/config"
 	"github.com/portico-edge/portico/edge"
 	"github.com/portico-edge/portico/edge/devca"
+	"github.com/portico-edge/portico/edge/heartbeat"
 	"github.com/portico-edge/portico/edge/listen"
 	"github.com/portico-edge/portico/examples/quickstart/backend"
 	"github.com/portico-edge/portico/origin"
@@ -120,7 +121,8 @@ Use the admin API with portico ctl:
 		writeDevEnv(*dataDir, o.AdminAddr(), adminTok)
 	}
 	go func() {
-		errc <- serveEdge(ctx, e, n, edgeListeners{HTTPS: *httpsListen, HTTP: *httpListen, Ops: *opsListen, Certs: certs, Drain: 5 * time.Second, HTTP3: true, HSTS: listen.HSTSPolicy{Disabled: true}, Ready: ready}, log)
+		hb := &heartbeat.Reporter{Origin: originURL, Token: edgeTok, Log: log, State: edgeState(e, certs, "dev-edge", "local", "edge")}
+		errc <- serveEdge(ctx, e, n, edgeListeners{HTTPS: *httpsListen, HTTP: *httpListen, Ops: *opsListen, Certs: certs, Drain: 5 * time.Second, HTTP3: true, HSTS: listen.HSTSPolicy{Disabled: true}, Ready: ready, Heartbeat: hb}, log)
 	}()
 	select {
 	case <-ctx.Done():

@@ -18,8 +18,10 @@ import (
 
 	"github.com/portico-edge/portico/config"
 	"github.com/portico-edge/portico/edge"
+	"github.com/portico-edge/portico/edge/heartbeat"
 	"github.com/portico-edge/portico/edge/hygiene"
 	"github.com/portico-edge/portico/edge/listen"
+	"github.com/portico-edge/portico/origin/fleet"
 )
 
 func runEdge(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -36,6 +38,8 @@ func runEdge(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	devCA := fs.Bool("dev-ca", false, "issue certificates from a local development CA kept in the data dir (not for production)")
 	var tf tlsFlags
 	tf.register(fs)
+	nodeName := fs.String("node-name", hostname(), "this edge's name in the origin's node list")
+	site := fs.String("site", "", "the edge site this node belongs to")
 	opsListen := fs.String("ops-listen", "127.0.0.1:9902", "address for /healthz, /readyz and /metrics; empty disables it")
 	drain := fs.Duration("drain", 15*time.Second, "how long requests in flight may take to finish at shutdown")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
@@ -84,7 +88,8 @@ func runEdge(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	return serveEdge(ctx, e, n, edgeListeners{HTTPS: *httpsListen, HTTP: *httpListen, Ops: *opsListen, Certs: certs, Drain: *drain, HTTP3: !tf.noHTTP3, HSTS: hsts}, log)
+	hb := &heartbeat.Reporter{Origin: u, Token: tok, Log: log, State: edgeState(e, certs, *nodeName, *site, "edge")}
+	return serveEdge(ctx, e, n, edgeListeners{HTTPS: *httpsListen, HTTP: *httpListen, Ops: *opsListen, Certs: certs, Drain: *drain, HTTP3: !tf.noHTTP3, HSTS: hsts, Heartbeat: hb}, log)
 }
 
 func edgeToken(flagVal, file string) (string, error) {
@@ -121,6 +126,8 @@ type edgeListeners struct {
 	HSTS             listen.HSTSPolicy
 	// Name is what the listeners serve, for the log ("edge" by default).
 	Name string
+	// Heartbeat, when set, reports to the origin while serving.
+	Heartbeat *heartbeat.Reporter
 	// Ready is called once every listener is bound.
 	Ready func(httpsAddr, httpAddr string)
 }
@@ -185,6 +192,9 @@ func serveEdge(ctx context.Context, e *edge.Edge, n *node, l edgeListeners, log 
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go e.Run(runCtx)
+	if l.Heartbeat != nil {
+		go l.Heartbeat.Run(runCtx)
+	}
 	go func() {
 		<-ctx.Done()
 		e.Drain() // WebSockets get 1001; the listener drains the rest
@@ -205,4 +215,24 @@ func serveEdge(ctx context.Context, e *edge.Edge, n *node, l edgeListeners, log 
 		err = nil
 	}
 	return err
+}
+
+// edgeState returns what a node's heartbeats report.
+func edgeState(e *edge.Edge, certs *certificateSource, name, site, role string) func() fleet.Heartbeat {
+	started := time.Now().UTC()
+	typ := config.EndpointEdge
+	if role == "regional" {
+		typ = config.EndpointRegional
+	}
+	return func() fleet.Heartbeat {
+		return fleet.Heartbeat{Node: name, Site: site, Role: role, Version: e.Version(), Build: version, StartedAt: started, Certificates: certs.statuses(e.Snapshot(), typ)}
+	}
+}
+
+func hostname() string {
+	h, err := os.Hostname()
+	if err != nil || h == "" {
+		return "edge"
+	}
+	return h
 }

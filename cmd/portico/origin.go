@@ -155,6 +155,20 @@ func serveRegional(ctx context.Context, o *origin.Origin, n *node, rc regionalCo
 		return err
 	}
 	go o.Follow(ctx, e.Apply)
+	// The regional endpoints report into the origin's own node list.
+	state := edgeState(e, certs, hostname()+"/regional", "", "regional")
+	go func() {
+		t := time.NewTicker(10 * time.Second)
+		defer t.Stop()
+		for {
+			o.Fleet.Record(state(), "")
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
 	hsts, err := rc.tls.hsts(rc.devCA)
 	if err != nil {
 		return err
