@@ -10,6 +10,7 @@ package edge
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/base32"
 	"fmt"
 	"log/slog"
@@ -37,6 +38,12 @@ type Config struct {
 	// Origin is the origin's data-plane URL; Token the edge token.
 	Origin *url.URL
 	Token  string
+	// OriginTLS configures TLS to an https origin; OriginTransport, when
+	// set, replaces the forwarder's HTTP/1.1 pool (HTTP/3 toward the
+	// origin); OriginClient fetches snapshots.
+	OriginTLS       *tls.Config
+	OriginTransport http.RoundTripper
+	OriginClient    *http.Client
 	// DataDir keeps the last good snapshot (and caches, plugins).
 	DataDir string
 	// Policies holds the policy factories this node supports.
@@ -129,12 +136,12 @@ func New(cfg Config) (*Edge, error) {
 	e.pool.New = func() any { return &plugins.Exchange{PathParams: make([]plugins.Param, 0, 4)} }
 	e.terminal = plugins.HandlerFunc(e.finish)
 	if cfg.Terminal == nil {
-		fwd, err := forward.New(forward.Options{Origin: cfg.Origin, Token: cfg.Token, Logger: cfg.Logger})
+		fwd, err := forward.New(forward.Options{Origin: cfg.Origin, Token: cfg.Token, Logger: cfg.Logger, TLS: cfg.OriginTLS, Transport: cfg.OriginTransport})
 		if err != nil {
 			return nil, err
 		}
 		e.fwd = fwd
-		e.follower = &follow.Follower{Origin: cfg.Origin, Token: cfg.Token, DataDir: cfg.DataDir, Apply: e.Apply, Log: cfg.Logger}
+		e.follower = &follow.Follower{Origin: cfg.Origin, Token: cfg.Token, DataDir: cfg.DataDir, Apply: e.Apply, Log: cfg.Logger, Client: cfg.OriginClient}
 	}
 	return e, nil
 }

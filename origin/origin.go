@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/portico-edge/portico/config"
+	"github.com/portico-edge/portico/edge/listen"
 	"github.com/portico-edge/portico/origin/admin"
 	"github.com/portico-edge/portico/origin/control"
 	"github.com/portico-edge/portico/origin/dataplane"
@@ -32,6 +33,11 @@ type Config struct {
 	Importer    control.Importer
 	Policies    *plugins.Registry
 	Logger      *slog.Logger
+	// DataCertificates, when set, serves the data plane over TLS (HTTP/1.1,
+	// HTTP/2 and HTTP/3, through edge/listen) instead of plain HTTP: for
+	// edges that reach the origin across networks, and for HTTP/3 toward
+	// the origin.
+	DataCertificates listen.CertSource
 }
 
 // Origin is a running origin gateway.
@@ -47,6 +53,7 @@ type Origin struct {
 	invoker *integration.Invoker
 
 	adminLn, dataLn net.Listener
+	dataTLS         *listen.Server
 }
 
 // FirstStart holds the tokens created when an origin starts on an empty
@@ -143,6 +150,27 @@ func (o *Origin) Listen() error {
 	if o.adminLn, err = net.Listen("tcp", o.cfg.AdminListen); err != nil {
 		return fmt.Errorf("admin listener: %w", err)
 	}
+	if o.cfg.DataCertificates != nil {
+		o.dataTLS, err = listen.New(listen.Config{
+			TLSAddr:      o.cfg.DataListen,
+			Certificates: o.cfg.DataCertificates,
+			HSTS:         listen.HSTSPolicy{Disabled: true},
+			// A snapshot long-poll and the longest integration must fit.
+			WriteTimeout: config.MaxIntegrationTimeout + 30*time.Second,
+			ReadTimeout:  config.MaxIntegrationTimeout + 30*time.Second,
+			// Edges multiplex many requests; their connections are few.
+			MaxConnsPerIP: 4096,
+			Logger:        o.log,
+		}, o.Data)
+		if err == nil {
+			err = o.dataTLS.Listen()
+		}
+		if err != nil {
+			o.adminLn.Close()
+			return fmt.Errorf("data-plane listener: %w", err)
+		}
+		return nil
+	}
 	if o.dataLn, err = net.Listen("tcp", o.cfg.DataListen); err != nil {
 		o.adminLn.Close()
 		return fmt.Errorf("data-plane listener: %w", err)
@@ -154,7 +182,20 @@ func (o *Origin) Listen() error {
 func (o *Origin) AdminAddr() string { return o.adminLn.Addr().String() }
 
 // DataAddr returns the data-plane listener's address.
-func (o *Origin) DataAddr() string { return o.dataLn.Addr().String() }
+func (o *Origin) DataAddr() string {
+	if o.dataTLS != nil {
+		return o.dataTLS.TLSAddr().String()
+	}
+	return o.dataLn.Addr().String()
+}
+
+// DataScheme is "https" when the data plane serves TLS, else "http".
+func (o *Origin) DataScheme() string {
+	if o.cfg.DataCertificates != nil {
+		return "https"
+	}
+	return "http"
+}
 
 // Serve serves both listeners until ctx ends, then shuts down gracefully:
 // requests in flight get up to drain to finish.
@@ -166,12 +207,20 @@ func (o *Origin) Serve(ctx context.Context, drain time.Duration) error {
 	}
 	servers := []*http.Server{
 		{Handler: o.Admin, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10},
-		{Handler: o.Data, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 5 * time.Minute, MaxHeaderBytes: 64 << 10},
 	}
-	lns := []net.Listener{o.adminLn, o.dataLn}
-	errc := make(chan error, len(servers))
+	lns := []net.Listener{o.adminLn}
+	if o.dataTLS == nil {
+		servers = append(servers, &http.Server{Handler: o.Data, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 5 * time.Minute, MaxHeaderBytes: 64 << 10})
+		lns = append(lns, o.dataLn)
+	}
+	errc := make(chan error, len(servers)+1)
 	for i, s := range servers {
 		go func() { errc <- s.Serve(lns[i]) }()
+	}
+	dataCtx, stopData := context.WithCancel(context.Background())
+	defer stopData()
+	if o.dataTLS != nil {
+		go func() { errc <- o.dataTLS.Serve(dataCtx) }()
 	}
 	var err error
 	select {
@@ -182,6 +231,9 @@ func (o *Origin) Serve(ctx context.Context, drain time.Duration) error {
 	defer cancel()
 	for _, s := range servers {
 		_ = s.Shutdown(sctx)
+	}
+	if o.dataTLS != nil {
+		_ = o.dataTLS.Shutdown(sctx)
 	}
 	o.invoker.Close()
 	if errors.Is(err, http.ErrServerClosed) {

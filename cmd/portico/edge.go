@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -29,6 +31,8 @@ func runEdge(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	originURL := fs.String("origin", "", "the origin's data-plane URL, e.g. http://origin.internal:9901 (required)")
 	token := fs.String("token", "", "edge token (or set PORTICO_EDGE_TOKEN, or use --token-file)")
 	tokenFile := fs.String("token-file", "", "file holding the edge token")
+	originCA := fs.String("origin-ca", "", "PEM file of the roots that sign an https origin's certificate (default: the system's)")
+	originHTTP3 := fs.Bool("origin-http3", false, "forward to an https origin over HTTP/3 (QUIC) instead of HTTP/1.1")
 	dataDir := fs.String("data-dir", envOr("PORTICO_DATA_DIR", "portico-edge-data"), "directory for the last good snapshot and caches")
 	httpsListen := fs.String("https-listen", ":443", "HTTPS address")
 	httpListen := fs.String("http-listen", ":80", "plain-HTTP address (redirects to HTTPS unless a domain says serve); empty disables it")
@@ -80,7 +84,12 @@ func runEdge(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	defer certs.stop()
-	e, err := edge.New(edge.Config{Origin: u, Token: tok, DataDir: *dataDir, Policies: n.Policies, Prepare: certs.prepare(n.prepare, config.EndpointEdge, log), TrustedProxies: n.Trusted, HTTPSPort: port, Logger: log})
+	oc, err := originClient(u, *originCA, *originHTTP3)
+	if err != nil {
+		return err
+	}
+	e, err := edge.New(edge.Config{Origin: u, Token: tok, DataDir: *dataDir, Policies: n.Policies, Prepare: certs.prepare(n.prepare, config.EndpointEdge, log), TrustedProxies: n.Trusted, HTTPSPort: port, Logger: log,
+		OriginTLS: oc.tls, OriginTransport: oc.forward, OriginClient: oc.client})
 	if err != nil {
 		return err
 	}
@@ -88,7 +97,7 @@ func runEdge(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	hb := &heartbeat.Reporter{Origin: u, Token: tok, Log: log, State: edgeState(e, certs, *nodeName, *site, "edge")}
+	hb := &heartbeat.Reporter{Origin: u, Token: tok, Client: oc.client, Log: log, State: edgeState(e, certs, *nodeName, *site, "edge")}
 	return serveEdge(ctx, e, n, edgeListeners{HTTPS: *httpsListen, HTTP: *httpListen, Ops: *opsListen, Certs: certs, Drain: *drain, HTTP3: !tf.noHTTP3, HSTS: hsts, Heartbeat: hb}, log)
 }
 
@@ -235,4 +244,41 @@ func hostname() string {
 		return "edge"
 	}
 	return h
+}
+
+// originConn is how an edge reaches its origin.
+type originConn struct {
+	tls     *tls.Config       // for an https origin
+	forward http.RoundTripper // forwarded requests; nil means the forwarder's HTTP/1.1 pool
+	client  *http.Client      // snapshots, heartbeats, reports
+}
+
+func originClient(u *url.URL, caFile string, h3 bool) (*originConn, error) {
+	oc := &originConn{client: &http.Client{}}
+	if u.Scheme != "https" {
+		if h3 {
+			return nil, usageError{"--origin-http3 needs an https:// origin (the origin serves TLS with --data-tls-cert)"}
+		}
+		if caFile != "" {
+			return nil, usageError{"--origin-ca applies to an https:// origin"}
+		}
+		return oc, nil
+	}
+	oc.tls = &tls.Config{MinVersion: tls.VersionTLS12}
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, fmt.Errorf("--origin-ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--origin-ca %s holds no PEM certificate", caFile)
+		}
+		oc.tls.RootCAs = pool
+	}
+	oc.client = &http.Client{Transport: &http.Transport{TLSClientConfig: oc.tls, ForceAttemptHTTP2: true, Proxy: nil}}
+	if h3 {
+		oc.forward = listen.NewHTTP3Transport(oc.tls)
+	}
+	return oc, nil
 }
