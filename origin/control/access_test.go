@@ -89,7 +89,10 @@ func TestAPIKeyLifecycle(t *testing.T) {
 	}(), Conflict, "already stored as API key \""+imp.ID+"\"")
 	wantKind(t, "import the created key", func() error { _, err := c.ImportAPIKey(ctx, APIKeyInput{Name: "y", Value: nk.Key}); return err }(), Conflict, nk.ID)
 	wantKind(t, "no name", func() error { _, err := c.CreateAPIKey(ctx, APIKeyInput{}); return err }(), Invalid, "API key name")
-	wantKind(t, "unknown plan", func() error { _, err := c.CreateAPIKey(ctx, APIKeyInput{Name: "z", PlanIDs: []string{"gold"}}); return err }(), NotFound, `usage plan "gold" does not exist`)
+	wantKind(t, "unknown plan", func() error {
+		_, err := c.CreateAPIKey(ctx, APIKeyInput{Name: "z", PlanIDs: []string{"gold"}})
+		return err
+	}(), NotFound, `usage plan "gold" does not exist`)
 
 	list, err := c.APIKeys(ctx)
 	if err != nil || len(list) != 2 || list[0].ID != nk.ID || list[1].ID != imp.ID {
