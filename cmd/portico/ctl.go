@@ -48,6 +48,7 @@ func ctlCommands() []ctlCommand {
 	cmds = append(cmds, ctlPlanCommands()...)
 	cmds = append(cmds, ctlAccessKeyCommands()...)
 	cmds = append(cmds, ctlStateCommands()...)
+	cmds = append(cmds, ctlNodeCommands()...)
 	cmds = append(cmds, ctlCommand{
 		name: "help", args: []string{"[COMMAND...]"}, summary: "show the commands, or one command's flags and admin calls",
 		setup: func(*flag.FlagSet) ctlRunFunc {
