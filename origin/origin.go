@@ -97,6 +97,7 @@ func New(ctx context.Context, cfg Config) (*Origin, *FirstStart, error) {
 	if err != nil {
 		return fail(err)
 	}
+	o.Data.HandleEdgeCall("POST "+control.UsageReportPath, o.serveUsage)
 	o.Admin, err = admin.New(ctx, o.Control, st, cfg.Logger)
 	if err != nil {
 		return fail(err)

@@ -44,6 +44,9 @@ func ctlCommands() []ctlCommand {
 	cmds = append(cmds, ctlDomainCommands()...)
 	cmds = append(cmds, ctlEdgeSiteCommands()...)
 	cmds = append(cmds, ctlTokenCommands()...)
+	cmds = append(cmds, ctlKeyCommands()...)
+	cmds = append(cmds, ctlPlanCommands()...)
+	cmds = append(cmds, ctlAccessKeyCommands()...)
 	cmds = append(cmds, ctlStateCommands()...)
 	cmds = append(cmds, ctlNodeCommands()...)
 	cmds = append(cmds, ctlCommand{

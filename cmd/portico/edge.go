@@ -23,6 +23,7 @@ import (
 	"github.com/portico-edge/portico/edge/heartbeat"
 	"github.com/portico-edge/portico/edge/hygiene"
 	"github.com/portico-edge/portico/edge/listen"
+	edgeusage "github.com/portico-edge/portico/edge/usage"
 	"github.com/portico-edge/portico/origin/fleet"
 )
 
@@ -47,6 +48,7 @@ func runEdge(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	opsListen := fs.String("ops-listen", "127.0.0.1:9902", "address for /healthz, /readyz and /metrics; empty disables it")
 	drain := fs.Duration("drain", 15*time.Second, "how long requests in flight may take to finish at shutdown")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	usageInterval := fs.Duration("usage-interval", 10*time.Second, "how often API key usage is reported to the origin (also at shutdown)")
 	var nf nodeFlags
 	nf.register(fs)
 	if err := parseFlags(fs, args); err != nil {
@@ -66,6 +68,9 @@ func runEdge(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	tok, err := edgeToken(*token, *tokenFile)
 	if err != nil {
 		return err
+	}
+	if *usageInterval < 100*time.Millisecond {
+		return usageError{fmt.Sprintf("--usage-interval %v: give at least 100ms (the default is 10s)", *usageInterval)}
 	}
 	tuneGC()
 	n, err := newNode(nf, log)
@@ -98,7 +103,39 @@ func runEdge(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	hb := &heartbeat.Reporter{Origin: u, Token: tok, Client: oc.client, Log: log, State: edgeState(e, certs, *nodeName, *site, "edge")}
-	return serveEdge(ctx, e, n, edgeListeners{HTTPS: *httpsListen, HTTP: *httpListen, Ops: *opsListen, Certs: certs, Drain: *drain, HTTP3: !tf.noHTTP3, HSTS: hsts, Heartbeat: hb}, log)
+	stopUsage, err := startUsageReporter(u, tok, oc.client, n, *usageInterval, log)
+	if err != nil {
+		return err
+	}
+	err = serveEdge(ctx, e, n, edgeListeners{HTTPS: *httpsListen, HTTP: *httpListen, Ops: *opsListen, Certs: certs, Drain: *drain, HTTP3: !tf.noHTTP3, HSTS: hsts, Heartbeat: hb}, log)
+	stopUsage()
+	return err
+}
+
+// startUsageReporter reports the node's API key usage to the origin every
+// interval. The returned stop ends it and makes a last report (bounded to
+// 5 seconds); call it once the listeners stopped taking requests, so that
+// requests served while draining are counted too.
+func startUsageReporter(origin *url.URL, token string, client *http.Client, n *node, interval time.Duration, log *slog.Logger) (stop func(), err error) {
+	rep, err := edgeusage.New(edgeusage.Options{Origin: origin, Token: token, Client: client, Source: n.Usage, Interval: interval, Logger: log, Registerer: n.Metrics})
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		rep.Run(ctx)
+	}()
+	return func() {
+		cancel()
+		<-done
+		fctx, fcancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer fcancel()
+		if err := rep.Close(fctx); err == nil {
+			log.Info("usage reported at shutdown")
+		}
+	}, nil
 }
 
 func edgeToken(flagVal, file string) (string, error) {
