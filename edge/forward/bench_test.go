@@ -84,55 +84,107 @@ func resetRequest(r *http.Request, h http.Header) {
 	r.Host = "api.example.test"
 }
 
-// BenchmarkForwardGet1KiB forwards a GET with typical API client headers
-// and copies a 1 KiB response. Allocations include the loopback origin's
-// (net/http server) in the same process.
-func BenchmarkForwardGet1KiB(b *testing.B) {
+// benchForward forwards requests from 16 goroutines at once, so that the
+// figure is CPU per request rather than loopback latency (run with -cpu 1
+// to put forwarder and origin on one core, as in test/bench/gateway.sh).
+// Allocations include the loopback origin's (a net/http server in the same
+// process).
+func benchForward(b *testing.B, method, payload string) {
 	f, err := New(Options{Origin: benchOrigin(b), Token: "ptc_edge_x"})
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer f.Close()
-	ex, r := benchExchange()
 	client := http.Header{
 		"User-Agent":      {"bench/1.0"},
 		"Accept":          {"application/json"},
 		"Accept-Encoding": {"gzip"},
 		"Authorization":   {"Bearer abc"},
 	}
-	w := &discardWriter{h: http.Header{}}
+	b.SetParallelism(16)
 	b.ReportAllocs()
-	for b.Loop() {
-		resetRequest(r, client)
-		w.reset()
-		f.Forward(w, ex)
-		if w.status != 200 || w.n != 1024 {
-			b.Fatalf("status %d, %d bytes", w.status, w.n)
+	b.RunParallel(func(pb *testing.PB) {
+		ex, r := benchExchange()
+		r.Method = method
+		w := &discardWriter{h: http.Header{}}
+		for pb.Next() {
+			resetRequest(r, client)
+			if payload != "" {
+				r.Body, r.ContentLength = io.NopCloser(strings.NewReader(payload)), int64(len(payload))
+			}
+			w.reset()
+			f.Forward(w, ex)
+			if w.status != 200 || w.n != 1024 {
+				b.Errorf("status %d, %d bytes", w.status, w.n)
+				return
+			}
 		}
-	}
+	})
 }
 
-// BenchmarkForwardPost1KiB forwards a POST with a 1 KiB body.
+// BenchmarkForwardGet1KiB: a GET with typical API client headers, 1 KiB
+// back (the lean path).
+func BenchmarkForwardGet1KiB(b *testing.B) { benchForward(b, http.MethodGet, "") }
+
+// BenchmarkForwardPost1KiB: a POST with a 1 KiB body (the Transport path).
 func BenchmarkForwardPost1KiB(b *testing.B) {
-	f, err := New(Options{Origin: benchOrigin(b), Token: "ptc_edge_x"})
+	benchForward(b, http.MethodPost, strings.Repeat("y", 1024))
+}
+
+// BenchmarkOriginProtocol compares the ways to reach the origin with 64
+// concurrent requests (run it with -cpu 1: client and origin then share
+// one core, as edge and origin do in test/bench/gateway.sh): the lean
+// HTTP/1.1 path (the default), net/http's Transport over HTTP/1.1 (what
+// requests with a body use), and net/http's Transport over one h2c
+// connection (the origin would have to enable unencrypted HTTP/2).
+func BenchmarkOriginProtocol(b *testing.B) {
+	body := []byte(strings.Repeat("x", 1024))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer f.Close()
-	ex, r := benchExchange()
-	r.Method = http.MethodPost
-	payload := strings.Repeat("y", 1024)
-	client := http.Header{"Content-Type": {"application/json"}, "User-Agent": {"bench/1.0"}}
-	w := &discardWriter{h: http.Header{}}
-	b.ReportAllocs()
-	for b.Loop() {
-		resetRequest(r, client)
-		rd := strings.NewReader(payload)
-		r.Body, r.ContentLength = io.NopCloser(rd), int64(len(payload))
-		w.reset()
-		f.Forward(w, ex)
-		if w.status != 200 || w.n != 1024 {
-			b.Fatalf("status %d, %d bytes", w.status, w.n)
-		}
+	srv := &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header()["Content-Length"] = []string{"1024"}
+			_, _ = w.Write(body)
+		}),
+		ReadHeaderTimeout: 10 * time.Second,
+		Protocols:         new(http.Protocols),
+	}
+	srv.Protocols.SetHTTP1(true)
+	srv.Protocols.SetUnencryptedHTTP2(true)
+	go srv.Serve(ln)
+	b.Cleanup(func() { srv.Close() })
+	origin := &url.URL{Scheme: "http", Host: ln.Addr().String()}
+
+	h1 := &http.Transport{MaxIdleConnsPerHost: 1024, DisableCompression: true}
+	h2c := &http.Transport{MaxIdleConnsPerHost: 1024, DisableCompression: true, Protocols: new(http.Protocols)}
+	h2c.Protocols.SetUnencryptedHTTP2(true)
+	for _, c := range []struct {
+		name string
+		tr   http.RoundTripper
+	}{{"lean-h1", nil}, {"transport-h1", h1}, {"transport-h2c", h2c}} {
+		b.Run(c.name, func(b *testing.B) {
+			f, err := New(Options{Origin: origin, Token: "t", Transport: c.tr})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer f.Close()
+			b.SetParallelism(64)
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				ex, r := benchExchange()
+				w := &discardWriter{h: http.Header{}}
+				for pb.Next() {
+					resetRequest(r, http.Header{"Accept": {"application/json"}})
+					w.reset()
+					f.Forward(w, ex)
+					if w.status != 200 || w.n != 1024 {
+						b.Errorf("status %d, %d bytes", w.status, w.n)
+						return
+					}
+				}
+			})
+		})
 	}
 }

@@ -173,7 +173,7 @@ func TestForwardResponseHeadersAndTrailers(t *testing.T) {
 		t.Run(p.name, func(t *testing.T) {
 			o := newRawOrigin(t, func(c net.Conn, _ seen) bool {
 				_, err := io.WriteString(c, "HTTP/1.1 200 OK\r\n"+
-					"Connection: X-Private\r\nX-Private: 1\r\nKeep-Alive: timeout=1\r\nX-Public: 2\r\n"+
+					"Connection: X-Private\r\nX-Private: 1\r\nKeep-Alive: timeout=1\r\nX-Public: 2\r\nX-Request-Id: req-1\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\n"+
 					"Trailer: X-Sum\r\nTransfer-Encoding: chunked\r\n\r\n"+
 					"5\r\nhello\r\n0\r\nX-Sum: 42\r\nX-Late: 7\r\n\r\n")
 				return err == nil
@@ -188,6 +188,12 @@ func TestForwardResponseHeadersAndTrailers(t *testing.T) {
 			}
 			if res.Header.Get("X-Public") != "2" || res.Header.Get("X-Private") != "" || res.Header.Get("Keep-Alive") != "" {
 				t.Errorf("response header: %v", res.Header)
+			}
+			if got := res.Header["X-Request-Id"]; len(got) != 1 {
+				t.Errorf("X-Request-Id set by the edge and echoed by the origin: %q, want one", got)
+			}
+			if got := res.Header["Set-Cookie"]; len(got) != 2 {
+				t.Errorf("Set-Cookie: %q", got)
 			}
 			if res.Trailer.Get("X-Sum") != "42" || res.Trailer.Get("X-Late") != "7" {
 				t.Errorf("trailers: %v", res.Trailer)

@@ -171,6 +171,7 @@ func newEdgeFront(t *testing.T, o Options) *edgeFront {
 }
 
 func (e *edgeFront) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header()["X-Request-Id"] = []string{"req-1"} // as the edge does
 	hygiene.WrapBody(r, e.MaxBody)
 	ex := testExchange(r)
 	ex.Identity.Headers = e.Identity

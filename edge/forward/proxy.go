@@ -466,10 +466,15 @@ func write1xx(w http.ResponseWriter, code int, h http.Header) {
 }
 
 // copyHeader adds src's values to dst. A name dst lacks takes src's slice
-// as is (src is the next hop's response, used only here).
+// as is (src is the next hop's response, used only here). A field the
+// gateway already set with the very same single value (X-Request-Id, set
+// by the edge and echoed by the origin) is not repeated.
 func copyHeader(dst, src http.Header) {
 	for k, vs := range src {
 		if old, ok := dst[k]; ok {
+			if len(old) == 1 && len(vs) == 1 && old[0] == vs[0] {
+				continue
+			}
 			dst[k] = append(old, vs...)
 		} else {
 			dst[k] = vs

@@ -132,6 +132,7 @@ cp "$here/gateway/bench.yaml" "$work/bench.yaml"
 start_nginx() { # name
   nice -n "$NICE" taskset -c 0 "$nginx_bin" -p "$work" -e "$work/$1.err" -c "$work/$1.conf" &
   pids+=($!)
+  eval "pid_$1=$!"
 }
 start_nginx backend
 start_nginx mid
@@ -150,6 +151,7 @@ if [ -n "${PROFILE:-}" ]; then
 fi
 env GOMAXPROCS=1 "${gogc_env[@]}" nice -n "$NICE" taskset -c 0 "$bin" "${origin_args[@]}" >"$work/origin.out" 2>"$work/origin.err" &
 pids+=($!)
+pid_origin=$!
 for _ in $(seq 200); do grep -q 'origin serving' "$work/origin.err" 2>/dev/null && break; sleep 0.1; done
 data_addr=$(sed -n 's/.*origin serving.* data=\([^ ]*\).*/\1/p' "$work/origin.err" | head -1)
 edge_token=$(sed -n 's/.*edge token[^:]*:[[:space:]]*\(ptc_edge_[^[:space:]]*\).*/\1/p' "$work/origin.out" | head -1)
@@ -161,6 +163,7 @@ edge_args=(edge --origin "http://$data_addr" --token "$edge_token" --data-dir "$
 [ -n "${PROFILE:-}" ] && edge_args+=(--pprof-listen "$pprof_edge")
 env GOMAXPROCS=1 "${gogc_env[@]}" nice -n "$NICE" taskset -c 0 "$bin" "${edge_args[@]}" >"$work/edge.out" 2>"$work/edge.err" &
 pids+=($!)
+pid_edge=$!
 for _ in $(seq 200); do grep -q 'edge serving' "$work/edge.err" 2>/dev/null && break; sleep 0.1; done
 edge_https=$(sed -n 's/.*edge serving.* https=\([^ ]*\) http=\([^ ]*\).*/\1/p' "$work/edge.err" | head -1)
 edge_http=$(sed -n 's/.*edge serving.* https=\([^ ]*\) http=\([^ ]*\).*/\2/p' "$work/edge.err" | head -1)
@@ -180,18 +183,41 @@ for u in "$url_portico_tls" "$url_nginx_tls"; do
   [ "$n" = 1024 ] || die "$u answered $n bytes, not 1024"
 done
 
+# Server processes of each chain, nginx workers included; the backend is
+# in both (each chain's requests cost it the same).
+with_children() { local p; for p in "$@"; do echo "$p"; ps -o pid= --ppid "$p"; done; }
+chain_portico=$(with_children "$pid_edge" "$pid_origin" "$pid_backend" | tr -s ' \n' ' ')
+chain_nginx=$(with_children "$pid_front" "$pid_mid" "$pid_backend" | tr -s ' \n' ' ')
+clk_tck=$(getconf CLK_TCK)
+# cpu_ticks PID...: user+system CPU time the processes used so far.
+cpu_ticks() {
+  local p t=0 f
+  for p in "$@"; do
+    # fields 14 and 15 of /proc/PID/stat, counted after the ")" that ends
+    # the command name
+    f=$(sed 's/.*) //' "/proc/$p/stat" 2>/dev/null) || continue
+    set -- $f
+    t=$((t + ${12} + ${13}))
+  done
+  echo "$t"
+}
+
 # --- runs --------------------------------------------------------------------
-# run_wrk URL DURATION: prints "rps p50_ms p99_ms errors"; fails on a
-# response that is not 2xx. Socket errors (wrk's 2 s timeouts on a loaded
-# machine) are counted and shown.
+# run_wrk URL DURATION [PID...]: prints "rps p50_ms p99_ms errors
+# cpu_us_per_request" (CPU of the given processes during the run, divided
+# by the requests completed); fails on a response that is not 2xx. Socket
+# errors (wrk's 2 s timeouts on a loaded machine) are counted and shown.
 run_wrk() {
-  local out
-  out=$(nice -n "$NICE" taskset -c 1 wrk -t1 -c"$CONNS" -d"$2" --latency "$1")
+  local out url=$1 dur=$2 t0 t1
+  shift 2
+  t0=$(cpu_ticks "$@")
+  out=$(nice -n "$NICE" taskset -c 1 wrk -t1 -c"$CONNS" -d"$dur" --latency "$url")
+  t1=$(cpu_ticks "$@")
   if grep -q 'Non-2xx' <<<"$out"; then
     echo "$out" >&2
     die "wrk saw responses other than 2xx from $1"
   fi
-  awk '
+  awk -v ticks=$((t1 - t0)) -v hz="$clk_tck" '
     function ms(v) {
       if (v ~ /us$/) return substr(v, 1, length(v)-2) / 1000
       if (v ~ /ms$/) return substr(v, 1, length(v)-2) + 0
@@ -202,12 +228,14 @@ run_wrk() {
     $1 == "50%" { p50 = ms($2) }
     $1 == "99%" { p99 = ms($2) }
     /Socket errors/ { gsub(/,/, ""); err = $4 + $6 + $8 + $10 }
-    END { printf "%.0f %.3f %.3f %d\n", rps, p50, p99, err }' <<<"$out"
+    / requests in / { n = $1 }
+    END { printf "%.0f %.3f %.3f %d %.1f\n", rps, p50, p99, err, (n > 0 ? ticks / hz * 1e6 / n : 0) }' <<<"$out"
 }
 
 schemes=(tls)
 [ "$PLAIN" = 1 ] && schemes+=(plain)
 url_of() { local v="url_$1_$2"; echo "${!v}"; }
+pids_of() { local v="chain_$1"; echo "${!v}"; }
 
 echo "portico: $("$bin" version)   nginx: $("$nginx_bin" -v 2>&1 | sed 's/.*\///')   $(nproc) cores, load: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "GOGC=${GOGC:-portico default} GOMEMLIMIT=${GOMEMLIMIT:-unset}  wrk -t1 -c$CONNS -d$DURATION --latency, $RUNS runs each, interleaved"
@@ -219,15 +247,16 @@ results=$work/results
 for i in $(seq "$RUNS"); do
   for s in "${schemes[@]}"; do
     for g in portico nginx; do
-      r=$(run_wrk "$(url_of "$g" "$s")" "$DURATION")
+      # shellcheck disable=SC2046
+      r=$(run_wrk "$(url_of "$g" "$s")" "$DURATION" $(pids_of "$g"))
       echo "$s $g $r" >>"$results"
-      printf 'run %d  %-5s %-7s %7s rps  p50 %6s ms  p99 %6s ms  socket errors %s\n' "$i" "$s" "$g" $r
+      printf 'run %d  %-5s %-7s %7s rps  p50 %6s ms  p99 %6s ms  socket errors %s  cpu %s us/req\n' "$i" "$s" "$g" $r
     done
   done
 done
 
 echo
-printf '%-6s %-8s %10s %10s %10s %10s\n' scheme chain "median rps" "max rps" "p50 ms" "p99 ms"
+printf '%-6s %-8s %10s %10s %10s %10s %12s\n' scheme chain "median rps" "max rps" "p50 ms" "p99 ms" "cpu us/req"
 for s in "${schemes[@]}"; do
   for g in portico nginx; do
     # medians of each column over this chain's runs
@@ -236,16 +265,16 @@ for s in "${schemes[@]}"; do
         for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
         return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
       }
-      $1 == s && $2 == g { n++; r[n] = $3; p5[n] = $4; p9[n] = $5; if ($3 > mx) mx = $3 }
-      END { printf "%-6s %-8s %10.0f %10.0f %10.3f %10.3f\n", s, g, median(r, n), mx, median(p5, n), median(p9, n) }' "$results"
+      $1 == s && $2 == g { n++; r[n] = $3; p5[n] = $4; p9[n] = $5; c[n] = $7; if ($3 > mx) mx = $3 }
+      END { printf "%-6s %-8s %10.0f %10.0f %10.3f %10.3f %12.1f\n", s, g, median(r, n), mx, median(p5, n), median(p9, n), median(c, n) }' "$results"
   done
 done | tee "$work/summary"
 echo
 for s in "${schemes[@]}"; do
   awk -v s="$s" '
-    $1 == s && $2 == "portico" { pm = $3; px = $4 }
-    $1 == s && $2 == "nginx" { nm = $3; nx = $4 }
-    END { printf "ratio portico/nginx (%s): median %.2f  max %.2f\n", s, pm / nm, px / nx }' "$work/summary"
+    $1 == s && $2 == "portico" { pm = $3; px = $4; pc = $7 }
+    $1 == s && $2 == "nginx" { nm = $3; nx = $4; nc = $7 }
+    END { printf "ratio portico/nginx (%s): rps median %.2f  max %.2f;  CPU per request nginx/portico %.2f\n", s, pm / nm, px / nx, nc / pc }' "$work/summary"
 done
 
 if [ -n "${PROFILE:-}" ]; then
@@ -261,7 +290,8 @@ if [ -n "${PROFILE:-}" ]; then
     curl -s -o "$PROFILE/$p.allocs.pprof" "http://${!v}/debug/pprof/allocs?seconds=$((secs - 1))" &
     fetches+=($!)
   done
-  echo "portico tls: $(run_wrk "$url_portico_tls" "$DURATION") (rps, p50 ms, p99 ms, socket errors)"
+  # shellcheck disable=SC2086
+  echo "portico tls: $(run_wrk "$url_portico_tls" "$DURATION" $chain_portico) (rps, p50 ms, p99 ms, socket errors, cpu us/req)"
   wait "${fetches[@]}"
   cp "$bin" "$PROFILE/portico"
   for p in edge origin; do
