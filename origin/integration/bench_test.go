@@ -75,5 +75,7 @@ func benchInvoke(b *testing.B, method, payload string) {
 	})
 }
 
-func BenchmarkInvokeProxyGet1KiB(b *testing.B)  { benchInvoke(b, http.MethodGet, "") }
-func BenchmarkInvokeProxyPost1KiB(b *testing.B) { benchInvoke(b, http.MethodPost, strings.Repeat("y", 1024)) }
+func BenchmarkInvokeProxyGet1KiB(b *testing.B) { benchInvoke(b, http.MethodGet, "") }
+func BenchmarkInvokeProxyPost1KiB(b *testing.B) {
+	benchInvoke(b, http.MethodPost, strings.Repeat("y", 1024))
+}
