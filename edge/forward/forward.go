@@ -136,20 +136,28 @@ func (f *Forwarder) Forward(w http.ResponseWriter, ex *plugins.Exchange) {
 // setHeaders adds the edge-to-origin headers (after the client's were
 // cleaned).
 func (f *Forwarder) setHeaders(h http.Header, ex *plugins.Exchange) {
-	h[HeaderEdgeToken] = f.token
-	h[HeaderDeployment] = []string{ex.Deployment.ID}
-	h[HeaderStage] = []string{ex.API.ID + "/" + ex.Stage.Name}
-	h[HeaderRoute] = []string{strconv.Itoa(ex.RouteIndex)}
-	h[plugins.RequestIDHeader] = []string{ex.RequestID}
 	client := ex.Client.String()
 	proto := "http"
 	if ex.TLS {
 		proto = "https"
 	}
-	h["X-Forwarded-For"] = []string{client}
-	h["X-Forwarded-Host"] = []string{ex.Host}
-	h["X-Forwarded-Proto"] = []string{proto}
-	h["Forwarded"] = []string{forwardedValue(client, ex.Host, proto)}
+	// One allocation for the eight values (each field gets a slice of
+	// length and capacity 1, so that appending to one never touches
+	// another).
+	v := [...]string{
+		ex.Deployment.ID, ex.API.ID + "/" + ex.Stage.Name, strconv.Itoa(ex.RouteIndex), ex.RequestID,
+		client, ex.Host, proto, forwardedValue(client, ex.Host, proto),
+	}
+	vs := v[:]
+	h[HeaderEdgeToken] = f.token
+	h[HeaderDeployment] = vs[0:1:1]
+	h[HeaderStage] = vs[1:2:2]
+	h[HeaderRoute] = vs[2:3:3]
+	h[plugins.RequestIDHeader] = vs[3:4:4]
+	h["X-Forwarded-For"] = vs[4:5:5]
+	h["X-Forwarded-Host"] = vs[5:6:6]
+	h["X-Forwarded-Proto"] = vs[6:7:7]
+	h["Forwarded"] = vs[7:8:8]
 	for k, v := range ex.Identity.Headers {
 		h[k] = v
 	}
@@ -165,10 +173,26 @@ func forwardedValue(client, host, proto string) string {
 		b.WriteString(client)
 	}
 	b.WriteString(";host=")
-	b.WriteString(strconv.Quote(host))
+	if needsEscape(host) {
+		b.WriteString(strconv.Quote(host))
+	} else {
+		b.WriteByte('"')
+		b.WriteString(host)
+		b.WriteByte('"')
+	}
 	b.WriteString(";proto=")
 	b.WriteString(proto)
 	return b.String()
+}
+
+// needsEscape reports whether s cannot go between double quotes as is.
+func needsEscape(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < ' ' || c >= 0x7f || c == '"' || c == '\\' {
+			return true
+		}
+	}
+	return false
 }
 
 func unescapedPath(p string) string {

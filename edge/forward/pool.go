@@ -59,6 +59,23 @@ type h1Conn struct {
 	pool      *h1Pool
 	idleSince time.Time
 	reused    bool
+	deadline  time.Time // last set on nc
+	abort     func()    // makes blocked I/O on nc return (made once)
+}
+
+// setDeadline sets nc's deadline to d, or keeps the current one when it is
+// at most slack earlier than d: setting a deadline costs a timer update,
+// and at load a connection comes back every few milliseconds with a
+// deadline barely older than the one it needs.
+func (c *h1Conn) setDeadline(d time.Time, slack time.Duration) error {
+	if d.Equal(c.deadline) {
+		return nil
+	}
+	if !d.IsZero() && !c.deadline.IsZero() && !d.Before(c.deadline) && d.Sub(c.deadline) <= slack {
+		return nil
+	}
+	c.deadline = d
+	return c.nc.SetDeadline(d)
 }
 
 // checkAfter is how long a connection may sit idle before it is checked
@@ -117,7 +134,9 @@ func (p *h1Pool) dial(ctx context.Context) (*h1Conn, error) {
 		}
 		nc = tc
 	}
-	return &h1Conn{nc: nc, br: bufio.NewReaderSize(nc, 16<<10), bw: bufio.NewWriterSize(nc, 8<<10), pool: p}, nil
+	c := &h1Conn{nc: nc, br: bufio.NewReaderSize(nc, 16<<10), bw: bufio.NewWriterSize(nc, 8<<10), pool: p}
+	c.abort = func() { nc.SetDeadline(aLongTimeAgo) }
+	return c, nil
 }
 
 // put returns a connection whose last exchange completed cleanly.

@@ -255,8 +255,7 @@ func (p *Proxy) serveLean(w http.ResponseWriter, o *Outbound) {
 			p.fail(w, in, err)
 			return
 		}
-		nc := c.nc
-		stop = context.AfterFunc(ctx, func() { nc.SetDeadline(aLongTimeAgo) })
+		stop = context.AfterFunc(ctx, c.abort)
 		res, err = p.roundTrip(c, o, method, w)
 		if err == nil {
 			break
@@ -288,14 +287,15 @@ func (p *Proxy) serveLean(w http.ResponseWriter, o *Outbound) {
 
 // roundTrip writes the request head on c and reads the response head.
 func (p *Proxy) roundTrip(c *h1Conn, o *Outbound, method string, w http.ResponseWriter) (*http.Response, error) {
-	nc := c.nc
 	end := o.Deadline
 	if o.HeaderTimeout > 0 {
 		if t := time.Now().Add(o.HeaderTimeout); end.IsZero() || t.Before(end) {
 			end = t
 		}
 	}
-	if err := nc.SetDeadline(end); err != nil {
+	// Timeouts are honoured to within 1% (at most 100 ms) early.
+	slack := min(time.Until(end)/100, 100*time.Millisecond)
+	if err := c.setDeadline(end, slack); err != nil {
 		return nil, err
 	}
 	if err := writeHead(c, o, method); err != nil {
@@ -321,8 +321,12 @@ func (p *Proxy) roundTrip(c *h1Conn, o *Outbound, method string, w http.Response
 			return nil, err
 		}
 		if res.StatusCode >= 200 || res.StatusCode == http.StatusSwitchingProtocols {
-			if o.HeaderTimeout > 0 && !end.Equal(o.Deadline) {
-				if err := nc.SetDeadline(o.Deadline); err != nil {
+			// The header timeout ends here; the body gets the exchange's
+			// deadline, unless it is already all in the buffer and
+			// nothing more will be read for it.
+			buffered := res.ContentLength >= 0 && int64(c.br.Buffered()) >= res.ContentLength
+			if !end.Equal(o.Deadline) && !buffered {
+				if err := c.setDeadline(o.Deadline, 0); err != nil {
 					return nil, err
 				}
 			}
