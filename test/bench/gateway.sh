@@ -277,6 +277,9 @@ for s in "${schemes[@]}"; do
     END { printf "ratio portico/nginx (%s): rps median %.2f  max %.2f;  CPU per request nginx/portico %.2f\n", s, pm / nm, px / nx, nc / pc }' "$work/summary"
 done
 
+hwm() { sed -n 's/^VmHWM:[[:space:]]*\([0-9]*\) kB/\1/p' "/proc/$1/status"; }
+echo "peak RSS: edge $(($(hwm "$pid_edge") / 1024)) MiB, origin $(($(hwm "$pid_origin") / 1024)) MiB"
+
 if [ -n "${PROFILE:-}" ]; then
   mkdir -p "$PROFILE"
   secs=${DURATION%s}
