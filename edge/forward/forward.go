@@ -82,7 +82,7 @@ func New(o Options) (*Forwarder, error) {
 		// docs/performance.md), and it keeps a slow response from
 		// holding up others behind it. Requests without a body take the
 		// lean path (PoolOptions); the Transport carries those with one.
-		pool = &PoolOptions{TLS: o.TLS, MaxIdlePerHost: 1024, IdleTimeout: 90 * time.Second, DialTimeout: 5 * time.Second}
+		pool = &PoolOptions{TLS: o.TLS, MaxIdlePerHost: 1024, MaxIdle: 4096, IdleTimeout: 90 * time.Second, DialTimeout: 5 * time.Second}
 		tr = &http.Transport{
 			Proxy:                 nil,
 			DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -20,6 +21,8 @@ type h1Pool struct {
 	addr   string // host:port to dial
 	host   string // host name for TLS
 	opt    *PoolOptions
+	total  *atomic.Int64 // idle connections in all pools
+	keep   bool          // false: a pool past maxPools, keeps nothing
 
 	mu      sync.Mutex
 	idle    []*h1Conn // most recently used last
@@ -31,8 +34,10 @@ type h1Pool struct {
 type PoolOptions struct {
 	// TLS configures connections to https hosts (cloned per dial).
 	TLS *tls.Config
-	// MaxIdlePerHost bounds kept-alive connections per host.
+	// MaxIdlePerHost bounds kept-alive connections per host, MaxIdle
+	// those of all hosts together.
 	MaxIdlePerHost int
+	MaxIdle        int
 	// IdleTimeout closes connections idle for longer.
 	IdleTimeout time.Duration
 	// DialTimeout bounds a dial plus TLS handshake.
@@ -42,6 +47,9 @@ type PoolOptions struct {
 func (o *PoolOptions) withDefaults() {
 	if o.MaxIdlePerHost <= 0 {
 		o.MaxIdlePerHost = 256
+	}
+	if o.MaxIdle <= 0 {
+		o.MaxIdle = 4096
 	}
 	if o.IdleTimeout <= 0 {
 		o.IdleTimeout = 90 * time.Second
@@ -99,6 +107,7 @@ func (p *h1Pool) get(ctx context.Context) (*h1Conn, error) {
 		p.idle[n-1] = nil
 		p.idle = p.idle[:n-1]
 		p.mu.Unlock()
+		p.total.Add(-1)
 		idle := now.Sub(c.idleSince)
 		if idle > p.opt.IdleTimeout || (idle > checkAfter && !peerOpen(c.nc)) {
 			c.nc.Close()
@@ -142,9 +151,17 @@ func (p *h1Pool) dial(ctx context.Context) (*h1Conn, error) {
 // put returns a connection whose last exchange completed cleanly.
 func (p *h1Pool) put(c *h1Conn) {
 	c.idleSince = time.Now()
+	if !p.keep || p.total.Add(1) > int64(p.opt.MaxIdle) {
+		if p.keep {
+			p.total.Add(-1)
+		}
+		c.nc.Close()
+		return
+	}
 	p.mu.Lock()
 	if p.closed || len(p.idle) >= p.opt.MaxIdlePerHost {
 		p.mu.Unlock()
+		p.total.Add(-1)
 		c.nc.Close()
 		return
 	}
@@ -176,6 +193,7 @@ func (p *h1Pool) sweep() {
 	again := len(p.idle) > 0 && !p.closed
 	p.sweepOn = again
 	p.mu.Unlock()
+	p.total.Add(-int64(len(stale)))
 	for _, c := range stale {
 		c.nc.Close()
 	}
@@ -189,6 +207,7 @@ func (p *h1Pool) closeIdle() {
 	idle := p.idle
 	p.idle = nil
 	p.mu.Unlock()
+	p.total.Add(-int64(len(idle)))
 	for _, c := range idle {
 		c.nc.Close()
 	}
@@ -196,10 +215,16 @@ func (p *h1Pool) closeIdle() {
 
 // pools holds one h1Pool per scheme and host.
 type pools struct {
-	opt PoolOptions
-	mu  sync.RWMutex
-	m   map[poolKey]*h1Pool
+	opt   PoolOptions
+	total atomic.Int64
+	mu    sync.RWMutex
+	m     map[poolKey]*h1Pool
 }
+
+// maxPools bounds the hosts that get a pool: integration URIs can take
+// their host from a request parameter, and a pool is never removed. Past
+// the bound, connections to further hosts are not kept alive.
+const maxPools = 1024
 
 type poolKey struct{ scheme, host string }
 
@@ -233,7 +258,11 @@ func (ps *pools) pool(scheme, host string) *h1Pool {
 			name = name[1 : len(name)-1]
 		}
 	}
-	p = &h1Pool{scheme: scheme, addr: net.JoinHostPort(name, port), host: name, opt: &ps.opt}
+	p = &h1Pool{scheme: scheme, addr: net.JoinHostPort(name, port), host: name, opt: &ps.opt, total: &ps.total}
+	if len(ps.m) >= maxPools {
+		return p
+	}
+	p.keep = true
 	ps.m[k] = p
 	return p
 }

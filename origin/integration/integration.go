@@ -86,6 +86,7 @@ func New(o Options) *Invoker {
 	// come: APIs may send server-sent events.
 	iv.proxy = forward.NewProxy(tr, &forward.PoolOptions{
 		MaxIdlePerHost: o.MaxIdleConnsPerHost,
+		MaxIdle:        4096,
 		IdleTimeout:    90 * time.Second,
 		DialTimeout:    5 * time.Second,
 	})
