@@ -500,3 +500,24 @@ func mustURL(t *testing.T, s string) *url.URL {
 	}
 	return u
 }
+
+func TestForwardHonoursConnectionClose(t *testing.T) {
+	o := newRawOrigin(t, func(c net.Conn, _ seen) bool {
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok")
+		return false
+	})
+	e := newEdgeFront(t, Options{Origin: o.URL, Token: "tok"})
+	for range 3 {
+		res, err := client.Get(e.URL + "/x")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if body := readAll(t, res); res.StatusCode != 200 || body != "ok" || res.Header.Get("Connection") != "" {
+			t.Fatalf("status %d, body %q, header %v", res.StatusCode, body, res.Header)
+		}
+		o.next(t)
+	}
+	if n := o.conns.Load(); n != 3 {
+		t.Errorf("%d connections for 3 requests answered with Connection: close, want 3", n)
+	}
+}
