@@ -299,7 +299,8 @@ func (p *Proxy) roundTrip(c *h1Conn, o *Outbound, method string, w http.Response
 		return nil, err
 	}
 	if err := writeHead(c, o, method); err != nil {
-		if c.reused {
+		var he *headerError
+		if c.reused && !errors.As(err, &he) {
 			return nil, &staleError{err}
 		}
 		return nil, err
@@ -348,6 +349,13 @@ func (e *staleError) Error() string {
 }
 func (e *staleError) Unwrap() error { return e.err }
 
+// headerError is a header the gateway refuses to send.
+type headerError struct{ name, what string }
+
+func (e *headerError) Error() string {
+	return fmt.Sprintf("forward: invalid header field %s for %q", e.what, e.name)
+}
+
 // writeHead writes an HTTP/1.1 request head without a body. Header names
 // and values are checked as net/http's Transport checks them: a value that
 // would end the line must never reach the next hop.
@@ -378,12 +386,12 @@ func writeHead(c *h1Conn, o *Outbound, method string) error {
 		}
 		if !validName(k) {
 			bw.Reset(c.nc)
-			return fmt.Errorf("forward: invalid header field name %q", k)
+			return &headerError{k, "name"}
 		}
 		for _, v := range vs {
 			if !validValue(v) {
 				bw.Reset(c.nc)
-				return fmt.Errorf("forward: invalid header field value for %q", k)
+				return &headerError{k, "value"}
 			}
 			bw.WriteString(k)
 			bw.WriteString(": ")
