@@ -23,7 +23,7 @@
 #   PROFILE=DIR     after the runs, one more Portico HTTPS run while CPU and
 #                   allocation profiles of the edge and the origin are taken
 #                   (portico's hidden --pprof-listen flag) into DIR; prints
-#                   the top of each
+#                   the top of each (PROFILE_SCHEME=plain: a plain-HTTP run)
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -284,7 +284,8 @@ if [ -n "${PROFILE:-}" ]; then
   mkdir -p "$PROFILE"
   secs=${DURATION%s}
   echo
-  echo "profiling edge and origin during one more Portico HTTPS run (${secs}s) into $PROFILE"
+  pscheme=${PROFILE_SCHEME:-tls}
+  echo "profiling edge and origin during one more Portico $pscheme run (${secs}s) into $PROFILE"
   fetches=()
   for p in edge origin; do
     v="pprof_$p"
@@ -294,7 +295,7 @@ if [ -n "${PROFILE:-}" ]; then
     fetches+=($!)
   done
   # shellcheck disable=SC2086
-  echo "portico tls: $(run_wrk "$url_portico_tls" "$DURATION" $chain_portico) (rps, p50 ms, p99 ms, socket errors, cpu us/req)"
+  echo "portico $pscheme: $(run_wrk "$(url_of portico "$pscheme")" "$DURATION" $chain_portico) (rps, p50 ms, p99 ms, socket errors, cpu us/req)"
   wait "${fetches[@]}"
   cp "$bin" "$PROFILE/portico"
   for p in edge origin; do
