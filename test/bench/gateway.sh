@@ -202,6 +202,27 @@ cpu_ticks() {
   echo "$t"
 }
 
+# show_logs prints the end of every server log (when a run went wrong).
+show_logs() {
+  local f
+  for f in "$work"/*.err; do
+    [ -s "$f" ] && { echo "--- $f" >&2; tail -n 5 "$f" >&2; }
+  done
+}
+
+# check_alive fails when a server process has exited (crashed, or killed
+# by something else on the machine), naming it.
+check_alive() {
+  local n
+  for n in edge origin front mid backend; do
+    local v="pid_$n"
+    if ! kill -0 "${!v}" 2>/dev/null; then
+      show_logs
+      die "the $n process (pid ${!v}) is gone"
+    fi
+  done
+}
+
 # --- runs --------------------------------------------------------------------
 # run_wrk URL DURATION [PID...]: prints "rps p50_ms p99_ms errors
 # cpu_us_per_request" (CPU of the given processes during the run, divided
@@ -215,8 +236,10 @@ run_wrk() {
   t1=$(cpu_ticks "$@")
   if grep -q 'Non-2xx' <<<"$out"; then
     echo "$out" >&2
-    die "wrk saw responses other than 2xx from $1"
+    show_logs
+    die "wrk saw responses other than 2xx from $url"
   fi
+  check_alive
   awk -v ticks=$((t1 - t0)) -v hz="$clk_tck" '
     function ms(v) {
       if (v ~ /us$/) return substr(v, 1, length(v)-2) / 1000
