@@ -521,3 +521,36 @@ func TestForwardHonoursConnectionClose(t *testing.T) {
 		t.Errorf("%d connections for 3 requests answered with Connection: close, want 3", n)
 	}
 }
+
+func TestForwardCancelsWhenTheClientLeaves(t *testing.T) {
+	for _, p := range paths {
+		t.Run(p.name, func(t *testing.T) {
+			// The origin never answers; it reports how long the gateway
+			// kept the connection open after the client gave up.
+			closedAfter := make(chan time.Duration, 1)
+			o := newRawOrigin(t, func(c net.Conn, _ seen) bool {
+				start := time.Now()
+				c.SetReadDeadline(time.Now().Add(5 * time.Second))
+				_, _ = c.Read(make([]byte, 1)) // returns when the gateway closes
+				closedAfter <- time.Since(start)
+				return false
+			})
+			e := newEdgeFront(t, Options{Origin: o.URL, Token: "tok"})
+			ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+			defer cancel()
+			r := newReq(t, p.method, e.URL+"/x", p.body).WithContext(ctx)
+			if res, err := client.Do(r); err == nil {
+				res.Body.Close()
+				t.Fatalf("status %d for a request the client cancelled", res.StatusCode)
+			}
+			select {
+			case d := <-closedAfter:
+				if d > 4*time.Second {
+					t.Errorf("the gateway kept the origin's connection %v after the client left", d)
+				}
+			case <-time.After(6 * time.Second):
+				t.Fatal("the origin's connection stayed open")
+			}
+		})
+	}
+}
