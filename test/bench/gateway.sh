@@ -316,6 +316,7 @@ if [ -n "${PROFILE:-}" ]; then
     fetches+=($!)
     curl -s -o "$PROFILE/$p.allocs.pprof" "http://${!v}/debug/pprof/allocs?seconds=$((secs - 1))" &
     fetches+=($!)
+    pids+=("${fetches[@]: -2}")
   done
   # shellcheck disable=SC2086
   echo "portico $pscheme: $(run_wrk "$(url_of portico "$pscheme")" "$DURATION" $chain_portico) (rps, p50 ms, p99 ms, socket errors, cpu us/req)"
