@@ -17,6 +17,9 @@ type State struct {
 	Deployments []Deployment
 	Domains     []Domain
 	EdgeSites   []EdgeSite
+	APIKeys     []APIKey
+	UsagePlans  []UsagePlan
+	AccessKeys  []AccessKey
 }
 
 // Snapshot is the compiled, self-contained configuration an edge serves. It
@@ -30,6 +33,14 @@ type Snapshot struct {
 	Deployments []Deployment  `json:"deployments"`
 	Domains     []Domain      `json:"domains"`
 	EdgeSites   []EdgeSite    `json:"edgeSites,omitempty"`
+	// APIKeys hold only key hashes; UsagePlans the limits keys are on.
+	APIKeys    []APIKey    `json:"apiKeys,omitempty"`
+	UsagePlans []UsagePlan `json:"usagePlans,omitempty"`
+	// AccessKeys are SigV4 access keys with their secrets, which checking
+	// a signature needs: a snapshot is secret material, sent only to
+	// edges with an edge token and kept on disk with mode 0600. Redact
+	// returns a copy safe to show.
+	AccessKeys []AccessKey `json:"accessKeys,omitempty"`
 }
 
 // SnapshotAPI is an API as an edge sees it: its identity and its stages.
@@ -97,6 +108,33 @@ func Compile(st State) (*Snapshot, error) {
 		snap.Domains = append(snap.Domains, d)
 	}
 	snap.EdgeSites = st.EdgeSites
+	plans := map[string]*UsagePlan{}
+	for i := range st.UsagePlans {
+		p := &st.UsagePlans[i]
+		if err := CheckUsagePlan(*p); err != nil {
+			return nil, err
+		}
+		plans[p.ID] = p
+	}
+	for _, k := range st.APIKeys {
+		if err := CheckAPIKey(k); err != nil {
+			return nil, err
+		}
+		for _, id := range k.PlanIDs {
+			if plans[id] == nil {
+				return nil, fmt.Errorf("API key %q is on usage plan %q, which does not exist", k.ID, id)
+			}
+		}
+		if err := CheckKeyPlans(k, plans); err != nil {
+			return nil, err
+		}
+	}
+	for _, a := range st.AccessKeys {
+		if err := CheckAccessKey(a); err != nil {
+			return nil, err
+		}
+	}
+	snap.APIKeys, snap.UsagePlans, snap.AccessKeys = st.APIKeys, st.UsagePlans, st.AccessKeys
 	sortSnapshot(snap)
 	if err := snap.Seal(); err != nil {
 		return nil, err
@@ -117,6 +155,22 @@ func sortSnapshot(s *Snapshot) {
 		slices.SortFunc(s.Domains[i].Mappings, func(a, b BasePathMapping) int { return strings.Compare(a.BasePath, b.BasePath) })
 	}
 	slices.SortFunc(s.EdgeSites, func(a, b EdgeSite) int { return strings.Compare(a.Name, b.Name) })
+	slices.SortFunc(s.APIKeys, func(a, b APIKey) int { return strings.Compare(a.ID, b.ID) })
+	slices.SortFunc(s.UsagePlans, func(a, b UsagePlan) int { return strings.Compare(a.ID, b.ID) })
+	slices.SortFunc(s.AccessKeys, func(a, b AccessKey) int { return strings.Compare(a.ID, b.ID) })
+}
+
+// Redact returns a copy of the snapshot without secrets (SigV4 secret
+// keys), for display. Its Version is the original's, so it no longer
+// verifies: it is for people, not for edges.
+func (s *Snapshot) Redact() *Snapshot {
+	c := *s
+	c.AccessKeys = make([]AccessKey, len(s.AccessKeys))
+	for i, a := range s.AccessKeys {
+		a.Secret = "(redacted)"
+		c.AccessKeys[i] = a
+	}
+	return &c
 }
 
 // Digest returns the content digest of the snapshot, ignoring Version.

@@ -10,6 +10,7 @@ package edge
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/base32"
 	"fmt"
 	"log/slog"
@@ -29,6 +30,7 @@ import (
 	"github.com/portico-edge/portico/edge/router"
 	"github.com/portico-edge/portico/edge/wsrelay"
 	"github.com/portico-edge/portico/plugins"
+	"github.com/portico-edge/portico/plugins/ipfilter"
 )
 
 // Config configures an edge.
@@ -36,6 +38,12 @@ type Config struct {
 	// Origin is the origin's data-plane URL; Token the edge token.
 	Origin *url.URL
 	Token  string
+	// OriginTLS configures TLS to an https origin; OriginTransport, when
+	// set, replaces the forwarder's HTTP/1.1 pool (HTTP/3 toward the
+	// origin); OriginClient fetches snapshots.
+	OriginTLS       *tls.Config
+	OriginTransport http.RoundTripper
+	OriginClient    *http.Client
 	// DataDir keeps the last good snapshot (and caches, plugins).
 	DataDir string
 	// Policies holds the policy factories this node supports.
@@ -52,7 +60,14 @@ type Config struct {
 	WebSocket wsrelay.Limits
 	// Limits bound request sizes (headers, URI, body).
 	Limits hygiene.Limits
-	Logger *slog.Logger
+	// TrustedProxies are the networks of proxies in front of this node
+	// whose X-Forwarded-For is believed; empty believes none.
+	TrustedProxies []netip.Prefix
+	// Prepare, when set, readies node-wide data of a snapshot (key
+	// tables) before it is compiled; the returned commit installs it once
+	// the snapshot is accepted.
+	Prepare func(*config.Snapshot) (commit func(), err error)
+	Logger  *slog.Logger
 	// Clock for tests; default time.Now.
 	Now func() time.Time
 }
@@ -119,15 +134,14 @@ func New(cfg Config) (*Edge, error) {
 	e.drainCtx, e.startDrain = context.WithCancel(context.Background())
 	e.ids.init()
 	e.pool.New = func() any { return &plugins.Exchange{PathParams: make([]plugins.Param, 0, 4)} }
-	e.terminal = cfg.Terminal
-	if e.terminal == nil {
-		fwd, err := forward.New(forward.Options{Origin: cfg.Origin, Token: cfg.Token, Logger: cfg.Logger})
+	e.terminal = plugins.HandlerFunc(e.finish)
+	if cfg.Terminal == nil {
+		fwd, err := forward.New(forward.Options{Origin: cfg.Origin, Token: cfg.Token, Logger: cfg.Logger, TLS: cfg.OriginTLS, Transport: cfg.OriginTransport})
 		if err != nil {
 			return nil, err
 		}
 		e.fwd = fwd
-		e.terminal = plugins.HandlerFunc(e.forward)
-		e.follower = &follow.Follower{Origin: cfg.Origin, Token: cfg.Token, DataDir: cfg.DataDir, Apply: e.Apply, Log: cfg.Logger}
+		e.follower = &follow.Follower{Origin: cfg.Origin, Token: cfg.Token, DataDir: cfg.DataDir, Apply: e.Apply, Log: cfg.Logger, Client: cfg.OriginClient}
 	}
 	return e, nil
 }
@@ -150,6 +164,14 @@ func (e *Edge) Run(ctx context.Context) {
 // Ready reports whether the edge has a configuration to serve.
 func (e *Edge) Ready() bool { return e.ready.Load() }
 
+// Snapshot returns the snapshot being served, or nil.
+func (e *Edge) Snapshot() *config.Snapshot {
+	if g := e.gen.Load(); g != nil {
+		return g.table.Snapshot
+	}
+	return nil
+}
+
 // Version returns the version of the snapshot being served, or "".
 func (e *Edge) Version() string {
 	if g := e.gen.Load(); g != nil {
@@ -162,6 +184,13 @@ func (e *Edge) Version() string {
 // flight finish on the generation they started with.
 func (e *Edge) Apply(snap *config.Snapshot) error {
 	ctx := context.Background()
+	commit := func() {}
+	if e.cfg.Prepare != nil {
+		var err error
+		if commit, err = e.cfg.Prepare(snap); err != nil {
+			return err
+		}
+	}
 	table, err := router.Compile(snap, e.cfg.EndpointTypes, func(st *router.Stage, i int) (plugins.Handler, []plugins.Policy, error) {
 		r := &st.Deployment.API.Routes[i]
 		att := plugins.Attachments(st.Deployment, st.Stage, r)
@@ -174,6 +203,7 @@ func (e *Edge) Apply(snap *config.Snapshot) error {
 		return err
 	}
 	g := &generation{table: table}
+	commit()
 	old := e.gen.Swap(g)
 	e.ready.Store(true)
 	if old != nil {
@@ -214,7 +244,7 @@ func (e *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if req.Close {
 		w.Header().Set("Connection", "close")
 	}
-	client := peerAddr(r)
+	client := ipfilter.ClientAddr(r, e.cfg.TrustedProxies)
 	hygiene.Sanitize(r.Header)
 	if req.WebSocket {
 		// Sanitize removed the hop-by-hop fields of the handshake; put
@@ -242,6 +272,12 @@ func (e *Edge) serveRoute(w http.ResponseWriter, r *http.Request, table *router.
 	h := table.Host(host)
 	if h == nil {
 		plugins.WriteError(w, http.StatusNotFound, fmt.Sprintf("no API is served at host %q", host))
+		return
+	}
+	if !h.Allows(client) {
+		// A private endpoint: the resource policy of the domain itself,
+		// checked before anything else about the request is looked at.
+		plugins.WriteError(w, http.StatusForbidden, "this API is not reachable from your network")
 		return
 	}
 	tls := r.TLS != nil
@@ -306,13 +342,17 @@ func (e *Edge) putExchange(ex *plugins.Exchange) {
 	e.pool.Put(ex)
 }
 
-// forward is the terminal handler: the request passed every policy.
-func (e *Edge) forward(w http.ResponseWriter, ex *plugins.Exchange) {
+// finish is the terminal handler: the request passed every policy.
+func (e *Edge) finish(w http.ResponseWriter, ex *plugins.Exchange) {
 	r := ex.Request
 	if r.Method == http.MethodOptions && ex.Route.Method != http.MethodOptions && ex.Route.Method != config.MethodAny {
 		// A preflight no CORS policy answered.
 		w.Header().Set("Allow", ex.Route.Method)
 		plugins.WriteError(w, http.StatusForbidden, "CORS is not enabled for this route")
+		return
+	}
+	if e.cfg.Terminal != nil {
+		e.cfg.Terminal.ServeExchange(w, ex)
 		return
 	}
 	if wsrelay.IsUpgrade(r) {
@@ -340,14 +380,6 @@ func (e *Edge) redirect(w http.ResponseWriter, r *http.Request, host, path strin
 	}
 	w.Header().Set("Location", target)
 	plugins.WriteError(w, http.StatusPermanentRedirect, "use HTTPS: "+target)
-}
-
-func peerAddr(r *http.Request) netip.Addr {
-	ap, err := netip.ParseAddrPort(r.RemoteAddr)
-	if err != nil {
-		return netip.Addr{}
-	}
-	return ap.Addr().Unmap()
 }
 
 // requestIDs makes request IDs: a random per-process prefix and a

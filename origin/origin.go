@@ -10,11 +10,16 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
+	"strings"
 	"time"
 
+	"github.com/portico-edge/portico/config"
+	"github.com/portico-edge/portico/edge/listen"
 	"github.com/portico-edge/portico/origin/admin"
 	"github.com/portico-edge/portico/origin/control"
 	"github.com/portico-edge/portico/origin/dataplane"
+	"github.com/portico-edge/portico/origin/fleet"
 	"github.com/portico-edge/portico/origin/integration"
 	"github.com/portico-edge/portico/origin/store"
 	"github.com/portico-edge/portico/plugins"
@@ -28,6 +33,11 @@ type Config struct {
 	Importer    control.Importer
 	Policies    *plugins.Registry
 	Logger      *slog.Logger
+	// DataCertificates, when set, serves the data plane over TLS (HTTP/1.1,
+	// HTTP/2 and HTTP/3, through edge/listen) instead of plain HTTP: for
+	// edges that reach the origin across networks, and for HTTP/3 toward
+	// the origin.
+	DataCertificates listen.CertSource
 }
 
 // Origin is a running origin gateway.
@@ -38,9 +48,12 @@ type Origin struct {
 	Control *control.Control
 	Admin   *admin.Server
 	Data    *dataplane.Server
+	// Fleet holds the nodes' heartbeats.
+	Fleet   *fleet.Registry
 	invoker *integration.Invoker
 
 	adminLn, dataLn net.Listener
+	dataTLS         *listen.Server
 }
 
 // FirstStart holds the tokens created when an origin starts on an empty
@@ -88,6 +101,8 @@ func New(ctx context.Context, cfg Config) (*Origin, *FirstStart, error) {
 	if err != nil {
 		return fail(err)
 	}
+	o.Fleet = fleet.New(nil)
+	o.registerFleet()
 	return o, first, nil
 }
 
@@ -135,6 +150,27 @@ func (o *Origin) Listen() error {
 	if o.adminLn, err = net.Listen("tcp", o.cfg.AdminListen); err != nil {
 		return fmt.Errorf("admin listener: %w", err)
 	}
+	if o.cfg.DataCertificates != nil {
+		o.dataTLS, err = listen.New(listen.Config{
+			TLSAddr:      o.cfg.DataListen,
+			Certificates: o.cfg.DataCertificates,
+			HSTS:         listen.HSTSPolicy{Disabled: true},
+			// A snapshot long-poll and the longest integration must fit.
+			WriteTimeout: config.MaxIntegrationTimeout + 30*time.Second,
+			ReadTimeout:  config.MaxIntegrationTimeout + 30*time.Second,
+			// Edges multiplex many requests; their connections are few.
+			MaxConnsPerIP: 4096,
+			Logger:        o.log,
+		}, o.Data)
+		if err == nil {
+			err = o.dataTLS.Listen()
+		}
+		if err != nil {
+			o.adminLn.Close()
+			return fmt.Errorf("data-plane listener: %w", err)
+		}
+		return nil
+	}
 	if o.dataLn, err = net.Listen("tcp", o.cfg.DataListen); err != nil {
 		o.adminLn.Close()
 		return fmt.Errorf("data-plane listener: %w", err)
@@ -146,7 +182,20 @@ func (o *Origin) Listen() error {
 func (o *Origin) AdminAddr() string { return o.adminLn.Addr().String() }
 
 // DataAddr returns the data-plane listener's address.
-func (o *Origin) DataAddr() string { return o.dataLn.Addr().String() }
+func (o *Origin) DataAddr() string {
+	if o.dataTLS != nil {
+		return o.dataTLS.TLSAddr().String()
+	}
+	return o.dataLn.Addr().String()
+}
+
+// DataScheme is "https" when the data plane serves TLS, else "http".
+func (o *Origin) DataScheme() string {
+	if o.cfg.DataCertificates != nil {
+		return "https"
+	}
+	return "http"
+}
 
 // Serve serves both listeners until ctx ends, then shuts down gracefully:
 // requests in flight get up to drain to finish.
@@ -158,12 +207,20 @@ func (o *Origin) Serve(ctx context.Context, drain time.Duration) error {
 	}
 	servers := []*http.Server{
 		{Handler: o.Admin, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10},
-		{Handler: o.Data, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 5 * time.Minute, MaxHeaderBytes: 64 << 10},
 	}
-	lns := []net.Listener{o.adminLn, o.dataLn}
-	errc := make(chan error, len(servers))
+	lns := []net.Listener{o.adminLn}
+	if o.dataTLS == nil {
+		servers = append(servers, &http.Server{Handler: o.Data, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 5 * time.Minute, MaxHeaderBytes: 64 << 10})
+		lns = append(lns, o.dataLn)
+	}
+	errc := make(chan error, len(servers)+1)
 	for i, s := range servers {
 		go func() { errc <- s.Serve(lns[i]) }()
+	}
+	dataCtx, stopData := context.WithCancel(context.Background())
+	defer stopData()
+	if o.dataTLS != nil {
+		go func() { errc <- o.dataTLS.Serve(dataCtx) }()
 	}
 	var err error
 	select {
@@ -175,6 +232,9 @@ func (o *Origin) Serve(ctx context.Context, drain time.Duration) error {
 	for _, s := range servers {
 		_ = s.Shutdown(sctx)
 	}
+	if o.dataTLS != nil {
+		_ = o.dataTLS.Shutdown(sctx)
+	}
 	o.invoker.Close()
 	if errors.Is(err, http.ErrServerClosed) {
 		err = nil
@@ -184,3 +244,55 @@ func (o *Origin) Serve(ctx context.Context, drain time.Duration) error {
 
 // Close closes the store.
 func (o *Origin) Close() error { return o.Store.Close() }
+
+// Terminal runs integrations for exchanges routed in this process: the
+// regional and private endpoints the origin serves itself, with the same
+// pipeline an edge runs, minus the hop to an origin.
+func (o *Origin) Terminal() plugins.Handler {
+	return plugins.HandlerFunc(func(w http.ResponseWriter, ex *plugins.Exchange) {
+		r := ex.Request
+		r.URL.Path, r.URL.RawPath = ex.RoutePath, ex.RoutePath
+		if u, err := url.PathUnescape(ex.RoutePath); err == nil {
+			r.URL.Path = u
+		}
+		h := r.Header
+		h.Set(plugins.RequestIDHeader, ex.RequestID)
+		proto := "http"
+		if ex.TLS {
+			proto = "https"
+		}
+		client := ex.Client.String()
+		h["X-Forwarded-For"] = []string{client}
+		h["X-Forwarded-Host"] = []string{ex.Host}
+		h["X-Forwarded-Proto"] = []string{proto}
+		h["Forwarded"] = []string{"for=" + forwardedFor(client) + ";host=\"" + ex.Host + "\";proto=" + proto}
+		for k, v := range ex.Identity.Headers {
+			h[k] = v
+		}
+		r.Trailer = nil
+		o.invoker.Serve(w, r, &integration.Call{Route: ex.Route, Variables: ex.Stage.Variables, Params: ex.PathParams, RequestID: ex.RequestID})
+	})
+}
+
+func forwardedFor(client string) string {
+	if strings.Contains(client, ":") {
+		return "\"[" + client + "]\""
+	}
+	return client
+}
+
+// Follow feeds snapshots to apply (a regional endpoint's pipeline) as the
+// control plane publishes them, until ctx ends.
+func (o *Origin) Follow(ctx context.Context, apply func(*config.Snapshot) error) {
+	version := ""
+	for ctx.Err() == nil {
+		snap := o.Control.Wait(ctx, version)
+		if snap == nil {
+			return
+		}
+		if err := apply(snap); err != nil {
+			o.log.Error("regional endpoints refused the snapshot; serving the previous one", "version", snap.Version, "err", err)
+		}
+		version = snap.Version
+	}
+}

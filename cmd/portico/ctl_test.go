@@ -24,6 +24,7 @@ import (
 	"github.com/portico-edge/portico/config"
 	"github.com/portico-edge/portico/origin"
 	"github.com/portico-edge/portico/origin/control"
+	"github.com/portico-edge/portico/origin/fleet"
 )
 
 // testOrigin is a real origin on 127.0.0.1:0 with the real importer,
@@ -46,10 +47,11 @@ func startTestOrigin(t *testing.T) *testOrigin {
 	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
 
 	ctx, cancel := context.WithCancel(context.Background())
-	reg, err := policyRegistry()
+	n, err := newNode(nodeFlags{}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
+	reg := n.Policies
 	o, first, err := origin.New(ctx, origin.Config{DataDir: t.TempDir(), AdminListen: "127.0.0.1:0", DataListen: "127.0.0.1:0",
 		Importer: importDocument, Policies: reg, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
@@ -424,6 +426,28 @@ func TestCtlCommands(t *testing.T) {
 		if st.DeploymentID != second {
 			t.Errorf("rollback --to -o json: %+v", st)
 		}
+	})
+
+	t.Run("nodes and certificates", func(t *testing.T) {
+		to.ok(t, "domains", "put", "nodes.example.test")
+		hb := fleet.Heartbeat{Node: "fra-1", Site: "fra", Role: "edge", Version: "v-old",
+			Certificates: []fleet.Certificate{{Domain: "nodes.example.test", Source: "acme", Issuer: "Test CA", NotAfter: time.Date(2027, 1, 2, 0, 0, 0, 0, time.UTC), LastError: "rate limited"}}}
+		if !to.o.Fleet.Record(hb, "127.0.0.1:1") {
+			t.Fatal("heartbeat not recorded")
+		}
+		out := to.ok(t, "nodes", "list")
+		wantRow(t, out, "fra-1", "edge", "fra", "v-old", "behind")
+		out = to.ok(t, "domains", "certs", "nodes.example.test")
+		wantRow(t, out, "fra-1", "acme", "Test CA", "2027-01-02T00:00:00Z", "rate limited")
+		var certs struct{ Certificates []fleet.DomainCertificate }
+		to.json(t, &certs, "domains", "certs", "nodes.example.test")
+		if len(certs.Certificates) != 1 || certs.Certificates[0].Node != "fra-1" {
+			t.Errorf("domains certs -o json: %+v", certs)
+		}
+		if _, _, err := to.run("domains", "certs", "missing.example.test"); err == nil || !strings.Contains(err.Error(), "does not exist") {
+			t.Errorf("certs of a missing domain: %v", err)
+		}
+		to.ok(t, "domains", "delete", "nodes.example.test")
 	})
 
 	t.Run("domains and mappings", func(t *testing.T) {

@@ -12,8 +12,11 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/portico-edge/portico/config"
 	"github.com/portico-edge/portico/edge"
 	"github.com/portico-edge/portico/edge/devca"
+	"github.com/portico-edge/portico/edge/heartbeat"
+	"github.com/portico-edge/portico/edge/listen"
 	"github.com/portico-edge/portico/examples/quickstart/backend"
 	"github.com/portico-edge/portico/origin"
 	"github.com/portico-edge/portico/origin/store"
@@ -56,11 +59,13 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		go func() { <-ctx.Done(); bs.Close() }()
 	}
 
-	reg, err := policyRegistry()
+	// Dev fetches JWKS from loopback too: the quickstart's identity
+	// provider, if any, runs beside it.
+	n, err := newNode(nodeFlags{authFailures: 10, authWindow: time.Minute, authCacheEntries: 10000, allowPrivateJWKS: true}, log)
 	if err != nil {
 		return err
 	}
-	o, _, err := origin.New(ctx, origin.Config{DataDir: filepath.Join(*dataDir, "origin"), AdminListen: *adminListen, DataListen: *dataListen, Importer: importDocument, Policies: reg, Logger: log})
+	o, _, err := origin.New(ctx, origin.Config{DataDir: filepath.Join(*dataDir, "origin"), AdminListen: *adminListen, DataListen: *dataListen, Importer: importDocument, Policies: n.Policies, Logger: log})
 	if err != nil {
 		return err
 	}
@@ -84,11 +89,15 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	go func() { errc <- o.Serve(ctx, 5*time.Second) }()
 
 	originURL := &url.URL{Scheme: "http", Host: o.DataAddr()}
-	e, err := edge.New(edge.Config{Origin: originURL, Token: edgeTok, DataDir: filepath.Join(*dataDir, "edge"), Policies: reg, HTTPSPort: portOf(*httpsListen), Logger: log})
+	certs, err := loadCertificates("", "", true, filepath.Join(*dataDir, "edge"))
 	if err != nil {
 		return err
 	}
-	certs, err := loadCertificates("", "", true, filepath.Join(*dataDir, "edge"))
+	if err := certs.startManager(tlsFlags{}, filepath.Join(*dataDir, "edge"), *httpListen, *httpsListen, log); err != nil {
+		return err
+	}
+	defer certs.stop()
+	e, err := edge.New(edge.Config{Origin: originURL, Token: edgeTok, DataDir: filepath.Join(*dataDir, "edge"), Policies: n.Policies, Prepare: certs.prepare(n.prepare, config.EndpointEdge, log), HTTPSPort: portOf(*httpsListen), Logger: log})
 	if err != nil {
 		return err
 	}
@@ -112,7 +121,8 @@ Use the admin API with portico ctl:
 		writeDevEnv(*dataDir, o.AdminAddr(), adminTok)
 	}
 	go func() {
-		errc <- serveEdge(ctx, e, edgeListeners{HTTPS: *httpsListen, HTTP: *httpListen, Ops: *opsListen, Certs: certs, Drain: 5 * time.Second, Ready: ready}, log)
+		hb := &heartbeat.Reporter{Origin: originURL, Token: edgeTok, Log: log, State: edgeState(e, certs, "dev-edge", "local", "edge")}
+		errc <- serveEdge(ctx, e, n, edgeListeners{HTTPS: *httpsListen, HTTP: *httpListen, Ops: *opsListen, Certs: certs, Drain: 5 * time.Second, HTTP3: true, HSTS: listen.HSTSPolicy{Disabled: true}, Ready: ready, Heartbeat: hb}, log)
 	}()
 	select {
 	case <-ctx.Done():

@@ -2,15 +2,19 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
 	"github.com/portico-edge/portico/config"
+	"github.com/portico-edge/portico/edge"
+	"github.com/portico-edge/portico/edge/listen"
 	"github.com/portico-edge/portico/origin"
 	"github.com/portico-edge/portico/origin/control"
 )
@@ -23,6 +27,17 @@ func runOrigin(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	configFile := fs.String("config", "", "declarative config file (YAML or JSON) applied at start and on SIGHUP")
 	drain := fs.Duration("drain", 15*time.Second, "how long requests in flight may take to finish at shutdown")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	var nf nodeFlags
+	nf.register(fs)
+	dataCert := fs.String("data-tls-cert", "", "certificate (PEM) for the data-plane listener: edges then reach it over TLS (HTTP/1.1, HTTP/2 or HTTP/3)")
+	dataKey := fs.String("data-tls-key", "", "key of --data-tls-cert")
+	regionalHTTPS := fs.String("regional-https-listen", "", "HTTPS address for regional and private endpoints served by this origin; empty serves none")
+	regionalHTTP := fs.String("regional-http-listen", "", "plain-HTTP address for regional and private endpoints (ACME HTTP-01, redirects)")
+	certFile := fs.String("tls-cert", "", "default certificate (PEM) of regional endpoints")
+	keyFile := fs.String("tls-key", "", "key of --tls-cert")
+	devCA := fs.Bool("dev-ca", false, "certificates for regional endpoints from a local development CA (not for production)")
+	var tf tlsFlags
+	tf.register(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -31,11 +46,22 @@ func runOrigin(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	tuneGC()
-	reg, err := policyRegistry()
+	n, err := newNode(nf, log)
 	if err != nil {
 		return err
 	}
-	o, first, err := origin.New(ctx, origin.Config{DataDir: *dataDir, AdminListen: *adminListen, DataListen: *dataListen, Importer: importDocument, Policies: reg, Logger: log})
+	ocfg := origin.Config{DataDir: *dataDir, AdminListen: *adminListen, DataListen: *dataListen, Importer: importDocument, Policies: n.Policies, Logger: log}
+	if (*dataCert == "") != (*dataKey == "") {
+		return usageError{"--data-tls-cert and --data-tls-key go together"}
+	}
+	if *dataCert != "" {
+		c, err := tls.LoadX509KeyPair(*dataCert, *dataKey)
+		if err != nil {
+			return fmt.Errorf("load --data-tls-cert/--data-tls-key: %w", err)
+		}
+		ocfg.DataCertificates = listen.CertFunc(func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return &c, nil })
+	}
+	o, first, err := origin.New(ctx, ocfg)
 	if err != nil {
 		return err
 	}
@@ -52,8 +78,20 @@ func runOrigin(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err := o.Listen(); err != nil {
 		return err
 	}
-	log.Info("origin serving", "admin", o.AdminAddr(), "data", o.DataAddr(), "data_dir", *dataDir)
-	return o.Serve(ctx, *drain)
+	log.Info("origin serving", "admin", o.AdminAddr(), "data", o.DataScheme()+"://"+o.DataAddr(), "data_dir", *dataDir)
+	if *regionalHTTPS == "" {
+		return o.Serve(ctx, *drain)
+	}
+	errc := make(chan error, 2)
+	go func() { errc <- o.Serve(ctx, *drain) }()
+	go func() {
+		errc <- serveRegional(ctx, o, n, regionalConfig{https: *regionalHTTPS, http: *regionalHTTP, certFile: *certFile, keyFile: *keyFile, devCA: *devCA, tls: tf, dataDir: *dataDir, drain: *drain}, log)
+	}()
+	err = <-errc
+	if err == nil {
+		err = <-errc
+	}
+	return err
 }
 
 func applyFile(ctx context.Context, ctl *control.Control, path string, log *slog.Logger) error {
@@ -96,4 +134,59 @@ func envOr(name, def string) string {
 		return v
 	}
 	return def
+}
+
+type regionalConfig struct {
+	https, http       string
+	certFile, keyFile string
+	devCA             bool
+	tls               tlsFlags
+	dataDir           string
+	drain             time.Duration
+}
+
+// serveRegional serves regional and private endpoints from the origin: the
+// same pipeline as an edge (hygiene, routing, policies), with the origin's
+// own integrations as its terminal instead of a hop to an origin.
+func serveRegional(ctx context.Context, o *origin.Origin, n *node, rc regionalConfig, log *slog.Logger) error {
+	certs, err := loadCertificates(rc.certFile, rc.keyFile, rc.devCA, filepath.Join(rc.dataDir, "regional"))
+	if err != nil {
+		return err
+	}
+	if err := certs.startManager(rc.tls, filepath.Join(rc.dataDir, "regional"), rc.http, rc.https, log); err != nil {
+		return err
+	}
+	defer certs.stop()
+	e, err := edge.New(edge.Config{
+		Terminal:       o.Terminal(),
+		EndpointTypes:  []config.EndpointType{config.EndpointRegional, config.EndpointPrivate},
+		Policies:       n.Policies,
+		Prepare:        certs.prepare(n.prepare, config.EndpointRegional, log),
+		TrustedProxies: n.Trusted,
+		HTTPSPort:      portOf(rc.https),
+		Logger:         log,
+	})
+	if err != nil {
+		return err
+	}
+	go o.Follow(ctx, e.Apply)
+	// The regional endpoints report into the origin's own node list.
+	state := edgeState(e, certs, hostname()+"/regional", "", "regional")
+	go func() {
+		t := time.NewTicker(10 * time.Second)
+		defer t.Stop()
+		for {
+			o.Fleet.Record(state(), "")
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	hsts, err := rc.tls.hsts(rc.devCA)
+	if err != nil {
+		return err
+	}
+	return serveEdge(ctx, e, n, edgeListeners{Name: "regional endpoints", HTTPS: rc.https, HTTP: rc.http, Certs: certs, Drain: rc.drain, HTTP3: !rc.tls.noHTTP3, HSTS: hsts}, log)
 }

@@ -2,6 +2,7 @@ package router
 
 import (
 	"fmt"
+	"net/netip"
 	"slices"
 	"sort"
 	"strings"
@@ -27,6 +28,22 @@ type Host struct {
 	Domain   *config.Domain
 	suffix   string // for wildcards: ".example.com"
 	mappings []mapping
+	// allowed restricts which clients may reach the domain (private
+	// endpoints); empty allows everyone.
+	allowed []netip.Prefix
+}
+
+// Allows reports whether a client address may use the domain.
+func (h *Host) Allows(client netip.Addr) bool {
+	if len(h.allowed) == 0 {
+		return true
+	}
+	for _, p := range h.allowed {
+		if p.Contains(client) {
+			return true
+		}
+	}
+	return false
 }
 
 type mapping struct {
@@ -94,6 +111,16 @@ func Compile(snap *config.Snapshot, types []config.EndpointType, build ChainBuil
 			continue
 		}
 		h := &Host{Domain: d}
+		for _, n := range d.AllowedNetworks {
+			p, err := config.CheckCIDR(n)
+			if err != nil {
+				return nil, fmt.Errorf("domain %q: %w", d.Name, err)
+			}
+			h.allowed = append(h.allowed, p)
+		}
+		if d.EndpointType == config.EndpointPrivate && len(h.allowed) == 0 {
+			return nil, fmt.Errorf("private domain %q has no allowed networks", d.Name)
+		}
 		for _, m := range d.Mappings {
 			st := t.stages[m.APIID+"/"+m.Stage]
 			if st == nil {

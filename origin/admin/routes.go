@@ -487,7 +487,7 @@ func (s *Server) apply(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) getSnapshot(w http.ResponseWriter, r *http.Request) error {
-	return WriteJSON(w, 200, s.ctl.Snapshot())
+	return WriteJSON(w, 200, s.ctl.Snapshot().Redact())
 }
 
 // CreateToken stores a new token of a kind and returns its secret.

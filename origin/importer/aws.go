@@ -26,7 +26,7 @@ func (im *importer) readAWS(o *operation, n *node, ptr string) (config.Integrati
 		im.probs.add(ptr, n, "x-amazon-apigateway-integration is %s; it must be an object", n.kind)
 		return in, nil
 	}
-	a := &awsReader{im: im, o: o, n: n, ptr: ptr}
+	a := &awsReader{im: im, n: n, ptr: ptr}
 	typNode := n.get("type")
 	t, _ := typNode.str()
 	switch strings.ToLower(t) {
@@ -47,7 +47,6 @@ func (im *importer) readAWS(o *operation, n *node, ptr string) (config.Integrati
 		}
 		return config.Integration{}, nil
 	}
-	a.typ = in.Type
 	mock := in.Type == config.IntegrationMock
 	var uri string
 	var mappings []mapping
@@ -174,10 +173,8 @@ func (im *importer) readAWS(o *operation, n *node, ptr string) (config.Integrati
 
 type awsReader struct {
 	im     *importer
-	o      *operation
 	n      *node
 	ptr    string
-	typ    config.IntegrationType
 	failed bool
 }
 

@@ -240,3 +240,48 @@ func TestAWSIntegrationForms(t *testing.T) {
 		}
 	})
 }
+
+// API Gateway's default export format is Swagger 2.0, with the stage as
+// basePath.
+func TestAWSExportSwagger(t *testing.T) {
+	doc := []byte(`{
+  "swagger": "2.0",
+  "info": {"version": "2024-05-13T09:12:54Z", "title": "PetStore"},
+  "host": "abcd123456.execute-api.eu-west-1.amazonaws.com",
+  "basePath": "/prod",
+  "schemes": ["https"],
+  "paths": {
+    "/pets/{petId}": {
+      "get": {
+        "produces": ["application/json"],
+        "parameters": [{"name": "petId", "in": "path", "required": true, "type": "string"}],
+        "responses": {"200": {"description": "200 response"}},
+        "security": [{"api_key": []}],
+        "x-amazon-apigateway-integration": {
+          "type": "http", "httpMethod": "GET",
+          "uri": "http://petstore-demo-endpoint.execute-api.com/petstore/pets/{petId}",
+          "requestParameters": {"integration.request.path.petId": "method.request.path.petId"},
+          "responses": {"default": {"statusCode": "200"}},
+          "passthroughBehavior": "when_no_match"
+        }
+      }
+    }
+  },
+  "securityDefinitions": {"api_key": {"type": "apiKey", "name": "x-api-key", "in": "header"}}
+}`)
+	res := mustImport(t, doc, Options{BasePath: BasePathPrepend})
+	want := config.Route{
+		Method: "GET", Path: "/prod/pets/{petId}", Pointer: "/paths/~1pets~1{petId}/get",
+		Integration: config.Integration{
+			Type: config.IntegrationHTTP, Method: "GET",
+			URI:        "http://petstore-demo-endpoint.execute-api.com/petstore/pets/{petId}",
+			Timeout:    config.Duration(29 * time.Second),
+			Parameters: map[string]string{"path.petId": "request.path.petId"},
+			Responses:  []config.IntegrationResponse{{Status: 200}},
+		},
+		Policies: []config.PolicySpec{{Type: "api-key", Config: []byte(`{"source":"header","name":"x-api-key"}`)}},
+	}
+	if res.Format != FormatSwagger20 || len(res.API.Routes) != 1 || !reflect.DeepEqual(res.API.Routes[0], want) {
+		t.Errorf("got %s %+v\nwant %+v", res.Format, res.API.Routes, want)
+	}
+}

@@ -99,6 +99,33 @@ func (p *problems) add(ptr string, n *node, format string, args ...any) {
 
 func (p *problems) empty() bool { return len(p.list) == 0 }
 
+// merge adds the validator's problems, except those inside an element (or
+// at the root, which means "the document as a whole") where the importer
+// already found one: the validator then mostly restates it, and a second
+// import shows anything left once the first is fixed.
+func (p *problems) merge(other *problems) {
+	// Every pointer the importer reported at, and each of its ancestors.
+	covered := make(map[string]bool)
+	for _, o := range p.list {
+		for ptr := o.Pointer; ; {
+			if covered[ptr] {
+				break
+			}
+			covered[ptr] = true
+			i := strings.LastIndexByte(ptr, '/')
+			if i < 0 {
+				break
+			}
+			ptr = ptr[:i]
+		}
+	}
+	for _, e := range other.list {
+		if !covered[e.Pointer] {
+			p.add(e.Pointer, nil, "%s", e.Message)
+		}
+	}
+}
+
 // err returns the problems sorted by pointer, joined, capped at maxReported.
 func (p *problems) err() error {
 	if len(p.list) == 0 {

@@ -24,7 +24,6 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
-	"runtime/debug"
 	"slices"
 	"strings"
 
@@ -95,7 +94,9 @@ func Import(ctx context.Context, doc []byte, opts Options) (res *Result, err err
 		// refused document.
 		if r := recover(); r != nil {
 			res = nil
-			err = errors.Join(&Error{Message: fmt.Sprintf("the importer failed on this document (%v); this is a bug in Portico, please report it with the document. Stack: %s", r, firstFrames(debug.Stack()))})
+			// The stack stays out of the message, which reaches API
+			// clients; the document reproduces the failure.
+			err = errors.Join(&Error{Message: fmt.Sprintf("the importer failed on this document (%v); this is a bug in Portico, please report it with the document", r)})
 		}
 	}()
 	probs := &problems{}
@@ -140,10 +141,12 @@ func Import(ctx context.Context, doc []byte, opts Options) (res *Result, err err
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	if !sc.badRefs && !sc.cycles {
-		if err := validateWithKin(ctx, root, format, opts, probs); err != nil {
+	if !sc.badRefs && !sc.cycles && !im.tooBig {
+		kin := &problems{}
+		if err := validateWithKin(ctx, root, format, kin); err != nil {
 			return nil, err
 		}
+		probs.merge(kin)
 	}
 	if !probs.empty() {
 		return nil, probs.err()
@@ -151,15 +154,6 @@ func Import(ctx context.Context, doc []byte, opts Options) (res *Result, err err
 	sum := sha256.Sum256(doc)
 	api.SourceDigest = hex.EncodeToString(sum[:])
 	return &Result{API: *api, Format: format}, nil
-}
-
-// firstFrames keeps a panic's stack short enough for an error message.
-func firstFrames(stack []byte) string {
-	lines := strings.Split(string(stack), "\n")
-	if len(lines) > 16 {
-		lines = lines[:16]
-	}
-	return strings.Join(lines, " | ")
 }
 
 func checkOptions(opts *Options, probs *problems) {
@@ -195,10 +189,10 @@ func detectFormat(root *node, probs *problems) (string, bool) {
 		probs.add("", root, "the document is %s, not an object; an OpenAPI document is an object starting with \"openapi: 3.x.y\" or \"swagger: '2.0'\"", root.kind)
 		return "", false
 	}
-	// A version written as a bare YAML number (swagger: 2.0) is read as
-	// the text it was written as.
-	for _, k := range []string{"openapi", "swagger"} {
-		if v := root.get(k); v != nil && v.kind == kNumber {
+	// A version written as a bare YAML number (swagger: 2.0, version: 1.10)
+	// is read as the text it was written as.
+	for _, v := range []*node{root.get("openapi"), root.get("swagger"), root.get("info").get("version")} {
+		if v != nil && v.kind == kNumber {
 			v.kind = kString
 		}
 	}
@@ -244,6 +238,9 @@ type importer struct {
 	basePrefix string          // route prefix from BasePathPrepend
 	docDefault *docIntegration // document-level x-portico-integration
 	security   *securityReader
+	// tooBig says the document exceeded a bound: nothing more is done
+	// with it.
+	tooBig bool
 }
 
 func (im *importer) build() *config.API {

@@ -80,7 +80,7 @@ func (im *importer) readPortico(o *operation, n *node, ptr string) (config.Integ
 	return in, keys
 }
 
-// porticoFields are the fields of an x-portico-integration once read.
+// porticoFieldSet holds the fields of an x-portico-integration once read.
 type porticoFieldSet struct {
 	in     config.Integration
 	uri    string
@@ -138,7 +138,7 @@ func (im *importer) porticoFields(n *node, ptr string, docLevel bool) *porticoFi
 		case "method":
 			m, isStr := v.str()
 			up := strings.ToUpper(m)
-			if !isStr || (standardMethodSet[up] == false && up != config.MethodAny) {
+			if !isStr || (!standardMethodSet[up] && up != config.MethodAny) {
 				bad(key, v, "method %q is not an HTTP method; use GET, PUT, POST, DELETE, PATCH, HEAD, OPTIONS, or leave it out to use the client's method", v.text)
 				continue
 			}

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -222,5 +223,34 @@ func TestReadMeSecurityExamples(t *testing.T) {
 	}
 	if alternatives != 3 {
 		t.Errorf("want the 3 operations with alternatives refused, got %d: %v", alternatives, probs)
+	}
+}
+
+// Imports share nothing: the origin may run several at once.
+func TestConcurrentImports(t *testing.T) {
+	docs := [][]byte{readTestdata(t, "petstore-swagger-2.0.json"), readTestdata(t, "petstore-openapi-3.1.yaml"), readTestdata(t, "aws-export-supported.yaml")}
+	want := make([]string, len(docs))
+	for i, d := range docs {
+		b, _ := json.Marshal(mustImport(t, d, Options{IgnoreSecurity: true}))
+		want[i] = string(b)
+	}
+	errs := make(chan error, 8)
+	for g := range 8 {
+		go func() {
+			i := g % len(docs)
+			res, err := Import(testContext(t), docs[i], Options{IgnoreSecurity: true})
+			if err == nil {
+				b, _ := json.Marshal(res)
+				if string(b) != want[i] {
+					err = fmt.Errorf("import %d differs", g)
+				}
+			}
+			errs <- err
+		}()
+	}
+	for range 8 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
 	}
 }

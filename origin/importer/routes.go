@@ -14,8 +14,6 @@ type operation struct {
 	n      *node
 	method string // upper case, or config.MethodAny
 	tmpl   *template
-	// pathParams are the declared path parameters (for {x+}, "x").
-	pathParams map[string]bool
 }
 
 func (im *importer) routes() []config.Route {
@@ -82,6 +80,7 @@ func (im *importer) routes() []config.Route {
 			}
 			count++
 			if count > MaxOperations {
+				im.tooBig = true
 				im.probs.add(opPtr, op, "the document has more than %d operations; Portico refuses such documents to bound the work of an import: split the API", MaxOperations)
 				return out
 			}
@@ -89,7 +88,7 @@ func (im *importer) routes() []config.Route {
 				continue
 			}
 			o := &operation{ptr: opPtr, n: op, method: method, tmpl: tmpl}
-			o.pathParams = im.checkPathParams(o, common, im.parameters(op.get("parameters"), child(opPtr, "parameters")))
+			im.checkPathParams(o, common, im.parameters(op.get("parameters"), child(opPtr, "parameters")))
 			seen.check(tmpl, method, opPtr, im.probs, op)
 			r := config.Route{Method: method, Path: im.basePrefix + raw, Pointer: opPtr}
 			if im.basePrefix != "" && raw == "/" {
@@ -131,32 +130,34 @@ func (im *importer) parameters(list *node, ptr string) []param {
 	}
 	var out []param
 	for i, p := range list.vals {
-		pptr := index(ptr, i)
+		// Problems with how a parameter is used are reported where it is
+		// used, also when it is a reference to a shared one.
+		use, at := index(ptr, i), index(ptr, i)
 		for hops := 0; p != nil && p.kind == kObject && p.has("$ref"); hops++ {
 			t := im.sc.refs[p]
 			if t == nil || hops > 32 {
 				p = nil
 				break
 			}
-			pptr, p = im.sc.objects[t], t
+			at, p = im.sc.objects[t], t
 		}
 		if p == nil {
 			continue // a bad reference is reported by the scan
 		}
 		if p.kind != kObject {
-			im.probs.add(pptr, p, "a parameter must be an object; this one is %s", p.kind)
+			im.probs.add(at, p, "a parameter must be an object; this one is %s", p.kind)
 			continue
 		}
 		name, _ := p.get("name").str()
 		in, _ := p.get("in").str()
-		out = append(out, param{name: name, in: in, ptr: pptr, n: p})
+		out = append(out, param{name: name, in: in, ptr: use, n: list.vals[i]})
 	}
 	return out
 }
 
 // checkPathParams compares the declared path parameters of an operation
-// with its template and returns the declared names.
-func (im *importer) checkPathParams(o *operation, common, own []param) map[string]bool {
+// with its template.
+func (im *importer) checkPathParams(o *operation, common, own []param) {
 	declared := make(map[string]bool)
 	where := make(map[string]param)
 	for _, list := range [][]param{common, own} {
@@ -179,7 +180,6 @@ func (im *importer) checkPathParams(o *operation, common, own []param) map[strin
 			im.probs.add(o.ptr, o.n, "path %s has {%s}, but the %s operation declares no path parameter %q; declare it (name: %s, in: path, required: true) in the operation or its path item", o.tmpl.raw, name, o.method, name, name)
 		}
 	}
-	return declared
 }
 
 // describe names an operation in messages.

@@ -34,6 +34,9 @@ const (
 	// laughs") would otherwise expand to gigabytes. GitHub's 13 MB
 	// description has about 260,000, nested 22 deep.
 	maxNodes = 2_000_000
+	// maxAliasNodes bounds the values produced by expanding YAML aliases,
+	// which real documents use for a few shared responses or parameters.
+	maxAliasNodes = 200_000
 )
 
 type kind uint8
@@ -146,7 +149,10 @@ func parseDocument(doc []byte) (*node, *parseError) {
 	if !utf8.Valid(doc) {
 		return nil, &parseError{msg: "the document is not valid UTF-8 text; save it as UTF-8 JSON or YAML"}
 	}
-	trimmed := bytes.TrimLeft(doc, " \t\r\n\ufeff")
+	// A byte order mark is allowed by YAML and common in files saved on
+	// Windows; the JSON decoder would refuse it.
+	doc = bytes.TrimPrefix(doc, []byte("\ufeff"))
+	trimmed := bytes.TrimLeft(doc, " \t\r\n")
 	if len(trimmed) == 0 {
 		return nil, &parseError{msg: "the document is empty; import an OpenAPI 3.0, 3.1 or Swagger 2.0 document"}
 	}
@@ -207,7 +213,11 @@ func (p *jsonParser) startLine() int32 {
 func (p *jsonParser) syntax(err error) *parseError {
 	var se *json.SyntaxError
 	if errors.As(err, &se) {
-		return &parseError{line: p.lineAt(int(se.Offset)), msg: "the document is not valid JSON: " + se.Error()}
+		// Counted afresh: startLine may have skipped past the offending
+		// byte when it is a ',' or ':'.
+		off := min(int(se.Offset), len(p.src))
+		line := 1 + bytes.Count(p.src[:max(off-1, 0)], []byte{'\n'})
+		return &parseError{line: line, msg: "the document is not valid JSON: " + se.Error()}
 	}
 	if err == io.EOF || errors.Is(err, io.ErrUnexpectedEOF) {
 		return &parseError{line: p.lineAt(len(p.src)), msg: "the JSON document ends in the middle of a value; it may have been cut off"}
@@ -278,7 +288,11 @@ func (p *jsonParser) value(depth int) (*node, *parseError) {
 // merge keys under the node budget.
 type yamlConverter struct {
 	nodes int
-	busy  map[*yaml.Node]bool // aliases being expanded, to refuse cycles
+	// aliased counts values produced while expanding aliases; inAlias
+	// says an alias is being expanded.
+	aliased int
+	inAlias int
+	busy    map[*yaml.Node]bool // aliases being expanded, to refuse cycles
 }
 
 var yamlLineRe = regexp.MustCompile(`line (\d+)`)
@@ -311,13 +325,23 @@ func (c *yamlConverter) convert(y *yaml.Node, depth int) (*node, *parseError) {
 	if c.nodes > maxNodes {
 		return nil, c.fail(y, "the document expands to more than %d values (YAML aliases count each time they are used); Portico refuses such documents to bound the work of an import", maxNodes)
 	}
+	if c.inAlias > 0 {
+		c.aliased++
+		if c.aliased > maxAliasNodes {
+			return nil, c.fail(y, "the document's YAML aliases expand to more than %d values; Portico refuses such documents to bound the work of an import: use fewer aliases, or $ref", maxAliasNodes)
+		}
+	}
 	switch y.Kind {
 	case yaml.AliasNode:
 		if c.busy[y.Alias] {
 			return nil, c.fail(y, "YAML alias *%s refers to a value that contains it; remove the cycle", y.Value)
 		}
 		c.busy[y.Alias] = true
-		defer delete(c.busy, y.Alias)
+		c.inAlias++
+		defer func() {
+			delete(c.busy, y.Alias)
+			c.inAlias--
+		}()
 		c.nodes-- // the alias itself is not a value; its target is counted
 		return c.convert(y.Alias, depth)
 	case yaml.MappingNode:
@@ -409,6 +433,9 @@ var jsonNumberRe = regexp.MustCompile(`^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0
 
 func (c *yamlConverter) scalar(y *yaml.Node) (*node, *parseError) {
 	n := &node{line: int32(y.Line)}
+	if strings.HasPrefix(y.Tag, "!") && !strings.HasPrefix(y.Tag, "!!") && y.Tag != "!" {
+		return nil, c.checkTag(y)
+	}
 	if y.Style&(yaml.DoubleQuotedStyle|yaml.SingleQuotedStyle|yaml.LiteralStyle|yaml.FoldedStyle) != 0 || y.Tag == "!" {
 		n.kind, n.text = kString, y.Value
 		return n, nil

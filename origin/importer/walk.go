@@ -2,6 +2,7 @@ package importer
 
 import (
 	"fmt"
+	"net/url"
 	"strings"
 )
 
@@ -45,6 +46,11 @@ var skipKeys = map[string]bool{
 	"mapping": true, "scopes": true, "security": true, "required": true, "tags": true,
 }
 
+type pendingWalk struct {
+	n   *node
+	ptr string
+}
+
 // extUse is one x-amazon-apigateway-* or x-portico-* extension.
 type extUse struct {
 	ptr  string
@@ -67,6 +73,8 @@ type scanner struct {
 	// swagger says the document is Swagger 2.0, whose "examples" are
 	// always example data (OpenAPI 3's are Example Objects).
 	swagger bool
+	// pending are reference targets still to be walked as keywords.
+	pending []pendingWalk
 	// cycles says whether a composition cycle was found; kin-openapi must
 	// then not see the document at all.
 	cycles bool
@@ -75,6 +83,14 @@ type scanner struct {
 func scan(root *node, swagger bool, probs *problems) *scanner {
 	s := &scanner{root: root, probs: probs, swagger: swagger, refs: make(map[*node]*node), objects: make(map[*node]string)}
 	s.walk(root, "", ctxKeywords)
+	// A reference may point into what the walk took for data (an example,
+	// an extension): whatever it names is structure to whoever follows
+	// it, so it is walked as such too.
+	for len(s.pending) > 0 {
+		t := s.pending[0]
+		s.pending = s.pending[1:]
+		s.walk(t.n, t.ptr, ctxKeywords)
+	}
 	s.checkCycles()
 	return s
 }
@@ -94,6 +110,9 @@ func (s *scanner) walk(n *node, ptr string, ctx walkCtx) {
 				}
 				s.walk(n.vals[i], child(ptr, k), ctxKeywords)
 			}
+			return
+		}
+		if _, done := s.objects[n]; done {
 			return
 		}
 		s.objects[n] = ptr
@@ -149,6 +168,18 @@ func (s *scanner) ref(holder, v *node, ptr string) {
 		return
 	}
 	s.refs[holder] = target
+	if _, walked := s.objects[target]; !walked && (target.kind == kObject || target.kind == kArray) {
+		s.pending = append(s.pending, pendingWalk{n: target, ptr: refPointer(ref)})
+	}
+}
+
+// refPointer returns the JSON pointer a local reference names.
+func refPointer(ref string) string {
+	frag := strings.TrimPrefix(ref, "#")
+	if f, err := url.PathUnescape(frag); err == nil {
+		frag = f
+	}
+	return frag
 }
 
 // compositionKeys apply their schemas to the same value as the schema that

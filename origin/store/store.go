@@ -35,11 +35,16 @@ const (
 	BucketDomains      = "domains"       // domain name -> config.Domain
 	BucketEdgeSites    = "edge_sites"    // site name -> config.EdgeSite
 	BucketTokens       = "tokens"        // hex SHA-256 of token -> Token
+	BucketAPIKeys      = "api_keys"      // key ID -> config.APIKey (hash only)
+	BucketUsagePlans   = "usage_plans"   // plan ID -> config.UsagePlan
+	BucketAccessKeys   = "access_keys"   // access key ID -> config.AccessKey
+	BucketUsage        = "usage"         // key ID + "/" + YYYY-MM-DD -> count (decimal)
 )
 
 var allBuckets = []string{
 	BucketMeta, BucketAPIs, BucketAPINames, BucketSources, BucketStages, BucketStageHistory,
 	BucketDeployments, BucketDomains, BucketEdgeSites, BucketTokens,
+	BucketAPIKeys, BucketUsagePlans, BucketAccessKeys, BucketUsage,
 }
 
 // schemaVersion is stored in meta; a database written by a newer,
@@ -256,6 +261,15 @@ func (t *Tx) State() (config.State, error) {
 		return st, err
 	}
 	if st.EdgeSites, err = List[config.EdgeSite](t, BucketEdgeSites, ""); err != nil {
+		return st, err
+	}
+	if st.APIKeys, err = List[config.APIKey](t, BucketAPIKeys, ""); err != nil {
+		return st, err
+	}
+	if st.UsagePlans, err = List[config.UsagePlan](t, BucketUsagePlans, ""); err != nil {
+		return st, err
+	}
+	if st.AccessKeys, err = List[config.AccessKey](t, BucketAccessKeys, ""); err != nil {
 		return st, err
 	}
 	// Only deployments some stage points at are needed for a snapshot;
