@@ -157,7 +157,8 @@ data_addr=$(sed -n 's/.*origin serving.* data=\([^ ]*\).*/\1/p' "$work/origin.er
 edge_token=$(sed -n 's/.*edge token[^:]*:[[:space:]]*\(ptc_edge_[^[:space:]]*\).*/\1/p' "$work/origin.out" | head -1)
 [ -n "$data_addr" ] && [ -n "$edge_token" ] || die "origin did not start: $(cat "$work/origin.err")"
 
-edge_args=(edge --origin "http://$data_addr" --token "$edge_token" --data-dir "$work/edge"
+case $data_addr in http://* | https://*) origin_url=$data_addr ;; *) origin_url=http://$data_addr ;; esac
+edge_args=(edge --origin "$origin_url" --token "$edge_token" --data-dir "$work/edge"
   --https-listen 127.0.0.1:0 --http-listen 127.0.0.1:0 --ops-listen ""
   --tls-cert "$work/cert.pem" --tls-key "$work/key.pem" --log-level info)
 [ -n "${PROFILE:-}" ] && edge_args+=(--pprof-listen "$pprof_edge")
