@@ -94,13 +94,14 @@ free_port() {
   die "no free port found"
 }
 
-# wait_http URL: until it answers 200 (bounded: 20 s).
+# wait_http URL: until it answers 200 (bounded: 60 s; a loaded machine
+# can take that long).
 wait_http() {
-  for _ in $(seq 200); do
+  for _ in $(seq 600); do
     if [ "$(curl -sk -o /dev/null -w '%{http_code}' --max-time 1 "$1")" = 200 ]; then return 0; fi
     sleep 0.1
   done
-  die "$1 did not answer 200 within 20 s (logs in $work; KEEP=1 keeps them)"
+  die "$1 did not answer 200 within 60 s (logs in $work; KEEP=1 keeps them)"
 }
 
 # --- setup -------------------------------------------------------------------
@@ -152,7 +153,7 @@ fi
 env GOMAXPROCS=1 "${gogc_env[@]}" nice -n "$NICE" taskset -c 0 "$bin" "${origin_args[@]}" >"$work/origin.out" 2>"$work/origin.err" &
 pids+=($!)
 pid_origin=$!
-for _ in $(seq 200); do grep -q 'origin serving' "$work/origin.err" 2>/dev/null && break; sleep 0.1; done
+for _ in $(seq 600); do grep -q 'origin serving' "$work/origin.err" 2>/dev/null && break; sleep 0.1; done
 data_addr=$(sed -n 's/.*origin serving.* data=\([^ ]*\).*/\1/p' "$work/origin.err" | head -1)
 edge_token=$(sed -n 's/.*edge token[^:]*:[[:space:]]*\(ptc_edge_[^[:space:]]*\).*/\1/p' "$work/origin.out" | head -1)
 [ -n "$data_addr" ] && [ -n "$edge_token" ] || die "origin did not start: $(cat "$work/origin.err")"
@@ -165,7 +166,7 @@ edge_args=(edge --origin "$origin_url" --token "$edge_token" --data-dir "$work/e
 env GOMAXPROCS=1 "${gogc_env[@]}" nice -n "$NICE" taskset -c 0 "$bin" "${edge_args[@]}" >"$work/edge.out" 2>"$work/edge.err" &
 pids+=($!)
 pid_edge=$!
-for _ in $(seq 200); do grep -q 'edge serving' "$work/edge.err" 2>/dev/null && break; sleep 0.1; done
+for _ in $(seq 600); do grep -q 'edge serving' "$work/edge.err" 2>/dev/null && break; sleep 0.1; done
 edge_https=$(sed -n 's/.*edge serving.* https=\([^ ]*\) http=\([^ ]*\).*/\1/p' "$work/edge.err" | head -1)
 edge_http=$(sed -n 's/.*edge serving.* https=\([^ ]*\) http=\([^ ]*\).*/\2/p' "$work/edge.err" | head -1)
 [ -n "$edge_https" ] || die "edge did not start: $(cat "$work/edge.err")"
@@ -232,9 +233,18 @@ check_alive() {
 run_wrk() {
   local out url=$1 dur=$2 t0 t1
   shift 2
-  t0=$(cpu_ticks "$@")
-  out=$(nice -n "$NICE" taskset -c 1 wrk -t1 -c"$CONNS" -d"$dur" --latency "$url")
-  t1=$(cpu_ticks "$@")
+  local try rc
+  for try in 1 2; do
+    rc=0
+    t0=$(cpu_ticks "$@")
+    out=$(nice -n "$NICE" taskset -c 1 wrk -t1 -c"$CONNS" -d"$dur" --latency "$url" 2>&1) || rc=$?
+    t1=$(cpu_ticks "$@")
+    grep -q '^Requests/sec:' <<<"$out" && break
+    # wrk ended without its summary (killed by something else on a shared
+    # machine, or it could not start): say so, and run again once.
+    echo "gateway.sh: wrk on $url ended without a result (exit $rc): $(tail -n 3 <<<"$out" | tr '\n' ' ')" >&2
+    [ "$try" = 2 ] && die "wrk gave no result twice on $url"
+  done
   if grep -q 'Non-2xx' <<<"$out"; then
     echo "$out" >&2
     show_logs
