@@ -261,8 +261,15 @@ func (e *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer g.release()
+	e.serveRoute(w, r, g.table, start, reqID, client, host, path)
+}
 
-	h := g.table.Host(host)
+// serveRoute routes a checked request and runs its handler chain. It is
+// apart from ServeHTTP so that each has few enough returns for Go to
+// open-code their defers (a deferred call per request otherwise costs a
+// runtime defer record and its unwinding).
+func (e *Edge) serveRoute(w http.ResponseWriter, r *http.Request, table *router.Table, start time.Time, reqID string, client netip.Addr, host, path string) {
+	h := table.Host(host)
 	if h == nil {
 		plugins.WriteError(w, http.StatusNotFound, fmt.Sprintf("no API is served at host %q", host))
 		return

@@ -69,7 +69,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	for _, c := range commands() {
 		if c.name == args[0] {
-			return c.run(ctx, args[1:], stdout, stderr)
+			rest, pprofAddr, err := extractPprof(args[1:])
+			if err != nil {
+				return err
+			}
+			if pprofAddr != "" {
+				if err := servePprof(pprofAddr, stderr); err != nil {
+					return err
+				}
+			}
+			return c.run(ctx, rest, stdout, stderr)
 		}
 	}
 	usage(stderr)
