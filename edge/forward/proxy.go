@@ -471,10 +471,18 @@ func ishex(c byte) bool {
 // write1xx passes an informational response on (103 Early Hints, 100
 // Continue from the next hop).
 func write1xx(w http.ResponseWriter, code int, h http.Header) {
+	// net/http sends the whole header map with a 1xx and does not clear
+	// it after: send only the 1xx's own fields, then put back what the
+	// gateway had set for the final response (X-Request-Id, HSTS, ...).
 	dst := w.Header()
+	saved := dst.Clone()
+	clear(dst)
 	copyHeader(dst, h)
 	w.WriteHeader(code)
-	clear(dst) // net/http does not clear it after a 1xx
+	clear(dst)
+	for k, v := range saved {
+		dst[k] = v
+	}
 }
 
 // copyHeader adds src's values to dst. A name dst lacks takes src's slice
