@@ -313,9 +313,11 @@ func originClient(u *url.URL, caFile string, h3 bool) (*originConn, error) {
 		}
 		oc.tls.RootCAs = pool
 	}
-	oc.client = &http.Client{Transport: &http.Transport{TLSClientConfig: oc.tls, ForceAttemptHTTP2: true, Proxy: nil}}
+	// Each user gets its own copy: net/http's HTTP/2 set-up edits the
+	// config it is given.
+	oc.client = &http.Client{Transport: &http.Transport{TLSClientConfig: oc.tls.Clone(), ForceAttemptHTTP2: true, Proxy: nil}}
 	if h3 {
-		oc.forward = listen.NewHTTP3Transport(oc.tls)
+		oc.forward = listen.NewHTTP3Transport(oc.tls.Clone())
 	}
 	return oc, nil
 }

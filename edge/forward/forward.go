@@ -77,16 +77,26 @@ func New(o Options) (*Forwarder, error) {
 	tr := o.Transport
 	var pool *PoolOptions
 	if tr == nil {
+		// Both carry HTTP/1.1 only: say so in ALPN, on configs of their
+		// own (net/http's HTTP/2 set-up edits a shared config in place).
+		h1TLS := func() *tls.Config {
+			if o.TLS == nil {
+				return nil
+			}
+			c := o.TLS.Clone()
+			c.NextProtos = []string{"http/1.1"}
+			return c
+		}
 		// HTTP/1.1 keep-alive with a deep idle pool: on loopback it
 		// measured faster than one multiplexed h2c connection (see
 		// docs/performance.md), and it keeps a slow response from
 		// holding up others behind it. Requests without a body take the
 		// lean path (PoolOptions); the Transport carries those with one.
-		pool = &PoolOptions{TLS: o.TLS, MaxIdlePerHost: 1024, MaxIdle: 4096, IdleTimeout: 90 * time.Second, DialTimeout: 5 * time.Second}
+		pool = &PoolOptions{TLS: h1TLS(), MaxIdlePerHost: 1024, MaxIdle: 4096, IdleTimeout: 90 * time.Second, DialTimeout: 5 * time.Second}
 		tr = &http.Transport{
 			Proxy:                 nil,
 			DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-			TLSClientConfig:       o.TLS,
+			TLSClientConfig:       h1TLS(),
 			TLSHandshakeTimeout:   5 * time.Second,
 			MaxIdleConns:          4096,
 			MaxIdleConnsPerHost:   1024,

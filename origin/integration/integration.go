@@ -195,6 +195,9 @@ func (iv *Invoker) Serve(w http.ResponseWriter, r *http.Request, call *Call) {
 		h[k] = v
 	}
 	h[plugins.RequestIDHeader] = []string{call.RequestID}
+	// Via records this hop (RFC 9110 7.6.3) with the protocol the request
+	// arrived in: an operator can see how edges reach the origin.
+	h["Via"] = append(h["Via"], viaFor(r))
 	o := forward.Outbound{
 		In:       r,
 		Method:   in.Method,
@@ -489,4 +492,17 @@ func (iv *Invoker) pattern(p string) (*regexp.Regexp, error) {
 	}
 	iv.patterns.Store(p, re)
 	return re, nil
+}
+
+// viaFor returns this hop's Via entry for a request.
+func viaFor(r *http.Request) string {
+	switch {
+	case r.ProtoMajor == 3:
+		return "3 portico"
+	case r.ProtoMajor == 2:
+		return "2 portico"
+	case r.ProtoMinor == 0:
+		return "1.0 portico"
+	}
+	return "1.1 portico"
 }

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/portico-edge/portico/edge/devca"
 	"github.com/portico-edge/portico/edge/listen"
 )
 
@@ -192,5 +193,58 @@ func TestRegionalAndPrivateEndpoints(t *testing.T) {
 	o.mustAdmin(t, "GET", "/v1/domains/regional.example.test/certificates", nil, &certs)
 	if len(certs.Certificates) != 1 || certs.Certificates[0].Role != "regional" || certs.Certificates[0].Source != "default" || certs.Certificates[0].Issuer == "" {
 		t.Errorf("regional certificate status: %+v", certs)
+	}
+}
+
+// TestOriginOverTLSAndHTTP3: the origin's data plane over TLS, and an edge
+// forwarding to it over HTTP/3 (--origin-http3) or HTTPS; the backend sees
+// the hop's protocol in Via.
+func TestOriginOverTLSAndHTTP3(t *testing.T) {
+	be := backend(t, testBackend("one"))
+	certDir := t.TempDir()
+	ca, err := devca.Load(certDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ca.Leaf([]string{"127.0.0.1"}); err != nil {
+		t.Fatal(err)
+	}
+	o := startOrigin(t, "", "--data-tls-cert", filepath.Join(certDir, "dev-leaf.pem"), "--data-tls-key", filepath.Join(certDir, "dev-leaf.key"))
+	if !strings.HasPrefix(o.DataURL, "https://") {
+		t.Fatalf("data plane URL %q", o.DataURL)
+	}
+	if code, body := o.apply(t, shopConfig(t, be, be, deadAddr(t)), map[string]string{"shop-v1.yaml": readFile(t, "testdata/shop-v1.yaml"), "shop-v2.yaml": readFile(t, "testdata/shop-v2.yaml")}); code != 200 {
+		t.Fatalf("apply: %d %s", code, body)
+	}
+	for _, tc := range []struct {
+		name string
+		args []string
+		via  string
+	}{
+		{"https", []string{"--origin-ca", ca.CertPath()}, "1.1 portico"},
+		{"http3", []string{"--origin-ca", ca.CertPath(), "--origin-http3"}, "3 portico"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := startEdge(t, o, "", tc.args...)
+			eventually(t, 10*time.Second, func() error {
+				r := e.do(t, "GET", "api.example.test", "/v1/items", nil, nil)
+				if r.StatusCode != 200 {
+					return fmt.Errorf("%d %s", r.StatusCode, r.Body)
+				}
+				var got echoed
+				r.json(t, &got)
+				if got.Headers.Get("Via") != tc.via {
+					return fmt.Errorf("backend saw Via %q, want %q", got.Headers.Get("Via"), tc.via)
+				}
+				return nil
+			})
+			// A body goes the same way.
+			r := e.do(t, "POST", "api.example.test", "/v1/items", strings.NewReader("hello"), nil)
+			var got echoed
+			r.json(t, &got)
+			if got.Body != "hello" || got.Headers.Get("Via") != tc.via {
+				t.Errorf("POST: %d %s\nedge output:\n%s\norigin output:\n%s", r.StatusCode, r.Body, e.output(), o.output())
+			}
+		})
 	}
 }
