@@ -83,6 +83,10 @@ type Route struct {
 	// ("method.request.querystring.page", "method.request.header.Accept"),
 	// as API Gateway's cacheKeyParameters do.
 	CacheKeyParameters []string `json:"cacheKeyParameters,omitempty"`
+	// EarlyData lets the route accept TLS 1.3 / QUIC 0-RTT requests on
+	// edges that allow them (--allow-0rtt). Early data can be replayed,
+	// so only safe methods may set it.
+	EarlyData bool `json:"earlyData,omitempty"`
 	// Pointer is the JSON pointer of the operation in the source document,
 	// kept so that errors found later (at deploy or serve time) can still
 	// name the place the user must edit.

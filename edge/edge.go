@@ -164,6 +164,38 @@ func (e *Edge) Run(ctx context.Context) {
 // Ready reports whether the edge has a configuration to serve.
 func (e *Edge) Ready() bool { return e.ready.Load() }
 
+// AcceptEarlyData reports whether a TLS 1.3 / QUIC 0-RTT request may be
+// served (edge/listen asks before the pipeline runs): only when it routes
+// to a route that opted in (x-portico-early-data) with a safe method.
+// Anything else gets 425 Too Early and the client retries after the
+// handshake, where a replay is no longer possible.
+func (e *Edge) AcceptEarlyData(r *http.Request) bool {
+	switch r.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions:
+	default:
+		return false
+	}
+	g := e.acquire()
+	if g == nil {
+		return false
+	}
+	defer g.release()
+	req, herr := hygiene.Check(r, e.cfg.Limits)
+	if herr != nil {
+		return false
+	}
+	h := g.table.Host(req.Host)
+	if h == nil {
+		return false
+	}
+	st, rest := h.Map(req.EscapedPath)
+	if st == nil {
+		return false
+	}
+	res, _ := st.Tree.Match(r.Method, rest, nil)
+	return res.Index >= 0 && st.Deployment.API.Routes[res.Index].EarlyData
+}
+
 // Snapshot returns the snapshot being served, or nil.
 func (e *Edge) Snapshot() *config.Snapshot {
 	if g := e.gen.Load(); g != nil {

@@ -30,6 +30,7 @@ type tlsFlags struct {
 	acmeHTTPPort  int
 	acmeTLSPort   int
 	noHTTP3       bool
+	allow0RTT     bool
 	hstsMaxAge    time.Duration
 	hstsSubdomain bool
 	hstsPreload   bool
@@ -43,6 +44,7 @@ func (t *tlsFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&t.acmeHTTPPort, "acme-http-port", 80, "public port where the CA reaches the plain-HTTP listener (HTTP-01)")
 	fs.IntVar(&t.acmeTLSPort, "acme-tls-port", 443, "public port where the CA reaches the HTTPS listener (TLS-ALPN-01)")
 	fs.BoolVar(&t.noHTTP3, "no-http3", false, "serve no HTTP/3 (QUIC on the HTTPS port number over UDP)")
+	fs.BoolVar(&t.allow0RTT, "allow-0rtt", false, "accept HTTP/3 0-RTT requests, only for GET/HEAD/OPTIONS routes that opt in with x-portico-early-data (others get 425 Too Early)")
 	fs.DurationVar(&t.hstsMaxAge, "hsts-max-age", 365*24*time.Hour, "Strict-Transport-Security max-age on HTTPS responses; 0 sends none")
 	fs.BoolVar(&t.hstsSubdomain, "hsts-include-subdomains", false, "add includeSubDomains to HSTS")
 	fs.BoolVar(&t.hstsPreload, "hsts-preload", false, "add preload to HSTS (needs --hsts-include-subdomains and a max-age of a year or more)")

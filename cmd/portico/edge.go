@@ -107,7 +107,7 @@ func runEdge(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	err = serveEdge(ctx, e, n, edgeListeners{HTTPS: *httpsListen, HTTP: *httpListen, Ops: *opsListen, Certs: certs, Drain: *drain, HTTP3: !tf.noHTTP3, HSTS: hsts, Heartbeat: hb}, log)
+	err = serveEdge(ctx, e, n, edgeListeners{HTTPS: *httpsListen, HTTP: *httpListen, Ops: *opsListen, Certs: certs, Drain: *drain, HTTP3: !tf.noHTTP3, HSTS: hsts, Allow0RTT: tf.allow0RTT, Heartbeat: hb}, log)
 	stopUsage()
 	return err
 }
@@ -170,6 +170,8 @@ type edgeListeners struct {
 	Drain            time.Duration
 	HTTP3            bool
 	HSTS             listen.HSTSPolicy
+	// Allow0RTT accepts QUIC 0-RTT requests for routes that opt in.
+	Allow0RTT bool
 	// Name is what the listeners serve, for the log ("edge" by default).
 	Name string
 	// Heartbeat, when set, reports to the origin while serving.
@@ -187,13 +189,15 @@ func serveEdge(ctx context.Context, e *edge.Edge, n *node, l edgeListeners, log 
 		plain = l.Certs.mgr.HTTPChallengeHandler(e)
 	}
 	srv, err := listen.New(listen.Config{
-		TLSAddr:      l.HTTPS,
-		HTTPAddr:     l.HTTP,
-		Certificates: l.Certs,
-		PlainHandler: plain,
-		DisableHTTP3: !l.HTTP3,
-		HSTS:         l.HSTS,
-		DrainTimeout: l.Drain,
+		TLSAddr:         l.HTTPS,
+		HTTPAddr:        l.HTTP,
+		Certificates:    l.Certs,
+		PlainHandler:    plain,
+		DisableHTTP3:    !l.HTTP3,
+		HSTS:            l.HSTS,
+		Allow0RTT:       l.Allow0RTT,
+		AcceptEarlyData: e.AcceptEarlyData,
+		DrainTimeout:    l.Drain,
 		// Responses may take as long as the longest integration timeout.
 		WriteTimeout: config.MaxIntegrationTimeout + 30*time.Second,
 		// The framing guard sees every HTTP/1 request head, over TLS

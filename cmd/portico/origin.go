@@ -188,5 +188,5 @@ func serveRegional(ctx context.Context, o *origin.Origin, n *node, rc regionalCo
 	if err != nil {
 		return err
 	}
-	return serveEdge(ctx, e, n, edgeListeners{Name: "regional endpoints", HTTPS: rc.https, HTTP: rc.http, Certs: certs, Drain: rc.drain, HTTP3: !rc.tls.noHTTP3, HSTS: hsts}, log)
+	return serveEdge(ctx, e, n, edgeListeners{Name: "regional endpoints", HTTPS: rc.https, HTTP: rc.http, Certs: certs, Drain: rc.drain, HTTP3: !rc.tls.noHTTP3, HSTS: hsts, Allow0RTT: rc.tls.allow0RTT}, log)
 }

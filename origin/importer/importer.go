@@ -290,8 +290,10 @@ func (im *importer) reportUnconsumed() {
 				im.probs.add(e.ptr, e.n, "x-portico-integration is read only on operations under /paths and at the document root; move it there or remove it")
 			case "x-portico-jwt":
 				im.probs.add(e.ptr, e.n, "x-portico-jwt is read only on security schemes (components/securitySchemes or securityDefinitions) of type oauth2, openIdConnect or http bearer; move it there or remove it")
+			case "x-portico-early-data":
+				im.probs.add(e.ptr, e.n, "x-portico-early-data is read only on operations under /paths; move it there or remove it")
 			default:
-				im.probs.add(e.ptr, e.n, "%s is not a Portico extension (Portico reads x-portico-integration on operations and the document root, and x-portico-jwt on security schemes); correct the name or remove it", e.name)
+				im.probs.add(e.ptr, e.n, "%s is not a Portico extension (Portico reads x-portico-integration on operations and the document root, x-portico-early-data on operations, and x-portico-jwt on security schemes); correct the name or remove it", e.name)
 			}
 			continue
 		}

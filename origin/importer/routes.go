@@ -2,6 +2,7 @@ package importer
 
 import (
 	"fmt"
+	"net/http"
 	"strings"
 
 	"github.com/portico-edge/portico/config"
@@ -103,6 +104,7 @@ func (im *importer) routes() []config.Route {
 			}
 			r.Integration, r.CacheKeyParameters = im.integration(o)
 			r.Policies = im.security.policies(o)
+			r.EarlyData = im.earlyData(o)
 			out = append(out, r)
 		}
 	}
@@ -184,3 +186,28 @@ func (im *importer) checkPathParams(o *operation, common, own []param) {
 
 // describe names an operation in messages.
 func (o *operation) describe() string { return fmt.Sprintf("%s %s", o.method, o.tmpl.raw) }
+
+// earlyData reads x-portico-early-data: a safe operation may accept TLS
+// 1.3 / QUIC 0-RTT requests, which an attacker can replay, so only GET,
+// HEAD and OPTIONS may opt in.
+func (im *importer) earlyData(o *operation) bool {
+	n := o.n.get("x-portico-early-data")
+	if n == nil {
+		return false
+	}
+	ptr := child(o.ptr, "x-portico-early-data")
+	im.consumed[ptr] = true
+	if n.kind != kBool {
+		im.probs.add(ptr, n, "x-portico-early-data is %s; it must be true or false", n.kind)
+		return false
+	}
+	if n.text != "true" {
+		return false
+	}
+	switch o.method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions:
+		return true
+	}
+	im.probs.add(ptr, n, "%s may not accept 0-RTT early data: early data can be replayed, so only GET, HEAD and OPTIONS operations may opt in", o.method)
+	return false
+}
