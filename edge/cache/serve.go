@@ -32,6 +32,9 @@ func (k reqKey) onHeap() *reqKey { return &k }
 
 // ServeExchange implements plugins.Handler.
 func (h *handler) ServeExchange(w http.ResponseWriter, ex *plugins.Exchange) {
+	if h.overrides != nil {
+		h = h.forRoute(ex)
+	}
 	if !h.set.enabled {
 		h.next.ServeExchange(w, ex)
 		return
