@@ -80,4 +80,3 @@ func (t *Tx) LastPurgeSeq() uint64 {
 	}
 	return b.Sequence()
 }
-
