@@ -44,6 +44,7 @@ func ctlCommands() []ctlCommand {
 	cmds = append(cmds, ctlDomainCommands()...)
 	cmds = append(cmds, ctlEdgeSiteCommands()...)
 	cmds = append(cmds, ctlTokenCommands()...)
+	cmds = append(cmds, ctlCacheCommands()...)
 	cmds = append(cmds, ctlStateCommands()...)
 	cmds = append(cmds, ctlCommand{
 		name: "help", args: []string{"[COMMAND...]"}, summary: "show the commands, or one command's flags and admin calls",

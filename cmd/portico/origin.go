@@ -37,6 +37,7 @@ func runOrigin(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
+	defer n.Close()
 	o, first, err := origin.New(ctx, origin.Config{DataDir: *dataDir, AdminListen: *adminListen, DataListen: *dataListen, Importer: importDocument, Policies: n.Policies, Logger: log})
 	if err != nil {
 		return err
