@@ -387,6 +387,12 @@ func (h *handler) refresh(ex *plugins.Exchange, k *reqKey, stale *object) {
 	if !leader {
 		return
 	}
+	// A refresh that finished between this request's lookup and the join
+	// above has already replaced the stale object: one refresh is enough.
+	if cur := h.store.get(hashKey(h.store.seed, k.buf), k.buf); cur != stale {
+		h.store.finish(k.phash, fl)
+		return
+	}
 	select {
 	case h.store.refreshSem <- struct{}{}:
 	default:
