@@ -38,5 +38,8 @@ fmt:
 vet:
 	$(GO) vet $(PKGS)
 
+examples:
+	./examples/plugins/build.sh
+
 clean:
 	rm -rf bin .data

@@ -127,14 +127,13 @@ func New(cfg Config) (*Edge, error) {
 	e.drainCtx, e.startDrain = context.WithCancel(context.Background())
 	e.ids.init()
 	e.pool.New = func() any { return &plugins.Exchange{PathParams: make([]plugins.Param, 0, 4)} }
-	e.terminal = cfg.Terminal
-	if e.terminal == nil {
+	e.terminal = plugins.HandlerFunc(e.finish)
+	if cfg.Terminal == nil {
 		fwd, err := forward.New(forward.Options{Origin: cfg.Origin, Token: cfg.Token, Logger: cfg.Logger})
 		if err != nil {
 			return nil, err
 		}
 		e.fwd = fwd
-		e.terminal = plugins.HandlerFunc(e.forward)
 		e.follower = &follow.Follower{Origin: cfg.Origin, Token: cfg.Token, DataDir: cfg.DataDir, Apply: e.Apply, Log: cfg.Logger}
 	}
 	return e, nil
@@ -321,13 +320,17 @@ func (e *Edge) putExchange(ex *plugins.Exchange) {
 	e.pool.Put(ex)
 }
 
-// forward is the terminal handler: the request passed every policy.
-func (e *Edge) forward(w http.ResponseWriter, ex *plugins.Exchange) {
+// finish is the terminal handler: the request passed every policy.
+func (e *Edge) finish(w http.ResponseWriter, ex *plugins.Exchange) {
 	r := ex.Request
 	if r.Method == http.MethodOptions && ex.Route.Method != http.MethodOptions && ex.Route.Method != config.MethodAny {
 		// A preflight no CORS policy answered.
 		w.Header().Set("Allow", ex.Route.Method)
 		plugins.WriteError(w, http.StatusForbidden, "CORS is not enabled for this route")
+		return
+	}
+	if e.cfg.Terminal != nil {
+		e.cfg.Terminal.ServeExchange(w, ex)
 		return
 	}
 	if wsrelay.IsUpgrade(r) {

@@ -10,8 +10,11 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
+	"strings"
 	"time"
 
+	"github.com/portico-edge/portico/config"
 	"github.com/portico-edge/portico/origin/admin"
 	"github.com/portico-edge/portico/origin/control"
 	"github.com/portico-edge/portico/origin/dataplane"
@@ -184,3 +187,55 @@ func (o *Origin) Serve(ctx context.Context, drain time.Duration) error {
 
 // Close closes the store.
 func (o *Origin) Close() error { return o.Store.Close() }
+
+// Terminal runs integrations for exchanges routed in this process: the
+// regional and private endpoints the origin serves itself, with the same
+// pipeline an edge runs, minus the hop to an origin.
+func (o *Origin) Terminal() plugins.Handler {
+	return plugins.HandlerFunc(func(w http.ResponseWriter, ex *plugins.Exchange) {
+		r := ex.Request
+		r.URL.Path, r.URL.RawPath = ex.RoutePath, ex.RoutePath
+		if u, err := url.PathUnescape(ex.RoutePath); err == nil {
+			r.URL.Path = u
+		}
+		h := r.Header
+		h.Set(plugins.RequestIDHeader, ex.RequestID)
+		proto := "http"
+		if ex.TLS {
+			proto = "https"
+		}
+		client := ex.Client.String()
+		h["X-Forwarded-For"] = []string{client}
+		h["X-Forwarded-Host"] = []string{ex.Host}
+		h["X-Forwarded-Proto"] = []string{proto}
+		h["Forwarded"] = []string{"for=" + forwardedFor(client) + ";host=\"" + ex.Host + "\";proto=" + proto}
+		for k, v := range ex.Identity.Headers {
+			h[k] = v
+		}
+		r.Trailer = nil
+		o.invoker.Serve(w, r, &integration.Call{Route: ex.Route, Variables: ex.Stage.Variables, Params: ex.PathParams, RequestID: ex.RequestID})
+	})
+}
+
+func forwardedFor(client string) string {
+	if strings.Contains(client, ":") {
+		return "\"[" + client + "]\""
+	}
+	return client
+}
+
+// Follow feeds snapshots to apply (a regional endpoint's pipeline) as the
+// control plane publishes them, until ctx ends.
+func (o *Origin) Follow(ctx context.Context, apply func(*config.Snapshot) error) {
+	version := ""
+	for ctx.Err() == nil {
+		snap := o.Control.Wait(ctx, version)
+		if snap == nil {
+			return
+		}
+		if err := apply(snap); err != nil {
+			o.log.Error("regional endpoints refused the snapshot; serving the previous one", "version", snap.Version, "err", err)
+		}
+		version = snap.Version
+	}
+}

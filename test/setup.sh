@@ -18,6 +18,7 @@ PINNED=(
 	redis-server=5:7.0.15-1~deb12u10
 	clang-19=1:19.1.7-3~deb12u1
 	lld-19=1:19.1.7-3~deb12u1
+	lld-14=1:14.0.6-12
 	wasi-libc=0.0~git20220510.9886d3d-2
 	libclang-rt-19-dev-wasm32=1:19.1.7-3~deb12u1
 	rustc=1.63.0+dfsg1-2

@@ -12,8 +12,10 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/portico-edge/portico/config"
 	"github.com/portico-edge/portico/edge"
 	"github.com/portico-edge/portico/edge/devca"
+	"github.com/portico-edge/portico/edge/listen"
 	"github.com/portico-edge/portico/examples/quickstart/backend"
 	"github.com/portico-edge/portico/origin"
 	"github.com/portico-edge/portico/origin/store"
@@ -90,11 +92,15 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	go func() { errc <- o.Serve(ctx, 5*time.Second) }()
 
 	originURL := &url.URL{Scheme: "http", Host: o.DataAddr()}
-	e, err := edge.New(edge.Config{Origin: originURL, Token: edgeTok, DataDir: filepath.Join(*dataDir, "edge"), Policies: n.Policies, Prepare: n.prepare, HTTPSPort: portOf(*httpsListen), Logger: log})
+	certs, err := loadCertificates("", "", true, filepath.Join(*dataDir, "edge"))
 	if err != nil {
 		return err
 	}
-	certs, err := loadCertificates("", "", true, filepath.Join(*dataDir, "edge"))
+	if err := certs.startManager(tlsFlags{}, filepath.Join(*dataDir, "edge"), *httpListen, *httpsListen, log); err != nil {
+		return err
+	}
+	defer certs.stop()
+	e, err := edge.New(edge.Config{Origin: originURL, Token: edgeTok, DataDir: filepath.Join(*dataDir, "edge"), Policies: n.Policies, Prepare: certs.prepare(n.prepare, config.EndpointEdge, log), HTTPSPort: portOf(*httpsListen), Logger: log})
 	if err != nil {
 		return err
 	}
@@ -118,7 +124,7 @@ Use the admin API with portico ctl:
 		writeDevEnv(*dataDir, o.AdminAddr(), adminTok)
 	}
 	go func() {
-		errc <- serveEdge(ctx, e, n, edgeListeners{HTTPS: *httpsListen, HTTP: *httpListen, Ops: *opsListen, Certs: certs, Drain: 5 * time.Second, Ready: ready}, log)
+		errc <- serveEdge(ctx, e, n, edgeListeners{HTTPS: *httpsListen, HTTP: *httpListen, Ops: *opsListen, Certs: certs, Drain: 5 * time.Second, HTTP3: true, HSTS: listen.HSTSPolicy{Disabled: true}, Ready: ready}, log)
 	}()
 	select {
 	case <-ctx.Done():

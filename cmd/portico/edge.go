@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -13,14 +12,14 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/portico-edge/portico/config"
 	"github.com/portico-edge/portico/edge"
-	"github.com/portico-edge/portico/edge/devca"
 	"github.com/portico-edge/portico/edge/hygiene"
+	"github.com/portico-edge/portico/edge/listen"
 )
 
 func runEdge(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -35,6 +34,8 @@ func runEdge(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	certFile := fs.String("tls-cert", "", "default certificate (PEM) for names without their own")
 	keyFile := fs.String("tls-key", "", "key of --tls-cert")
 	devCA := fs.Bool("dev-ca", false, "issue certificates from a local development CA kept in the data dir (not for production)")
+	var tf tlsFlags
+	tf.register(fs)
 	opsListen := fs.String("ops-listen", "127.0.0.1:9902", "address for /healthz, /readyz and /metrics; empty disables it")
 	drain := fs.Duration("drain", 15*time.Second, "how long requests in flight may take to finish at shutdown")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
@@ -69,15 +70,23 @@ func runEdge(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if port == 0 {
 		port = portOf(*httpsListen)
 	}
-	e, err := edge.New(edge.Config{Origin: u, Token: tok, DataDir: *dataDir, Policies: n.Policies, Prepare: n.prepare, TrustedProxies: n.Trusted, HTTPSPort: port, Logger: log})
-	if err != nil {
-		return err
-	}
 	certs, err := loadCertificates(*certFile, *keyFile, *devCA, *dataDir)
 	if err != nil {
 		return err
 	}
-	return serveEdge(ctx, e, n, edgeListeners{HTTPS: *httpsListen, HTTP: *httpListen, Ops: *opsListen, Certs: certs, Drain: *drain}, log)
+	if err := certs.startManager(tf, *dataDir, *httpListen, *httpsListen, log); err != nil {
+		return err
+	}
+	defer certs.stop()
+	e, err := edge.New(edge.Config{Origin: u, Token: tok, DataDir: *dataDir, Policies: n.Policies, Prepare: certs.prepare(n.prepare, config.EndpointEdge, log), TrustedProxies: n.Trusted, HTTPSPort: port, Logger: log})
+	if err != nil {
+		return err
+	}
+	hsts, err := tf.hsts(*devCA)
+	if err != nil {
+		return err
+	}
+	return serveEdge(ctx, e, n, edgeListeners{HTTPS: *httpsListen, HTTP: *httpListen, Ops: *opsListen, Certs: certs, Drain: *drain, HTTP3: !tf.noHTTP3, HSTS: hsts}, log)
 }
 
 func edgeToken(flagVal, file string) (string, error) {
@@ -106,145 +115,56 @@ func portOf(addr string) int {
 	return n
 }
 
-// certificateSource picks the certificate for a TLS handshake.
-type certificateSource struct {
-	def *tls.Certificate
-	ca  *devca.CA
-
-	mu     sync.Mutex
-	issued map[string]*tls.Certificate // dev CA certificates by SNI
-}
-
-func loadCertificates(certFile, keyFile string, useDevCA bool, dataDir string) (*certificateSource, error) {
-	cs := &certificateSource{}
-	if (certFile == "") != (keyFile == "") {
-		return nil, usageError{"--tls-cert and --tls-key go together"}
-	}
-	if certFile != "" {
-		c, err := tls.LoadX509KeyPair(certFile, keyFile)
-		if err != nil {
-			return nil, fmt.Errorf("load --tls-cert/--tls-key: %w", err)
-		}
-		cs.def = &c
-	}
-	if useDevCA {
-		ca, err := devca.Load(dataDir)
-		if err != nil {
-			return nil, err
-		}
-		cs.ca = ca
-		leaf, err := ca.Leaf([]string{"localhost", "127.0.0.1", "::1"})
-		if err != nil {
-			return nil, err
-		}
-		if cs.def == nil {
-			cs.def = leaf
-		}
-	}
-	if cs.def == nil {
-		return nil, usageError{"no certificate: pass --tls-cert and --tls-key, or --dev-ca on a development machine"}
-	}
-	return cs, nil
-}
-
-func (cs *certificateSource) get(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
-	name := strings.ToLower(hello.ServerName)
-	if cs.ca == nil || name == "" || cs.def.Leaf == nil || cs.def.Leaf.VerifyHostname(name) == nil {
-		return cs.def, nil
-	}
-	cs.mu.Lock()
-	defer cs.mu.Unlock()
-	if c := cs.issued[name]; c != nil {
-		return c, nil
-	}
-	if len(cs.issued) >= 1000 {
-		return cs.def, nil // a dev node; bound what a scan of names can make it hold
-	}
-	c, err := cs.ca.Issue(name)
-	if err != nil {
-		return nil, err
-	}
-	if cs.issued == nil {
-		cs.issued = map[string]*tls.Certificate{}
-	}
-	cs.issued[name] = c
-	return c, nil
-}
-
-// tlsConfig is the edge's TLS posture: TLS 1.2 or newer, and under 1.2
-// only ECDHE with AEAD ciphers (Go's defaults still offer CBC suites).
-func tlsConfig(cs *certificateSource) *tls.Config {
-	return &tls.Config{
-		MinVersion:     tls.VersionTLS12,
-		GetCertificate: cs.get,
-		NextProtos:     []string{"h2", "http/1.1"},
-		CipherSuites: []uint16{
-			tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
-			tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
-			tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256, tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
-		},
-	}
-}
-
 type edgeListeners struct {
 	HTTPS, HTTP, Ops string
 	Certs            *certificateSource
 	Drain            time.Duration
+	HTTP3            bool
+	HSTS             listen.HSTSPolicy
+	// Name is what the listeners serve, for the log ("edge" by default).
+	Name string
 	// Ready is called once every listener is bound.
 	Ready func(httpsAddr, httpAddr string)
 }
 
-// serveEdge runs the edge's listeners and its follower until ctx ends.
+// serveEdge runs the edge's listeners (edge/listen: HTTP/1.1, HTTP/2,
+// HTTP/3 and plain HTTP, hardened), its ops listener and its follower
+// until ctx ends, then drains.
 func serveEdge(ctx context.Context, e *edge.Edge, n *node, l edgeListeners, log *slog.Logger) error {
-	var servers []*http.Server
-	var lns []net.Listener
-	closeAll := func() {
-		for _, ln := range lns {
-			ln.Close()
-		}
+	plain := http.Handler(e)
+	if l.Certs.mgr != nil {
+		plain = l.Certs.mgr.HTTPChallengeHandler(e)
 	}
-	add := func(addr string, s *http.Server) error {
-		ln, err := net.Listen("tcp", addr)
-		if err != nil {
-			closeAll()
-			return err
-		}
-		if s.TLSConfig != nil {
-			ln = tls.NewListener(ln, s.TLSConfig)
-		}
-		servers = append(servers, s)
-		lns = append(lns, ln)
-		return nil
+	srv, err := listen.New(listen.Config{
+		TLSAddr:      l.HTTPS,
+		HTTPAddr:     l.HTTP,
+		Certificates: l.Certs,
+		PlainHandler: plain,
+		DisableHTTP3: !l.HTTP3,
+		HSTS:         l.HSTS,
+		DrainTimeout: l.Drain,
+		// Responses may take as long as the longest integration timeout.
+		WriteTimeout: config.MaxIntegrationTimeout + 30*time.Second,
+		// The framing guard sees every HTTP/1 request head, over TLS
+		// too, before Go's parser drops the evidence of smuggling.
+		HTTP1Conn:   func(c net.Conn) net.Conn { return hygiene.NewConn(c) },
+		ConnContext: hygiene.ConnContext,
+		Logger:      log,
+	}, e)
+	if err != nil {
+		return err
 	}
-	base := func(h http.Handler) *http.Server {
-		return &http.Server{
-			Handler:           h,
-			ReadHeaderTimeout: 10 * time.Second,
-			IdleTimeout:       2 * time.Minute,
-			// Above the edge's own 32 KiB limit, so that most oversized
-			// headers get the edge's JSON 431; Go answers beyond this.
-			MaxHeaderBytes: 64 << 10,
-			// Every request, OPTIONS * included, goes through hygiene.
-			DisableGeneralOptionsHandler: true,
-			ConnContext:                  hygiene.ConnContext,
-			ErrorLog:                     slog.NewLogLogger(log.Handler(), slog.LevelDebug),
-		}
+	if err := srv.Listen(); err != nil {
+		return err
 	}
-	hs := base(e)
-	hs.TLSConfig = tlsConfig(l.Certs)
-	if err := add(l.HTTPS, hs); err != nil {
-		return fmt.Errorf("HTTPS listener: %w", err)
+	httpsAddr, httpAddr := "", ""
+	if a := srv.TLSAddr(); a != nil {
+		httpsAddr = a.String()
 	}
-	httpsAddr, httpAddr := lns[0].Addr().String(), ""
-	if l.HTTP != "" {
-		if err := add(l.HTTP, base(e)); err != nil {
-			return fmt.Errorf("HTTP listener: %w", err)
-		}
-		// The framing guard sees plaintext HTTP/1 request heads before
-		// Go's parser drops the evidence of smuggling attempts.
-		lns[len(lns)-1] = hygiene.Listener(lns[len(lns)-1])
-		httpAddr = lns[len(lns)-1].Addr().String()
+	if a := srv.HTTPAddr(); a != nil {
+		httpAddr = a.String()
 	}
+	var ops *http.Server
 	if l.Ops != "" {
 		mux := http.NewServeMux()
 		mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
@@ -256,31 +176,32 @@ func serveEdge(ctx context.Context, e *edge.Edge, n *node, l edgeListeners, log 
 			fmt.Fprintln(w, "ready", e.Version())
 		})
 		mux.Handle("GET /metrics", promhttp.HandlerFor(n.Metrics, promhttp.HandlerOpts{}))
-		if err := add(l.Ops, base(mux)); err != nil {
+		ln, err := net.Listen("tcp", l.Ops)
+		if err != nil {
+			_ = srv.Shutdown(context.Background())
 			return fmt.Errorf("ops listener: %w", err)
 		}
+		ops = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		go ops.Serve(ln)
 	}
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go e.Run(runCtx)
-	errc := make(chan error, len(servers))
-	for i, s := range servers {
-		go func() { errc <- s.Serve(lns[i]) }()
+	go func() {
+		<-ctx.Done()
+		e.Drain() // WebSockets get 1001; the listener drains the rest
+	}()
+	name := l.Name
+	if name == "" {
+		name = "edge"
 	}
-	log.Info("edge serving", "https", httpsAddr, "http", httpAddr, "ops", l.Ops)
+	log.Info(name+" serving", "https", httpsAddr, "http", httpAddr, "ops", l.Ops, "http3", l.HTTP3)
 	if l.Ready != nil {
 		l.Ready(httpsAddr, httpAddr)
 	}
-	var err error
-	select {
-	case <-ctx.Done():
-	case err = <-errc:
-	}
-	e.Drain()
-	sctx, scancel := context.WithTimeout(context.Background(), l.Drain)
-	defer scancel()
-	for _, s := range servers {
-		_ = s.Shutdown(sctx)
+	err = srv.Serve(ctx)
+	if ops != nil {
+		_ = ops.Close()
 	}
 	if errors.Is(err, http.ErrServerClosed) {
 		err = nil

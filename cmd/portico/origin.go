@@ -7,10 +7,12 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
 	"github.com/portico-edge/portico/config"
+	"github.com/portico-edge/portico/edge"
 	"github.com/portico-edge/portico/origin"
 	"github.com/portico-edge/portico/origin/control"
 )
@@ -25,6 +27,13 @@ func runOrigin(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	var nf nodeFlags
 	nf.register(fs)
+	regionalHTTPS := fs.String("regional-https-listen", "", "HTTPS address for regional and private endpoints served by this origin; empty serves none")
+	regionalHTTP := fs.String("regional-http-listen", "", "plain-HTTP address for regional and private endpoints (ACME HTTP-01, redirects)")
+	certFile := fs.String("tls-cert", "", "default certificate (PEM) of regional endpoints")
+	keyFile := fs.String("tls-key", "", "key of --tls-cert")
+	devCA := fs.Bool("dev-ca", false, "certificates for regional endpoints from a local development CA (not for production)")
+	var tf tlsFlags
+	tf.register(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -56,7 +65,19 @@ func runOrigin(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	log.Info("origin serving", "admin", o.AdminAddr(), "data", o.DataAddr(), "data_dir", *dataDir)
-	return o.Serve(ctx, *drain)
+	if *regionalHTTPS == "" {
+		return o.Serve(ctx, *drain)
+	}
+	errc := make(chan error, 2)
+	go func() { errc <- o.Serve(ctx, *drain) }()
+	go func() {
+		errc <- serveRegional(ctx, o, n, regionalConfig{https: *regionalHTTPS, http: *regionalHTTP, certFile: *certFile, keyFile: *keyFile, devCA: *devCA, tls: tf, dataDir: *dataDir, drain: *drain}, log)
+	}()
+	err = <-errc
+	if err == nil {
+		err = <-errc
+	}
+	return err
 }
 
 func applyFile(ctx context.Context, ctl *control.Control, path string, log *slog.Logger) error {
@@ -99,4 +120,45 @@ func envOr(name, def string) string {
 		return v
 	}
 	return def
+}
+
+type regionalConfig struct {
+	https, http       string
+	certFile, keyFile string
+	devCA             bool
+	tls               tlsFlags
+	dataDir           string
+	drain             time.Duration
+}
+
+// serveRegional serves regional and private endpoints from the origin: the
+// same pipeline as an edge (hygiene, routing, policies), with the origin's
+// own integrations as its terminal instead of a hop to an origin.
+func serveRegional(ctx context.Context, o *origin.Origin, n *node, rc regionalConfig, log *slog.Logger) error {
+	certs, err := loadCertificates(rc.certFile, rc.keyFile, rc.devCA, filepath.Join(rc.dataDir, "regional"))
+	if err != nil {
+		return err
+	}
+	if err := certs.startManager(rc.tls, filepath.Join(rc.dataDir, "regional"), rc.http, rc.https, log); err != nil {
+		return err
+	}
+	defer certs.stop()
+	e, err := edge.New(edge.Config{
+		Terminal:       o.Terminal(),
+		EndpointTypes:  []config.EndpointType{config.EndpointRegional, config.EndpointPrivate},
+		Policies:       n.Policies,
+		Prepare:        certs.prepare(n.prepare, config.EndpointRegional, log),
+		TrustedProxies: n.Trusted,
+		HTTPSPort:      portOf(rc.https),
+		Logger:         log,
+	})
+	if err != nil {
+		return err
+	}
+	go o.Follow(ctx, e.Apply)
+	hsts, err := rc.tls.hsts(rc.devCA)
+	if err != nil {
+		return err
+	}
+	return serveEdge(ctx, e, n, edgeListeners{Name: "regional endpoints", HTTPS: rc.https, HTTP: rc.http, Certs: certs, Drain: rc.drain, HTTP3: !rc.tls.noHTTP3, HSTS: hsts}, log)
 }

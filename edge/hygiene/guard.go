@@ -28,9 +28,11 @@ import (
 // rules Go applies, and what was seen waits in a small queue until Check
 // takes it for the matching request. Check then answers 400 and closes.
 // The guard only works where Go parses plaintext HTTP/1 from the wrapped
-// connection; over TLS, Go's server needs the *tls.Conn itself, so Check
-// falls back to asking for the connection to be closed after any request
-// these attacks could hide in (HTTP/1.0, or a chunked body).
+// connection. edge/listen terminates TLS itself and can hand Go's HTTP/1
+// server the decrypted stream through a Conn (listen.Config.HTTP1Conn);
+// where no guard is in place, Check falls back to asking for the
+// connection to be closed after any request these attacks could hide in
+// (HTTP/1.0, or a chunked body).
 
 // Listener wraps ln so that every accepted connection is a *Conn. Use it for
 // listeners whose connections Go's server reads as plaintext HTTP/1, with
@@ -74,6 +76,10 @@ func (c *Conn) Read(p []byte) (int, error) {
 	}
 	return n, err
 }
+
+// NetConn returns the wrapped connection (a *tls.Conn when the guard sits
+// above TLS), as tls.Conn.NetConn does.
+func (c *Conn) NetConn() net.Conn { return c.Conn }
 
 // CloseWrite half-closes the connection when the wrapped one can; Go's
 // server uses it to let the client read an error before the connection

@@ -32,7 +32,9 @@ func TestImportRealDocuments(t *testing.T) {
 		}
 		q := url.Values{"name": {name}, "ignoreSecurity": {"true"}, "defaultBackend": {"http://" + be}}
 		var res struct {
-			API struct{ Routes []struct{ Method, Path string } }
+			API struct {
+				Routes []struct{ Method, Path string }
+			}
 		}
 		o.mustAdmin(t, "POST", "/v1/apis?"+q.Encode(), doc, &res)
 		if len(res.API.Routes) < 19 {

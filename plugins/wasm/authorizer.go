@@ -1,0 +1,244 @@
+package wasm
+
+import (
+	"container/list"
+	"crypto/sha256"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/portico-edge/portico/plugins"
+	"github.com/portico-edge/portico/runtime/proxywasm"
+)
+
+// authorizer runs proxy_on_request_headers and turns the outcome into a
+// decision: continue (with the identity the plugin established) or the
+// plugin's own response. It never sees the request body; plugins that must
+// inspect bodies run as wasm-transform, which may answer early too.
+type authorizer struct {
+	base
+	sources []identitySource
+	cache   *decisionCache
+}
+
+func (a *authorizer) Wrap(next plugins.Handler) plugins.Handler {
+	return plugins.HandlerFunc(func(w http.ResponseWriter, ex *plugins.Exchange) {
+		a.serve(w, ex, next)
+	})
+}
+
+func (a *authorizer) serve(w http.ResponseWriter, ex *plugins.Exchange, next plugins.Handler) {
+	r := ex.Request
+	if !enter(r) {
+		return
+	}
+	var key [32]byte
+	cacheable := a.cache != nil && a.cacheKey(r, &key)
+	if cacheable {
+		if d, ok := a.cache.get(key); ok {
+			a.apply(w, ex, next, d)
+			return
+		}
+	}
+	st, err := a.p.NewStream(r.Context(), streamInfo(ex))
+	if err != nil {
+		if a.fail(w, r, err) {
+			next.ServeExchange(w, ex)
+		}
+		return
+	}
+	h := requestHeaders(r, ex.TLS)
+	outcome := st.RequestHeaders(h, r.Body == nil || r.Body == http.NoBody)
+	var dv decision
+	d := &dv
+	switch outcome {
+	case proxywasm.Continue:
+		if err := applyPseudo(r, h); err != nil {
+			st.Close()
+			a.fail(w, r, err)
+			return
+		}
+		d.allow = true
+		if v, ok := st.Property(principalProperty); ok {
+			d.principal = string(v)
+		}
+		for _, name := range h.Touched {
+			// The plugin's value is the last one: a value it added comes
+			// after any the client sent, and the client's never counts.
+			if v := r.Header.Values(name); len(v) > 0 {
+				d.headers = append(d.headers, [2]string{name, v[len(v)-1]})
+				if len(v) > 1 {
+					r.Header.Set(name, v[len(v)-1])
+				}
+			}
+		}
+		d.removed = h.Removed
+	case proxywasm.Respond:
+		d.local = st.Local()
+	case proxywasm.Reset:
+		st.Close()
+		panic(http.ErrAbortHandler)
+	default:
+		err := st.Err()
+		st.Close()
+		if a.fail(w, r, err) {
+			next.ServeExchange(w, ex)
+		}
+		return
+	}
+	st.Close()
+	if cacheable {
+		c := dv
+		a.cache.put(key, &c)
+	}
+	if d.allow {
+		// Headers are already on the request; record them as identity.
+		a.identify(ex, d)
+		next.ServeExchange(w, ex)
+		return
+	}
+	writeLocal(w, d.local)
+}
+
+func (a *authorizer) identify(ex *plugins.Exchange, d *decision) {
+	ex.Identity.Source = TypeAuthorizer
+	if d.principal != "" {
+		ex.Identity.Principal = d.principal
+	}
+	for _, hv := range d.headers {
+		ex.Identity.SetHeader(hv[0], hv[1])
+	}
+}
+
+// apply replays a cached decision.
+func (a *authorizer) apply(w http.ResponseWriter, ex *plugins.Exchange, next plugins.Handler, d *decision) {
+	if !d.allow {
+		writeLocal(w, d.local)
+		return
+	}
+	for _, name := range d.removed {
+		ex.Request.Header.Del(name)
+	}
+	for _, hv := range d.headers {
+		ex.Request.Header.Set(hv[0], hv[1])
+	}
+	a.identify(ex, d)
+	next.ServeExchange(w, ex)
+}
+
+// decision is an authorizer's answer for one identity.
+type decision struct {
+	allow     bool
+	principal string
+	headers   [][2]string
+	removed   []string
+	local     *proxywasm.LocalResponse
+	expires   time.Time
+	key       [32]byte
+}
+
+// identitySource is a request part a decision depends on.
+type identitySource struct {
+	header bool // else query
+	name   string
+}
+
+// parseSource accepts "header.NAME" and "query.NAME", and API Gateway's
+// "method.request.header.NAME" and "method.request.querystring.NAME".
+func parseSource(s string) (identitySource, error) {
+	s2 := strings.TrimPrefix(s, "method.request.")
+	switch {
+	case strings.HasPrefix(s2, "header.") && len(s2) > len("header."):
+		return identitySource{header: true, name: http.CanonicalHeaderKey(s2[len("header."):])}, nil
+	case strings.HasPrefix(s2, "query.") && len(s2) > len("query."):
+		return identitySource{name: s2[len("query."):]}, nil
+	case strings.HasPrefix(s2, "querystring.") && len(s2) > len("querystring."):
+		return identitySource{name: s2[len("querystring."):]}, nil
+	}
+	return identitySource{}, fmt.Errorf("identity source %q must be \"header.NAME\" or \"query.NAME\"", s)
+}
+
+// cacheKey hashes the identity sources' values. A request missing one is
+// not cached: the plugin decides it every time.
+func (a *authorizer) cacheKey(r *http.Request, key *[32]byte) bool {
+	h := sha256.New()
+	var q map[string][]string
+	for _, s := range a.sources {
+		var vs []string
+		if s.header {
+			vs = r.Header[s.name]
+		} else {
+			if q == nil {
+				q = r.URL.Query()
+			}
+			vs = q[s.name]
+		}
+		if len(vs) == 0 {
+			return false
+		}
+		for _, v := range vs {
+			h.Write([]byte(v))
+			h.Write([]byte{0})
+		}
+		h.Write([]byte{1})
+	}
+	h.Sum(key[:0])
+	return true
+}
+
+// decisionCache is a bounded LRU of decisions with a TTL.
+type decisionCache struct {
+	mu  sync.Mutex
+	ttl time.Duration
+	max int
+	m   map[[32]byte]*list.Element
+	lru *list.List
+}
+
+func newDecisionCache(max int, ttl time.Duration) *decisionCache {
+	return &decisionCache{ttl: ttl, max: max, m: make(map[[32]byte]*list.Element), lru: list.New()}
+}
+
+func (c *decisionCache) get(k [32]byte) (*decision, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	el, ok := c.m[k]
+	if !ok {
+		return nil, false
+	}
+	d := el.Value.(*decision)
+	if time.Now().After(d.expires) {
+		c.lru.Remove(el)
+		delete(c.m, k)
+		return nil, false
+	}
+	c.lru.MoveToFront(el)
+	return d, true
+}
+
+func (c *decisionCache) put(k [32]byte, d *decision) {
+	d.expires = time.Now().Add(c.ttl)
+	d.key = k
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if el, ok := c.m[k]; ok {
+		el.Value = d
+		c.lru.MoveToFront(el)
+		return
+	}
+	for c.lru.Len() >= c.max {
+		old := c.lru.Back()
+		c.lru.Remove(old)
+		delete(c.m, old.Value.(*decision).key)
+	}
+	c.m[k] = c.lru.PushFront(d)
+}
+
+// Len returns the number of cached decisions.
+func (c *decisionCache) Len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.lru.Len()
+}

@@ -1,0 +1,175 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+type fakeInst struct{ id int }
+
+func newFakePool(t *testing.T, size int, fail *atomic.Bool) (*Pool[*fakeInst], *atomic.Int64) {
+	t.Helper()
+	var made atomic.Int64
+	var destroyed atomic.Int64
+	p, err := NewPool(context.Background(), PoolConfig[*fakeInst]{
+		Size: size,
+		New: func(context.Context) (*fakeInst, error) {
+			if fail != nil && fail.Load() {
+				return nil, errors.New("cannot start")
+			}
+			return &fakeInst{id: int(made.Add(1))}, nil
+		},
+		Destroy:     func(*fakeInst) { destroyed.Add(1) },
+		WaitTimeout: 200 * time.Millisecond,
+		MinBackoff:  10 * time.Millisecond,
+		MaxBackoff:  40 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p, &destroyed
+}
+
+func TestPoolBoundsInstances(t *testing.T) {
+	p, destroyed := newFakePool(t, 3, nil)
+	ctx := context.Background()
+	var held []*fakeInst
+	for i := 0; i < 3; i++ {
+		in, err := p.Acquire(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, in)
+	}
+	if p.Live() != 3 {
+		t.Fatalf("live %d", p.Live())
+	}
+	// A fourth waits, then times out with ErrBusy.
+	if _, err := p.Acquire(ctx); !errors.Is(err, ErrBusy) {
+		t.Fatalf("fourth acquire: %v", err)
+	}
+	// A cancelled caller gives up at once and never gets an instance.
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := p.Acquire(cctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled acquire: %v", err)
+	}
+	// A waiter gets the next released instance.
+	var wg sync.WaitGroup
+	wg.Add(1)
+	var got *fakeInst
+	go func() {
+		defer wg.Done()
+		got, _ = p.Acquire(ctx)
+	}()
+	time.Sleep(20 * time.Millisecond)
+	p.Release(held[0])
+	wg.Wait()
+	if got != held[0] {
+		t.Fatalf("waiter got %v, want the released instance", got)
+	}
+	p.Release(got)
+	p.Release(held[1])
+	p.Release(held[2])
+	p.Close()
+	if destroyed.Load() != 3 || p.Live() != 0 {
+		t.Fatalf("after close: destroyed %d live %d", destroyed.Load(), p.Live())
+	}
+	if _, err := p.Acquire(ctx); !errors.Is(err, ErrPoolClosed) {
+		t.Fatalf("acquire after close: %v", err)
+	}
+}
+
+func TestPoolReplacesDiscarded(t *testing.T) {
+	var fail atomic.Bool
+	p, _ := newFakePool(t, 1, &fail)
+	defer p.Close()
+	ctx := context.Background()
+	in, _ := p.Acquire(ctx)
+	fail.Store(true)
+	p.Discard(in)
+	// In back-off with no instance: fail fast rather than queue.
+	if _, err := p.Acquire(ctx); !errors.Is(err, ErrUnavailable) && !errors.Is(err, ErrBusy) {
+		t.Fatalf("acquire while replacing: %v", err)
+	}
+	fail.Store(false)
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		in, err := p.Acquire(ctx)
+		if err == nil {
+			p.Release(in)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("never replaced: %v", err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if p.Live() != 1 {
+		t.Fatalf("live %d", p.Live())
+	}
+}
+
+func TestGuardFiresOnDeadline(t *testing.T) {
+	e, err := NewEngine(context.Background(), Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close(context.Background())
+	g := e.NewGuard(20 * time.Millisecond)
+	defer g.Close()
+	g.Begin()
+	g.End()
+	time.Sleep(40 * time.Millisecond)
+	if g.Dead() {
+		t.Fatal("guard fired with no call in progress")
+	}
+	g.Begin()
+	select {
+	case <-g.Done():
+	case <-time.After(2 * time.Second):
+		t.Fatal("guard did not fire")
+	}
+	g.End()
+	if !g.TimedOut() || !errors.Is(g.Err(), context.DeadlineExceeded) {
+		t.Fatalf("timed out %v err %v", g.TimedOut(), g.Err())
+	}
+}
+
+func BenchmarkPoolAcquireRelease(b *testing.B) {
+	p, err := NewPool(context.Background(), PoolConfig[*fakeInst]{
+		Size: 4, New: func(context.Context) (*fakeInst, error) { return &fakeInst{}, nil }, Destroy: func(*fakeInst) {},
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer p.Close()
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			in, err := p.Acquire(ctx)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			p.Release(in)
+		}
+	})
+}
+
+func BenchmarkGuardBeginEnd(b *testing.B) {
+	e, _ := NewEngine(context.Background(), Config{})
+	defer e.Close(context.Background())
+	g := e.NewGuard(time.Second)
+	defer g.Close()
+	b.ReportAllocs()
+	for b.Loop() {
+		g.Begin()
+		g.End()
+	}
+}

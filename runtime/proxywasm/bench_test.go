@@ -1,0 +1,46 @@
+package proxywasm
+
+import (
+	"context"
+	"net/http"
+	"syscall"
+	"testing"
+
+	"github.com/portico-edge/portico/test/wasm/wasmbuild"
+)
+
+// BenchmarkStreamC runs the C authorizer's whole stream (create, request
+// headers, done, delete) on one instance.
+func BenchmarkStreamC(b *testing.B) {
+	mod := wasmbuild.C(b, "examples/plugins/authorizer-c/authorizer.c")
+	e := newEngine(b)
+	ctx := context.Background()
+	p, err := NewPlugin(ctx, e, Config{Name: "authz", Module: mod, PluginConfig: []byte("s3cr3t=alice"), Instances: 1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer p.Close(ctx)
+	r, _ := http.NewRequest("GET", "http://example.test/", nil)
+	r.Header.Set("Authorization", "Bearer s3cr3t")
+	info := &StreamInfo{Request: r}
+	b.ReportAllocs()
+	var ru0, ru1 syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
+	n := 0
+	defer func() {
+		_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
+		cpu := (ru1.Utime.Nano() + ru1.Stime.Nano()) - (ru0.Utime.Nano() + ru0.Stime.Nano())
+		b.ReportMetric(float64(cpu)/float64(max(n, 1)), "cpu-ns/op")
+	}()
+	for b.Loop() {
+		n++
+		s, err := p.NewStream(ctx, info)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if o := s.RequestHeaders(requestMap(r), true); o != Continue {
+			b.Fatal(o, s.Err())
+		}
+		s.Close()
+	}
+}

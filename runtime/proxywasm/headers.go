@@ -1,0 +1,182 @@
+package proxywasm
+
+import (
+	"net/http"
+	"net/textproto"
+	"slices"
+	"strings"
+
+	"golang.org/x/net/http/httpguts"
+)
+
+// HeaderMap is a header map as a guest sees it: the HTTP/2-style pseudo
+// fields (":method", ":path", ":authority", ":scheme" or ":status") followed
+// by the header fields with lower-case names. It works on the http.Header it
+// wraps, so a guest that reads one header costs no conversion of the rest.
+type HeaderMap struct {
+	Header http.Header
+	Pseudo []Pair
+	// Touched lists the (canonical) names the guest added or replaced,
+	// in order; Removed the ones it removed. The adapter turns Touched into
+	// identity headers.
+	Touched []string
+	Removed []string
+	// PseudoChanged is set when the guest changed a pseudo field.
+	PseudoChanged bool
+}
+
+// PseudoValue returns a pseudo field's value.
+func (m *HeaderMap) PseudoValue(name string) (string, bool) {
+	for _, p := range m.Pseudo {
+		if p.Key == name {
+			return p.Value, true
+		}
+	}
+	return "", false
+}
+
+func (m *HeaderMap) get(key string) (string, bool) {
+	if strings.HasPrefix(key, ":") {
+		return m.PseudoValue(key)
+	}
+	if m.Header == nil {
+		return "", false
+	}
+	var vs []string
+	if len(m.Header) <= 16 {
+		// Guests ask in lower case; a scan of a small map finds the
+		// canonical key without building it.
+		for k, v := range m.Header {
+			if len(k) == len(key) && strings.EqualFold(k, key) {
+				vs = v
+				break
+			}
+		}
+	} else {
+		vs = m.Header.Values(key)
+	}
+	switch len(vs) {
+	case 0:
+		return "", false
+	case 1:
+		return vs[0], true
+	}
+	return strings.Join(vs, ","), true
+}
+
+func (m *HeaderMap) pairs() []Pair {
+	n := len(m.Pseudo)
+	for _, vs := range m.Header {
+		n += len(vs)
+	}
+	ps := make([]Pair, 0, n)
+	ps = append(ps, m.Pseudo...)
+	keys := make([]string, 0, len(m.Header))
+	for k := range m.Header {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		lk := strings.ToLower(k)
+		for _, v := range m.Header[k] {
+			ps = append(ps, Pair{lk, v})
+		}
+	}
+	return ps
+}
+
+func (m *HeaderMap) size() int {
+	n := len(m.Pseudo)
+	for _, vs := range m.Header {
+		n += len(vs)
+	}
+	return n
+}
+
+func validField(k, v string) bool {
+	if strings.HasPrefix(k, ":") {
+		return len(k) > 1 && httpguts.ValidHeaderFieldName(k[1:]) && httpguts.ValidHeaderFieldValue(v)
+	}
+	return httpguts.ValidHeaderFieldName(k) && httpguts.ValidHeaderFieldValue(v)
+}
+
+func (m *HeaderMap) touch(ck string) {
+	if !slices.Contains(m.Touched, ck) {
+		m.Touched = append(m.Touched, ck)
+	}
+}
+
+func (m *HeaderMap) setPseudo(k, v string) {
+	m.PseudoChanged = true
+	for i := range m.Pseudo {
+		if m.Pseudo[i].Key == k {
+			m.Pseudo[i].Value = v
+			return
+		}
+	}
+	m.Pseudo = append(m.Pseudo, Pair{k, v})
+}
+
+func (m *HeaderMap) add(k, v string) bool {
+	if !validField(k, v) {
+		return false
+	}
+	if strings.HasPrefix(k, ":") {
+		m.setPseudo(k, v)
+		return true
+	}
+	if m.Header == nil {
+		m.Header = make(http.Header)
+	}
+	ck := textproto.CanonicalMIMEHeaderKey(k)
+	m.Header[ck] = append(m.Header[ck], v)
+	m.touch(ck)
+	return true
+}
+
+func (m *HeaderMap) replace(k, v string) bool {
+	if !validField(k, v) {
+		return false
+	}
+	if strings.HasPrefix(k, ":") {
+		m.setPseudo(k, v)
+		return true
+	}
+	if m.Header == nil {
+		m.Header = make(http.Header)
+	}
+	ck := textproto.CanonicalMIMEHeaderKey(k)
+	m.Header[ck] = []string{v}
+	m.touch(ck)
+	return true
+}
+
+func (m *HeaderMap) remove(k string) {
+	if strings.HasPrefix(k, ":") {
+		// Pseudo fields cannot be removed; the request would be malformed.
+		return
+	}
+	ck := textproto.CanonicalMIMEHeaderKey(k)
+	if _, ok := m.Header[ck]; ok {
+		delete(m.Header, ck)
+		m.Removed = append(m.Removed, ck)
+	}
+	if i := slices.Index(m.Touched, ck); i >= 0 {
+		m.Touched = slices.Delete(m.Touched, i, i+1)
+	}
+}
+
+func (m *HeaderMap) setPairs(ps []Pair) bool {
+	for _, p := range ps {
+		if !validField(p.Key, p.Value) {
+			return false
+		}
+	}
+	for k := range m.Header {
+		m.remove(k)
+	}
+	for _, p := range ps {
+		m.add(p.Key, p.Value)
+	}
+	return true
+}

@@ -1,0 +1,483 @@
+package proxywasm
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net/http"
+	"net/netip"
+	"time"
+
+	"github.com/tetratelabs/wazero/api"
+
+	"github.com/portico-edge/portico/runtime"
+)
+
+// StreamInfo is what the host knows about a request, for properties.
+type StreamInfo struct {
+	Request     *http.Request
+	RequestID   string
+	Source      netip.AddrPort
+	Destination netip.AddrPort
+	TLS         *tls.ConnectionState
+	// Extra properties, by dotted path ("portico.api_id").
+	Extra map[string]string
+}
+
+// LocalResponse is a response the plugin sent instead of the upstream's.
+type LocalResponse struct {
+	Status  int
+	Details string
+	Body    []byte
+	Headers []Pair
+}
+
+// Outcome is what the host must do after a callback.
+type Outcome int
+
+// Outcomes of a stream callback.
+const (
+	// Continue: pass the request (or response) on.
+	Continue Outcome = iota
+	// Respond: send Stream.Local() instead.
+	Respond
+	// Reset: the plugin closed the stream; drop the connection.
+	Reset
+	// Fail: the plugin failed (trap, timeout, unavailable) or the client
+	// went away; Stream.Err() says which. Apply the failure policy.
+	Fail
+)
+
+// Stream is one HTTP request and its response inside a plugin. It is pinned
+// to one instance for its whole life. Its methods are called from the
+// request's goroutine only.
+type Stream struct {
+	p    *Plugin
+	in   *instance
+	id   uint32
+	ctx  context.Context
+	info *StreamInfo
+
+	holding bool // holds the instance's pool slot
+	closed  bool
+
+	req, resp                 *HeaderMap
+	reqTrailers, respTrailers *HeaderMap
+	reqBody, respBody         []byte
+	reqBodyAvail              bool
+	respBodyAvail             bool
+	reqBodyChanged            bool
+	respBodyChanged           bool
+	respStatus                int
+
+	// Written by host functions with the instance's lock held.
+	paused      bool
+	local       *LocalResponse
+	reset       bool
+	gone        bool
+	pendingDone bool
+	doneCalled  bool
+	props       propSet
+
+	err    error
+	events chan *httpResult
+	wake   chan struct{}
+}
+
+// NewStream starts a stream: it waits for a free instance (giving up when
+// ctx is done, so a cancelled request never runs the plugin) and creates
+// the stream's context in it.
+func (p *Plugin) NewStream(ctx context.Context, info *StreamInfo) (*Stream, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if p.closed.Load() {
+		return nil, runtime.ErrPoolClosed
+	}
+	for attempt := 0; ; attempt++ {
+		in, err := p.pool.Acquire(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				p.metrics.Rejected.Add(1)
+			}
+			return nil, err
+		}
+		if err := ctx.Err(); err != nil {
+			p.pool.Release(in)
+			return nil, err
+		}
+		in.mu.Lock()
+		if in.dead() {
+			in.mu.Unlock()
+			p.pool.Discard(in)
+			if attempt < 2 {
+				continue
+			}
+			return nil, runtime.ErrUnavailable
+		}
+		s := &Stream{p: p, in: in, ctx: ctx, info: info, holding: true, respStatus: 0}
+		s.id = in.nextID
+		in.nextID++
+		if in.nextID == 0 {
+			in.nextID = rootID + 1
+		}
+		in.streams[s.id] = s
+		p.metrics.Streams.Add(1)
+		in.effective = s
+		_, err = in.call(runtime.PhaseDone, in.fn.contextCreate, uint64(s.id), rootID)
+		in.effective = nil
+		in.mu.Unlock()
+		if err != nil {
+			s.err = err
+			s.Close()
+			return nil, err
+		}
+		return s, nil
+	}
+}
+
+// Err explains a Fail outcome.
+func (s *Stream) Err() error { return s.err }
+
+// Local is the plugin's own response after a Respond outcome.
+func (s *Stream) Local() *LocalResponse { return s.local }
+
+// Property returns a property the guest set with proxy_set_property.
+func (s *Stream) Property(path string) ([]byte, bool) {
+	return s.props.get(path)
+}
+
+// RequestBody returns the request body after the body callback, and whether
+// the guest changed it.
+func (s *Stream) RequestBody() ([]byte, bool) { return s.reqBody, s.reqBodyChanged }
+
+// ResponseBody returns the response body after the body callback, and
+// whether the guest changed it.
+func (s *Stream) ResponseBody() ([]byte, bool) { return s.respBody, s.respBodyChanged }
+
+func b2u(b bool) uint64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// RequestHeaders runs proxy_on_request_headers over h, which the guest may
+// change in place.
+func (s *Stream) RequestHeaders(h *HeaderMap, endOfStream bool) Outcome {
+	s.req = h
+	return s.run(runtime.PhaseRequestHeaders, s.in.fn.reqHeaders, uint64(h.size()), b2u(endOfStream))
+}
+
+// RequestBody runs proxy_on_request_body once with the whole (bounded)
+// body.
+func (s *Stream) RequestBodyCallback(body []byte, endOfStream bool) Outcome {
+	s.reqBody = body
+	s.reqBodyAvail = true
+	return s.run(runtime.PhaseRequestBody, s.in.fn.reqBody, uint64(len(body)), b2u(endOfStream))
+}
+
+// RequestTrailers runs proxy_on_request_trailers.
+func (s *Stream) RequestTrailers(h *HeaderMap) Outcome {
+	s.reqTrailers = h
+	return s.run(runtime.PhaseRequestTrailers, s.in.fn.reqTrailers, uint64(h.size()))
+}
+
+// ResponseHeaders runs proxy_on_response_headers; h carries ":status".
+func (s *Stream) ResponseHeaders(h *HeaderMap, status int, endOfStream bool) Outcome {
+	s.resp = h
+	s.respStatus = status
+	return s.run(runtime.PhaseResponseHeaders, s.in.fn.respHeaders, uint64(h.size()), b2u(endOfStream))
+}
+
+// ResponseBodyCallback runs proxy_on_response_body once with the whole
+// (bounded) body.
+func (s *Stream) ResponseBodyCallback(body []byte, endOfStream bool) Outcome {
+	s.respBody = body
+	s.respBodyAvail = true
+	return s.run(runtime.PhaseResponseBody, s.in.fn.respBody, uint64(len(body)), b2u(endOfStream))
+}
+
+// ResponseTrailers runs proxy_on_response_trailers.
+func (s *Stream) ResponseTrailers(h *HeaderMap) Outcome {
+	s.respTrailers = h
+	return s.run(runtime.PhaseResponseTrailers, s.in.fn.respTrailers, uint64(h.size()))
+}
+
+// Yield gives the instance's pool slot back while the request is away (at
+// the upstream, or paused), so that other requests can use the instance;
+// the stream stays pinned to it.
+func (s *Stream) Yield() {
+	if !s.holding {
+		return
+	}
+	s.holding = false
+	in := s.in
+	in.mu.Lock()
+	dead := in.dead()
+	in.mu.Unlock()
+	if dead {
+		s.p.pool.Discard(in)
+		return
+	}
+	s.p.pool.Release(in)
+}
+
+func (s *Stream) outcome() Outcome {
+	switch {
+	case s.err != nil:
+		return Fail
+	case s.local != nil:
+		return Respond
+	case s.reset:
+		return Reset
+	}
+	return Continue
+}
+
+// lock takes the instance for a callback, failing if it is gone.
+func (s *Stream) lock() bool {
+	s.in.mu.Lock()
+	if s.in.dead() || s.gone {
+		s.in.mu.Unlock()
+		s.setErr(errInstanceBroken)
+		return false
+	}
+	return true
+}
+
+func (s *Stream) setErr(err error) {
+	if s.err != nil {
+		return
+	}
+	if s.in.guard.TimedOut() {
+		err = fmt.Errorf("%w (%s): %v", ErrTimeout, s.p.cfg.CallbackTimeout, err)
+	}
+	s.err = err
+}
+
+func (s *Stream) run(phase runtime.Phase, f api.Function, args ...uint64) Outcome {
+	if o := s.outcome(); o != Continue {
+		return o
+	}
+	if f == nil {
+		return Continue
+	}
+	if err := s.ctx.Err(); err != nil {
+		// The client is gone: run nothing more for it.
+		s.setErr(err)
+		return Fail
+	}
+	if !s.lock() {
+		return Fail
+	}
+	in := s.in
+	in.effective = s
+	r, err := in.call(phase, f, append([]uint64{uint64(s.id)}, args...)...)
+	in.effective = nil
+	in.finalizePending()
+	if err != nil {
+		s.setErr(err)
+		in.mu.Unlock()
+		s.p.instanceFailed(in, s.holding)
+		return Fail
+	}
+	if s.local != nil || s.reset {
+		in.mu.Unlock()
+		return s.outcome()
+	}
+	if uint32(r) == ActionContinue {
+		in.mu.Unlock()
+		return Continue
+	}
+	s.paused = true
+	if s.wake == nil {
+		s.wake = make(chan struct{}, 1)
+	}
+	in.mu.Unlock()
+	return s.waitPaused()
+}
+
+// waitPaused holds the request until the plugin continues it, answers it or
+// closes it, from a later callback (an http call response, a tick, a queue).
+func (s *Stream) waitPaused() Outcome {
+	s.Yield()
+	timer := time.NewTimer(s.p.cfg.PauseTimeout)
+	defer timer.Stop()
+	for {
+		s.in.mu.Lock()
+		paused := s.paused && !s.gone && s.local == nil && !s.reset
+		gone := s.gone || s.in.dead()
+		s.in.mu.Unlock()
+		if !paused {
+			if gone && s.local == nil && !s.reset {
+				s.setErr(errInstanceBroken)
+			}
+			return s.outcome()
+		}
+		select {
+		case ev := <-s.events:
+			s.dispatch(ev)
+			if s.err != nil {
+				return Fail
+			}
+		case <-s.wake:
+		case <-s.ctx.Done():
+			s.setErr(s.ctx.Err())
+			return Fail
+		case <-timer.C:
+			s.setErr(fmt.Errorf("plugin paused the request and did not resume it within %s", s.p.cfg.PauseTimeout))
+			return Fail
+		}
+	}
+}
+
+// dispatch delivers an http call's result to the root context of the
+// stream's instance.
+func (s *Stream) dispatch(ev *httpResult) {
+	if !s.lock() {
+		return
+	}
+	in := s.in
+	err := in.deliver(ev)
+	in.mu.Unlock()
+	if err != nil {
+		s.setErr(err)
+		s.p.instanceFailed(in, s.holding)
+	}
+}
+
+// deliver runs proxy_on_http_call_response; the caller holds in.mu.
+func (in *instance) deliver(ev *httpResult) error {
+	in.callResp = ev
+	in.effective = nil
+	nh := 0
+	if ev.err == nil {
+		nh = ev.headers.size()
+	}
+	_, err := in.call(runtime.PhaseAsync, in.fn.httpCallResponse, rootID, uint64(ev.token), uint64(nh), uint64(len(ev.body)), uint64(ev.trailers.size()))
+	in.callResp = nil
+	in.effective = nil
+	in.finalizePending()
+	return err
+}
+
+// resume, sendLocal and closeStream are called from host functions with the
+// instance's lock held.
+func (s *Stream) resume() {
+	s.paused = false
+	s.signal()
+}
+
+func (s *Stream) sendLocal(l *LocalResponse) {
+	s.local = l
+	s.paused = false
+	s.signal()
+}
+
+func (s *Stream) closeStream() {
+	s.reset = true
+	s.paused = false
+	s.signal()
+}
+
+func (s *Stream) signal() {
+	if s.wake == nil {
+		return
+	}
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (s *Stream) instanceGone() {
+	s.gone = true
+	s.signal()
+}
+
+// Close ends the stream: proxy_on_done, then proxy_on_log and
+// proxy_on_delete (at once, or when the plugin calls proxy_done), and gives
+// the instance back. Always call it, whatever the outcome.
+func (s *Stream) Close() {
+	if s.closed {
+		return
+	}
+	in := s.in
+	in.mu.Lock()
+	s.closed = true
+	if !in.dead() && !s.gone {
+		in.effective = s
+		r, err := in.call(runtime.PhaseDone, in.fn.done, uint64(s.id))
+		if err == nil && in.fn.done != nil && uint32(r) == 0 {
+			s.pendingDone = true
+			in.pending = append(in.pending, s)
+			if len(in.pending) > maxPendingDone {
+				// A plugin that never calls proxy_done must not hold
+				// contexts for ever.
+				in.pending[0].doneCalled = true
+			}
+		} else if err == nil {
+			in.effective = s
+			if _, err = in.call(runtime.PhaseDone, in.fn.log, uint64(s.id)); err == nil {
+				_, err = in.call(runtime.PhaseDone, in.fn.delete, uint64(s.id))
+			}
+			delete(in.streams, s.id)
+		}
+		in.effective = nil
+		in.finalizePending()
+		if err != nil && s.err == nil {
+			s.setErr(err)
+		}
+	} else if in.streams != nil {
+		delete(in.streams, s.id)
+	}
+	dead := in.dead()
+	in.mu.Unlock()
+	if s.holding {
+		s.holding = false
+		if dead {
+			s.p.pool.Discard(in)
+		} else {
+			s.p.pool.Release(in)
+		}
+	} else if dead {
+		s.p.instanceFailed(in, false)
+	}
+	s.reqBody, s.respBody = nil, nil
+}
+
+const maxPendingDone = 1024
+
+// finalizePending runs on_log and on_delete for streams whose plugin has
+// called proxy_done; the caller holds in.mu.
+func (in *instance) finalizePending() {
+	if len(in.pending) == 0 {
+		return
+	}
+	keep := in.pending[:0]
+	for _, s := range in.pending {
+		if !s.doneCalled {
+			keep = append(keep, s)
+			continue
+		}
+		in.effective = s
+		if _, err := in.call(runtime.PhaseDone, in.fn.log, uint64(s.id)); err == nil {
+			_, _ = in.call(runtime.PhaseDone, in.fn.delete, uint64(s.id))
+		}
+		in.effective = nil
+		delete(in.streams, s.id)
+	}
+	in.pending = keep
+}
+
+// instanceFailed takes a failed instance out of service. When the caller
+// holds the pool slot, Close (or Yield) discards it instead.
+func (p *Plugin) instanceFailed(in *instance, holding bool) {
+	if holding {
+		return
+	}
+	if p.pool.Remove(in) {
+		p.pool.Discard(in)
+	}
+}

@@ -1,0 +1,92 @@
+package wasmtest
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"io"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+
+	"github.com/portico-edge/portico/config"
+	"github.com/portico-edge/portico/plugins/wasm"
+	"github.com/portico-edge/portico/test/wasm/harness"
+	"github.com/portico-edge/portico/test/wasm/wasmbuild"
+)
+
+// TestRapidResetDoesNotRunPlugins opens HTTP/2 streams and resets each at
+// once, thousands of times (bounded in count and time). Requests whose
+// stream is gone must not run the plugin, so the plugin's call counter must
+// stay far below one call per stream.
+func TestRapidResetDoesNotRunPlugins(t *testing.T) {
+	const streams = 5000
+	withEnv(t, func(e *env) {
+		d := e.src.Add(wasmbuild.C(t, "examples/plugins/authorizer-c/authorizer.c"))
+		ed, err := harness.NewEdge(context.Background(), harness.EdgeConfig{Host: e.host, Backend: e.backend.URL, HTTP2: true,
+			Specs: []config.PolicySpec{spec(wasm.TypeAuthorizer, map[string]any{"module": d, "config": "s3cr3t=alice", "instances": 1})}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ed.Close()
+
+		var hbuf bytes.Buffer
+		enc := hpack.NewEncoder(&hbuf)
+		for _, f := range [][2]string{{":method", "GET"}, {":scheme", "http"}, {":authority", ed.Addr}, {":path", "/pets"}, {"authorization", "Bearer s3cr3t"}} {
+			_ = enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
+		}
+		block := hbuf.Bytes()
+
+		deadline := time.Now().Add(20 * time.Second)
+		sent, conns := 0, 0
+		for sent < streams && time.Now().Before(deadline) {
+			c, err := net.Dial("tcp", ed.Addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			conns++
+			go func() { _, _ = io.Copy(io.Discard, c) }() // drain the server's frames
+			w := bufio.NewWriterSize(c, 64<<10)
+			_, _ = w.WriteString(http2.ClientPreface)
+			fr := http2.NewFramer(w, nil)
+			_ = fr.WriteSettings()
+			for id := uint32(1); sent < streams && id < 1<<20; id += 2 {
+				if err := fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: block, EndStream: true, EndHeaders: true}); err != nil {
+					break
+				}
+				if err := fr.WriteRSTStream(id, http2.ErrCodeCancel); err != nil {
+					break
+				}
+				sent++
+				if sent%100 == 0 {
+					if w.Flush() != nil {
+						break
+					}
+				}
+			}
+			_ = w.Flush()
+			time.Sleep(50 * time.Millisecond)
+			_ = c.Close()
+		}
+		if sent < streams {
+			t.Fatalf("sent only %d streams in 20 s", sent)
+		}
+		time.Sleep(200 * time.Millisecond)
+		s := e.host.Stats()
+		reached := e.backend.Count()
+		t.Logf("%d streams opened and reset on %d connections: %d entered the plugin (%d callbacks), %d reached the backend", sent, conns, s.Streams, s.Calls, reached)
+		// A handler can start before the server has read the reset that
+		// follows its HEADERS frame; those few race through. One plugin run
+		// per stream would be 5000.
+		if s.Streams > streams/10 {
+			t.Fatalf("reset streams entered the plugin %d times", s.Streams)
+		}
+		if !strings.Contains(ed.URL, "127.0.0.1") {
+			t.Fatal("edge not on loopback")
+		}
+	})
+}
