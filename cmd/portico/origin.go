@@ -68,6 +68,8 @@ func runOrigin(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if *regionalHTTPS == "" {
 		return o.Serve(ctx, *drain)
 	}
+	// Regional endpoints run the pipeline here, cache included.
+	tuneMemory(int64(nf.cacheBytes), log)
 	errc := make(chan error, 2)
 	go func() { errc <- o.Serve(ctx, *drain) }()
 	go func() {
