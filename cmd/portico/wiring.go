@@ -70,7 +70,7 @@ func (n *nodeFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&n.authCacheEntries, "auth-cache-entries", 10000, "most authorizer results (JWT, signatures, WASM) kept in the cache")
 	fs.StringVar(&n.trustedProxies, "trusted-proxies", "", "comma-separated CIDRs of proxies in front of this node whose X-Forwarded-For is believed; empty trusts none")
 	n.cacheBytes = defaultCacheBytes
-	fs.Var(&n.cacheBytes, "cache-bytes", "memory budget of the response cache (cache policies), in bytes or with a unit: 512MiB, 2GiB; 0 turns caching off and refuses deployments with a cache policy. On the origin it is the cache of regional endpoints and what deployments are checked against. Unless GOMEMLIMIT is set, a node serving requests sets the Go memory limit to 1.25 times this plus 256MiB (docs/cache.md)")
+	fs.Var(&n.cacheBytes, "cache-bytes", "memory budget of the response cache, such as 512MiB or 2GiB; 0 turns caching off and refuses cache policies. Unless GOMEMLIMIT is set, a node serving requests sets the Go memory limit to 1.25 times this plus 256MiB (docs/cache.md)")
 }
 
 // byteSize is a flag value of bytes with an optional binary or decimal
