@@ -1,6 +1,9 @@
 package cache
 
 import (
+	"bytes"
+	"log/slog"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -66,5 +69,32 @@ func TestDisabledFactoryRefuses(t *testing.T) {
 	}
 	if _, err := f.New(t.Context(), config.PolicySpec{Type: Type}, plugins.Scope{}); err == nil || err.Error() != "this node has no cache" {
 		t.Fatalf("New: %v", err)
+	}
+}
+
+// A routes key that names no route of the deployed API is warned about,
+// once, at the first request.
+func TestRouteOverrideUnknownKeyWarned(t *testing.T) {
+	var buf bytes.Buffer
+	f, err := NewFactory(Options{MaxBytes: 1 << 20, Logger: slog.New(slog.NewTextHandler(&buf, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	p, err := f.New(t.Context(), config.PolicySpec{Type: Type, Config: []byte(`{"routes":{"GET /items":{"ttl":"1s"},"GET /itmes/{id}":{"enabled":false}}}`)}, plugins.Scope{APIID: "a", Stage: "prod"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := p.Wrap(plugins.HandlerFunc(func(http.ResponseWriter, *plugins.Exchange) {})).(*handler)
+	d := &config.Deployment{ID: "d1", API: config.API{Name: "shop", Routes: []config.Route{{Method: "GET", Path: "/items"}, {Method: "GET", Path: "/items/{id}"}}}}
+	for i := range 3 {
+		r := &d.API.Routes[i%2]
+		got := h.forRoute(&plugins.Exchange{Route: r, Deployment: d})
+		if (r.Path == "/items") == (got == h) {
+			t.Errorf("%s: override handler %v", r.Key(), got != h)
+		}
+	}
+	if n := strings.Count(buf.String(), "routes names a route the API does not have"); n != 1 || !strings.Contains(buf.String(), `route="GET /itmes/{id}"`) {
+		t.Fatalf("%d warnings:\n%s", n, buf.String())
 	}
 }
