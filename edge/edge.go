@@ -10,6 +10,7 @@ package edge
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/base32"
 	"fmt"
 	"log/slog"
@@ -37,6 +38,12 @@ type Config struct {
 	// Origin is the origin's data-plane URL; Token the edge token.
 	Origin *url.URL
 	Token  string
+	// OriginTLS configures TLS to an https origin; OriginTransport, when
+	// set, replaces the forwarder's HTTP/1.1 pool (HTTP/3 toward the
+	// origin); OriginClient fetches snapshots.
+	OriginTLS       *tls.Config
+	OriginTransport http.RoundTripper
+	OriginClient    *http.Client
 	// DataDir keeps the last good snapshot (and caches, plugins).
 	DataDir string
 	// Policies holds the policy factories this node supports.
@@ -129,12 +136,12 @@ func New(cfg Config) (*Edge, error) {
 	e.pool.New = func() any { return &plugins.Exchange{PathParams: make([]plugins.Param, 0, 4)} }
 	e.terminal = plugins.HandlerFunc(e.finish)
 	if cfg.Terminal == nil {
-		fwd, err := forward.New(forward.Options{Origin: cfg.Origin, Token: cfg.Token, Logger: cfg.Logger})
+		fwd, err := forward.New(forward.Options{Origin: cfg.Origin, Token: cfg.Token, Logger: cfg.Logger, TLS: cfg.OriginTLS, Transport: cfg.OriginTransport})
 		if err != nil {
 			return nil, err
 		}
 		e.fwd = fwd
-		e.follower = &follow.Follower{Origin: cfg.Origin, Token: cfg.Token, DataDir: cfg.DataDir, Apply: e.Apply, Log: cfg.Logger}
+		e.follower = &follow.Follower{Origin: cfg.Origin, Token: cfg.Token, DataDir: cfg.DataDir, Apply: e.Apply, Log: cfg.Logger, Client: cfg.OriginClient}
 	}
 	return e, nil
 }
@@ -156,6 +163,14 @@ func (e *Edge) Run(ctx context.Context) {
 
 // Ready reports whether the edge has a configuration to serve.
 func (e *Edge) Ready() bool { return e.ready.Load() }
+
+// Snapshot returns the snapshot being served, or nil.
+func (e *Edge) Snapshot() *config.Snapshot {
+	if g := e.gen.Load(); g != nil {
+		return g.table.Snapshot
+	}
+	return nil
+}
 
 // Version returns the version of the snapshot being served, or "".
 func (e *Edge) Version() string {
@@ -246,8 +261,15 @@ func (e *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer g.release()
+	e.serveRoute(w, r, g.table, start, reqID, client, host, path)
+}
 
-	h := g.table.Host(host)
+// serveRoute routes a checked request and runs its handler chain. It is
+// apart from ServeHTTP so that each has few enough returns for Go to
+// open-code their defers (a deferred call per request otherwise costs a
+// runtime defer record and its unwinding).
+func (e *Edge) serveRoute(w http.ResponseWriter, r *http.Request, table *router.Table, start time.Time, reqID string, client netip.Addr, host, path string) {
+	h := table.Host(host)
 	if h == nil {
 		plugins.WriteError(w, http.StatusNotFound, fmt.Sprintf("no API is served at host %q", host))
 		return

@@ -15,9 +15,11 @@ import (
 	"time"
 
 	"github.com/portico-edge/portico/config"
+	"github.com/portico-edge/portico/edge/listen"
 	"github.com/portico-edge/portico/origin/admin"
 	"github.com/portico-edge/portico/origin/control"
 	"github.com/portico-edge/portico/origin/dataplane"
+	"github.com/portico-edge/portico/origin/fleet"
 	"github.com/portico-edge/portico/origin/integration"
 	"github.com/portico-edge/portico/origin/store"
 	"github.com/portico-edge/portico/plugins"
@@ -31,6 +33,11 @@ type Config struct {
 	Importer    control.Importer
 	Policies    *plugins.Registry
 	Logger      *slog.Logger
+	// DataCertificates, when set, serves the data plane over TLS (HTTP/1.1,
+	// HTTP/2 and HTTP/3, through edge/listen) instead of plain HTTP: for
+	// edges that reach the origin across networks, and for HTTP/3 toward
+	// the origin.
+	DataCertificates listen.CertSource
 }
 
 // Origin is a running origin gateway.
@@ -41,9 +48,12 @@ type Origin struct {
 	Control *control.Control
 	Admin   *admin.Server
 	Data    *dataplane.Server
+	// Fleet holds the nodes' heartbeats.
+	Fleet   *fleet.Registry
 	invoker *integration.Invoker
 
 	adminLn, dataLn net.Listener
+	dataTLS         *listen.Server
 }
 
 // FirstStart holds the tokens created when an origin starts on an empty
@@ -87,10 +97,13 @@ func New(ctx context.Context, cfg Config) (*Origin, *FirstStart, error) {
 	if err != nil {
 		return fail(err)
 	}
+	o.Data.HandleEdgeCall("POST "+control.UsageReportPath, o.serveUsage)
 	o.Admin, err = admin.New(ctx, o.Control, st, cfg.Logger)
 	if err != nil {
 		return fail(err)
 	}
+	o.Fleet = fleet.New(nil)
+	o.registerFleet()
 	return o, first, nil
 }
 
@@ -138,6 +151,27 @@ func (o *Origin) Listen() error {
 	if o.adminLn, err = net.Listen("tcp", o.cfg.AdminListen); err != nil {
 		return fmt.Errorf("admin listener: %w", err)
 	}
+	if o.cfg.DataCertificates != nil {
+		o.dataTLS, err = listen.New(listen.Config{
+			TLSAddr:      o.cfg.DataListen,
+			Certificates: o.cfg.DataCertificates,
+			HSTS:         listen.HSTSPolicy{Disabled: true},
+			// A snapshot long-poll and the longest integration must fit.
+			WriteTimeout: config.MaxIntegrationTimeout + 30*time.Second,
+			ReadTimeout:  config.MaxIntegrationTimeout + 30*time.Second,
+			// Edges multiplex many requests; their connections are few.
+			MaxConnsPerIP: 4096,
+			Logger:        o.log,
+		}, o.Data)
+		if err == nil {
+			err = o.dataTLS.Listen()
+		}
+		if err != nil {
+			o.adminLn.Close()
+			return fmt.Errorf("data-plane listener: %w", err)
+		}
+		return nil
+	}
 	if o.dataLn, err = net.Listen("tcp", o.cfg.DataListen); err != nil {
 		o.adminLn.Close()
 		return fmt.Errorf("data-plane listener: %w", err)
@@ -149,7 +183,20 @@ func (o *Origin) Listen() error {
 func (o *Origin) AdminAddr() string { return o.adminLn.Addr().String() }
 
 // DataAddr returns the data-plane listener's address.
-func (o *Origin) DataAddr() string { return o.dataLn.Addr().String() }
+func (o *Origin) DataAddr() string {
+	if o.dataTLS != nil {
+		return o.dataTLS.TLSAddr().String()
+	}
+	return o.dataLn.Addr().String()
+}
+
+// DataScheme is "https" when the data plane serves TLS, else "http".
+func (o *Origin) DataScheme() string {
+	if o.cfg.DataCertificates != nil {
+		return "https"
+	}
+	return "http"
+}
 
 // Serve serves both listeners until ctx ends, then shuts down gracefully:
 // requests in flight get up to drain to finish.
@@ -161,12 +208,20 @@ func (o *Origin) Serve(ctx context.Context, drain time.Duration) error {
 	}
 	servers := []*http.Server{
 		{Handler: o.Admin, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10},
-		{Handler: o.Data, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 5 * time.Minute, MaxHeaderBytes: 64 << 10},
 	}
-	lns := []net.Listener{o.adminLn, o.dataLn}
-	errc := make(chan error, len(servers))
+	lns := []net.Listener{o.adminLn}
+	if o.dataTLS == nil {
+		servers = append(servers, &http.Server{Handler: o.Data, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 5 * time.Minute, MaxHeaderBytes: 64 << 10})
+		lns = append(lns, o.dataLn)
+	}
+	errc := make(chan error, len(servers)+1)
 	for i, s := range servers {
 		go func() { errc <- s.Serve(lns[i]) }()
+	}
+	dataCtx, stopData := context.WithCancel(context.Background())
+	defer stopData()
+	if o.dataTLS != nil {
+		go func() { errc <- o.dataTLS.Serve(dataCtx) }()
 	}
 	var err error
 	select {
@@ -177,6 +232,9 @@ func (o *Origin) Serve(ctx context.Context, drain time.Duration) error {
 	defer cancel()
 	for _, s := range servers {
 		_ = s.Shutdown(sctx)
+	}
+	if o.dataTLS != nil {
+		_ = o.dataTLS.Shutdown(sctx)
 	}
 	o.invoker.Close()
 	if errors.Is(err, http.ErrServerClosed) {

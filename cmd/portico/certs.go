@@ -17,6 +17,7 @@ import (
 	"github.com/portico-edge/portico/edge/certs"
 	"github.com/portico-edge/portico/edge/devca"
 	"github.com/portico-edge/portico/edge/listen"
+	"github.com/portico-edge/portico/origin/fleet"
 )
 
 // tlsFlags configure certificates and TLS policy of a node that serves
@@ -209,4 +210,34 @@ func (cs *certificateSource) ALPNProtocols() []string {
 		return nil
 	}
 	return cs.mgr.ALPNProtocols()
+}
+
+// statuses reports the certificate of every domain of the given type in a
+// snapshot, for heartbeats.
+func (cs *certificateSource) statuses(s *config.Snapshot, typ config.EndpointType) []fleet.Certificate {
+	if s == nil {
+		return nil
+	}
+	var out []fleet.Certificate
+	for _, d := range s.Domains {
+		if d.EndpointType != typ && !(typ == config.EndpointRegional && d.EndpointType == config.EndpointPrivate) {
+			continue
+		}
+		c := fleet.Certificate{Domain: d.Name, Source: "default"}
+		if cs.mgr != nil && cs.mgr.Has(d.Name) {
+			st := cs.mgr.Status(d.Name)
+			c.Source = "files"
+			if st.Managed {
+				c.Source = "acme"
+			}
+			c.Issuer, c.NotAfter, c.LastError = st.Issuer, st.NotAfter, st.LastError
+		} else if cs.def != nil && cs.def.Leaf != nil {
+			c.Issuer, c.NotAfter = cs.def.Leaf.Issuer.CommonName, cs.def.Leaf.NotAfter
+			if cs.ca == nil && cs.def.Leaf.VerifyHostname(d.Name) != nil {
+				c.LastError = "the default certificate does not cover this name; give the domain certificate files or enable --acme"
+			}
+		}
+		out = append(out, c)
+	}
+	return out
 }

@@ -44,8 +44,12 @@ func ctlCommands() []ctlCommand {
 	cmds = append(cmds, ctlDomainCommands()...)
 	cmds = append(cmds, ctlEdgeSiteCommands()...)
 	cmds = append(cmds, ctlTokenCommands()...)
+	cmds = append(cmds, ctlKeyCommands()...)
+	cmds = append(cmds, ctlPlanCommands()...)
+	cmds = append(cmds, ctlAccessKeyCommands()...)
 	cmds = append(cmds, ctlCacheCommands()...)
 	cmds = append(cmds, ctlStateCommands()...)
+	cmds = append(cmds, ctlNodeCommands()...)
 	cmds = append(cmds, ctlCommand{
 		name: "help", args: []string{"[COMMAND...]"}, summary: "show the commands, or one command's flags and admin calls",
 		setup: func(*flag.FlagSet) ctlRunFunc {

@@ -24,6 +24,7 @@ import (
 	"github.com/portico-edge/portico/config"
 	"github.com/portico-edge/portico/origin"
 	"github.com/portico-edge/portico/origin/control"
+	"github.com/portico-edge/portico/origin/fleet"
 )
 
 // testOrigin is a real origin on 127.0.0.1:0 with the real importer,
@@ -427,6 +428,28 @@ func TestCtlCommands(t *testing.T) {
 		}
 	})
 
+	t.Run("nodes and certificates", func(t *testing.T) {
+		to.ok(t, "domains", "put", "nodes.example.test")
+		hb := fleet.Heartbeat{Node: "fra-1", Site: "fra", Role: "edge", Version: "v-old",
+			Certificates: []fleet.Certificate{{Domain: "nodes.example.test", Source: "acme", Issuer: "Test CA", NotAfter: time.Date(2027, 1, 2, 0, 0, 0, 0, time.UTC), LastError: "rate limited"}}}
+		if !to.o.Fleet.Record(hb, "127.0.0.1:1") {
+			t.Fatal("heartbeat not recorded")
+		}
+		out := to.ok(t, "nodes", "list")
+		wantRow(t, out, "fra-1", "edge", "fra", "v-old", "behind")
+		out = to.ok(t, "domains", "certs", "nodes.example.test")
+		wantRow(t, out, "fra-1", "acme", "Test CA", "2027-01-02T00:00:00Z", "rate limited")
+		var certs struct{ Certificates []fleet.DomainCertificate }
+		to.json(t, &certs, "domains", "certs", "nodes.example.test")
+		if len(certs.Certificates) != 1 || certs.Certificates[0].Node != "fra-1" {
+			t.Errorf("domains certs -o json: %+v", certs)
+		}
+		if _, _, err := to.run("domains", "certs", "missing.example.test"); err == nil || !strings.Contains(err.Error(), "does not exist") {
+			t.Errorf("certs of a missing domain: %v", err)
+		}
+		to.ok(t, "domains", "delete", "nodes.example.test")
+	})
+
 	t.Run("domains and mappings", func(t *testing.T) {
 		out := to.ok(t, "domains", "put", "api.example.test", "--endpoint-type", "regional", "--plain-http", "serve", "--managed")
 		wantContains(t, out, "Created domain api.example.test.", "portico ctl mappings put api.example.test")
@@ -633,6 +656,197 @@ func TestCtlCommands(t *testing.T) {
 		}
 	})
 
+	t.Run("usage plans, API keys and usage", func(t *testing.T) {
+		out := to.ok(t, "plans", "create", "--id", "gold", "--name", "Gold", "--rate", "5", "--burst", "10", "--quota", "1000", "--period", "day",
+			"--stage", "shop:prod", "--stage", "shop:beta=2/4", "--method-throttle", "shop:prod:GET /items/{id}=1/2")
+		wantContains(t, out, "Created usage plan gold.", "portico ctl plans attach gold KEY")
+		wantRow(t, out, "Throttle per key:", "5/s, burst 10")
+		wantRow(t, out, "Quota per key:", "1000 per DAY")
+		wantRow(t, out, "API", "STAGE", "ROUTE", "THROTTLE")
+		wantRow(t, out, "shop", "prod", "-", "plan's")
+		wantRow(t, out, "shop", "prod", "GET /items/{id}", "1/s, burst 2")
+		wantRow(t, out, "shop", "beta", "-", "2/s, burst 4")
+		file := writeFile(t, dir, "free.yaml", "id: free\nname: Free\nrate: 1\nburst: 1\nstages:\n  - {apiId: shop, stage: dev}\n")
+		var p config.UsagePlan
+		to.json(t, &p, "plans", "create", "-f", file)
+		if p.ID != "free" || len(p.Stages) != 1 || !strings.HasPrefix(p.Stages[0].APIID, "a") {
+			t.Errorf("plans create -f -o json: %+v", p)
+		}
+		bad := writeFile(t, dir, "bad-plan.yaml", "name: X\nrates: 1\n")
+		if _, _, err := to.run("plans", "create", "-f", bad); err == nil || !strings.Contains(err.Error(), `unknown field "rates"`) {
+			t.Errorf("a misspelt field in a plan file: %v", err)
+		}
+
+		out = to.ok(t, "plans", "list")
+		wantRow(t, out, "ID", "NAME", "THROTTLE", "QUOTA", "STAGES")
+		wantRow(t, out, "gold", "Gold", "5/s, burst 10", "1000 per DAY", "shop:prod shop:beta")
+		wantRow(t, out, "free", "Free", "1/s, burst 1", "none", "shop:dev")
+		var plans struct {
+			UsagePlans []config.UsagePlan `json:"usagePlans"`
+		}
+		to.json(t, &plans, "plans", "list")
+		if len(plans.UsagePlans) != 2 {
+			t.Errorf("plans list -o json: %+v", plans)
+		}
+		to.json(t, &p, "plans", "get", "gold")
+		if p.Quota == nil || p.Quota.Limit != 1000 || p.Stages[0].Methods["GET /items/{id}"].Burst != 2 {
+			t.Errorf("plans get -o json: %+v", p)
+		}
+		wantRow(t, to.ok(t, "plans", "get", "free"), "Name:", "Free")
+
+		// update changes only what is given.
+		out = to.ok(t, "plans", "update", "gold", "--rate", "50", "--burst", "100", "--quota", "0")
+		wantContains(t, out, "Updated usage plan gold.")
+		wantRow(t, out, "Throttle per key:", "50/s, burst 100")
+		wantRow(t, out, "Quota per key:", "none")
+		wantRow(t, out, "shop", "beta", "-", "2/s, burst 4")
+		to.json(t, &p, "plans", "update", "gold", "--description", "the gold plan", "--quota", "10", "--period", "WEEK")
+		if p.Rate != 50 || p.Description != "the gold plan" || len(p.Stages) != 2 || len(p.Stages[0].Methods) != 1 || p.Quota == nil || p.Quota.Period != "WEEK" {
+			t.Errorf("plans update -o json: %+v", p)
+		}
+
+		out = to.ok(t, "keys", "create", "--name", "mobile app", "--plan", "gold")
+		m := regexp.MustCompile(`Created API key (k[a-z0-9]+) \(mobile app\)\. The key is shown only now[^\n]*\n\n  (ptk_[A-Za-z0-9]{40})\n`).FindStringSubmatch(out)
+		if m == nil {
+			t.Fatalf("keys create:\n%s", out)
+		}
+		id, key := m[1], m[2]
+		wantContains(t, out, "On usage plan gold.")
+		var nk control.NewAPIKey
+		to.json(t, &nk, "keys", "create", "--name", "ci", "--disabled")
+		if nk.Enabled || !strings.HasPrefix(nk.Key, "ptk_") {
+			t.Errorf("keys create -o json: %+v", nk)
+		}
+		kf := writeFile(t, dir, "key.txt", "AbCdEfGhIjKlMnOpQrStUvWx0123\n")
+		out = to.ok(t, "keys", "import", "--name", "from aws", "--value-file", kf)
+		wantContains(t, out, "Imported API key k", "only its hash is stored")
+		wantRow(t, out, "State:", "enabled")
+		var imp control.APIKeyInfo
+		to.json(t, &imp, "keys", "import", "--name", "other", "--value", "ZyXwVuTsRqPoNmLkJiHgFeDc9876", "--plan", "free")
+		if imp.Name != "other" || !slices.Equal(imp.PlanIDs, []string{"free"}) {
+			t.Errorf("keys import -o json: %+v", imp)
+		}
+		if _, _, err := to.run("keys", "import", "--name", "again", "--value-file", kf); err == nil || !strings.Contains(err.Error(), "409 Conflict: this key is already stored as API key") {
+			t.Errorf("importing a key twice: %v", err)
+		}
+
+		out = to.ok(t, "keys", "list")
+		wantRow(t, out, "ID", "NAME", "STATE", "PLANS", "CREATED")
+		wantRow(t, out, id, "mobile app", "enabled", "gold")
+		wantRow(t, out, nk.ID, "ci", "disabled", "-")
+		if strings.Contains(out, key) || strings.Contains(out, nk.Key) {
+			t.Error("keys list shows a key")
+		}
+		var keys struct {
+			APIKeys []control.APIKeyInfo `json:"apiKeys"`
+		}
+		to.json(t, &keys, "keys", "list")
+		if len(keys.APIKeys) != 4 {
+			t.Errorf("keys list -o json: %+v", keys)
+		}
+		out = to.ok(t, "keys", "get", id)
+		wantRow(t, out, "Name:", "mobile app")
+		wantRow(t, out, "Plans:", "gold")
+		wantContains(t, to.ok(t, "keys", "enable", nk.ID), "Enabled API key "+nk.ID+" (ci).")
+		wantContains(t, to.ok(t, "keys", "disable", nk.ID), "Disabled API key "+nk.ID+" (ci).")
+		var k control.APIKeyInfo
+		to.json(t, &k, "keys", "enable", nk.ID)
+		if !k.Enabled {
+			t.Errorf("keys enable -o json: %+v", k)
+		}
+		wantContains(t, to.ok(t, "keys", "rename", nk.ID, "ci runner"), "API key "+nk.ID+" is now named ci runner.")
+
+		wantContains(t, to.ok(t, "plans", "attach", "gold", imp.ID), "API key "+imp.ID+" (other) is on usage plans free, gold.")
+		to.json(t, &k, "plans", "attach", "gold", imp.ID) // again: no change
+		if !slices.Equal(k.PlanIDs, []string{"free", "gold"}) {
+			t.Errorf("plans attach -o json: %+v", k)
+		}
+		to.ok(t, "plans", "create", "--id", "both", "--name", "Both", "--stage", "shop:prod")
+		if _, _, err := to.run("plans", "attach", "both", id); err == nil || !strings.Contains(err.Error(), "409 Conflict") || !strings.Contains(err.Error(), "only one plan per stage") {
+			t.Errorf("a second plan for a stage: %v", err)
+		}
+		wantContains(t, to.ok(t, "plans", "detach", "free", imp.ID), "API key "+imp.ID+" is no longer on usage plan free.")
+		if out := to.ok(t, "plans", "detach", "gold", imp.ID, "-o", "json"); out != "" {
+			t.Errorf("plans detach -o json printed %q", out)
+		}
+		if _, _, err := to.run("plans", "delete", "gold"); err == nil || !strings.Contains(err.Error(), `409 Conflict: usage plan "gold" still has 1 API key on it (`+id+`)`) {
+			t.Errorf("deleting a plan with keys: %v", err)
+		}
+
+		// Usage, as edges report it.
+		today := time.Now().UTC().Format(time.DateOnly)
+		yesterday := time.Now().UTC().AddDate(0, 0, -1).Format(time.DateOnly)
+		if _, err := to.o.Control.RecordUsage(context.Background(), control.UsageReport{ID: "r1", Deltas: []control.UsageDelta{
+			{KeyID: id, PlanID: "gold", Day: today, Count: 3}, {KeyID: id, PlanID: "gold", Day: yesterday, Count: 2}}}); err != nil {
+			t.Fatal(err)
+		}
+		out = to.ok(t, "keys", "usage", id)
+		wantContains(t, out, "API key "+id+" (mobile app) made 5 requests from ")
+		wantRow(t, out, "DAY", "REQUESTS")
+		wantRow(t, out, yesterday, "2")
+		wantRow(t, out, today, "3")
+		var u control.Usage
+		to.json(t, &u, "keys", "usage", id, "--from", today, "--to", today)
+		if u.Total != 3 || u.From != today {
+			t.Errorf("keys usage -o json: %+v", u)
+		}
+		out = to.ok(t, "plans", "usage", "gold")
+		wantContains(t, out, "Usage plan gold: 5 requests from ")
+		wantRow(t, out, "KEY", "NAME", "REQUESTS")
+		wantRow(t, out, id, "mobile app", "5")
+		wantRow(t, out, id, today, "3")
+		to.json(t, &u, "plans", "usage", "gold", "--key", id, "--from", yesterday, "--to", yesterday)
+		if u.Total != 2 || len(u.Keys) != 1 || u.PlanID != "gold" {
+			t.Errorf("plans usage -o json: %+v", u)
+		}
+
+		wantContains(t, to.ok(t, "keys", "delete", imp.ID), "Deleted API key "+imp.ID+" and its usage.")
+		wantContains(t, to.ok(t, "plans", "delete", "both"), "Deleted usage plan both.")
+		if out := to.ok(t, "plans", "delete", "free", "-o", "json"); out != "" {
+			t.Errorf("plans delete -o json printed %q", out)
+		}
+		// The snapshot edges receive carries keys (hashes only) and plans.
+		var s config.Snapshot
+		to.json(t, &s, "snapshot")
+		if len(s.APIKeys) != 3 || len(s.UsagePlans) != 1 {
+			t.Errorf("snapshot: %d keys, %d plans", len(s.APIKeys), len(s.UsagePlans))
+		}
+	})
+
+	t.Run("access keys", func(t *testing.T) {
+		out := to.ok(t, "access-keys", "create", "--principal", "arn:portico:user/alice")
+		idm := regexp.MustCompile(`Access key ID:\s+(PTK[A-Z2-7]{17})`).FindStringSubmatch(out)
+		secm := regexp.MustCompile(`Secret access key:\s+(\S{40})`).FindStringSubmatch(out)
+		if idm == nil || secm == nil || !strings.Contains(out, "shown only now") {
+			t.Fatalf("access-keys create:\n%s", out)
+		}
+		var ak control.NewAccessKey
+		to.json(t, &ak, "access-keys", "create", "--principal", "bob", "--disabled")
+		if ak.Enabled || len(ak.Secret) != 40 || ak.Principal != "bob" {
+			t.Errorf("access-keys create -o json: %+v", ak)
+		}
+		out = to.ok(t, "access-keys", "list")
+		wantRow(t, out, "ID", "PRINCIPAL", "STATE", "CREATED")
+		wantRow(t, out, idm[1], "arn:portico:user/alice", "enabled")
+		wantRow(t, out, ak.ID, "bob", "disabled")
+		var list struct {
+			AccessKeys []control.AccessKeyInfo `json:"accessKeys"`
+		}
+		to.json(t, &list, "access-keys", "list")
+		raw := to.ok(t, "access-keys", "list", "-o", "json")
+		if len(list.AccessKeys) != 2 || strings.Contains(raw+out, secm[1]) || strings.Contains(raw+out, ak.Secret) {
+			t.Errorf("access-keys list shows secrets or misses keys: %s", raw)
+		}
+		wantContains(t, to.ok(t, "access-keys", "disable", idm[1]), "Disabled access key "+idm[1]+" (arn:portico:user/alice).")
+		var info control.AccessKeyInfo
+		to.json(t, &info, "access-keys", "enable", ak.ID)
+		if !info.Enabled {
+			t.Errorf("access-keys enable -o json: %+v", info)
+		}
+		wantContains(t, to.ok(t, "access-keys", "enable", idm[1]), "Enabled access key")
+		wantContains(t, to.ok(t, "access-keys", "delete", ak.ID), "Deleted access key "+ak.ID+".")
+	})
+
 	// Every admin call was made by some command above.
 	t.Run("every admin call was exercised", func(t *testing.T) {
 		mux := http.NewServeMux()
@@ -764,6 +978,23 @@ func TestCtlErrors(t *testing.T) {
 			{[]string{"purge", "--host", "x.test"}, []string{"--host and --prefix go together"}},
 			{[]string{"purge", "--stage", "prod"}, []string{"--api and --stage go together"}},
 			{[]string{"purges"}, []string{`"purges" needs a subcommand: list`}},
+			{[]string{"plans", "create", "--name", "x", "--quota", "10"}, []string{"--quota needs --period DAY, WEEK or MONTH"}},
+			{[]string{"plans", "create", "--name", "x", "--quota", "10", "--period", "YEAR"}, []string{`--period "YEAR": use DAY or WEEK or MONTH`}},
+			{[]string{"plans", "create", "--name", "x", "--stage", "shop"}, []string{`"shop" is not API:STAGE`}},
+			{[]string{"plans", "create", "--name", "x", "--stage", "shop:prod=5"}, []string{`"5" is not RATE/BURST`}},
+			{[]string{"plans", "create", "--name", "x", "--method-throttle", "shop:prod:GET /items=1"}, []string{`"1" is not RATE/BURST`}},
+			{[]string{"plans", "create", "--name", "x", "--method-throttle", "shop:prod:get items=1/1"}, []string{"route key"}},
+			{[]string{"plans", "create", "--name", "x", "--method-throttle", "shop:prod:GET /items=1/1"}, []string{"the plan does not cover shop:prod; add --stage shop:prod"}},
+			{[]string{"plans", "create", "--name", "x", "--stage", "shop:prod", "--stage", "shop:prod"}, []string{"--stage shop:prod is given twice"}},
+			{[]string{"plans", "create", "-f", "plan.yaml", "--rate", "1"}, []string{"-f FILE holds the whole plan; do not give --rate with it"}},
+			{[]string{"plans", "create", "--rate", "1"}, []string{"--name NAME is required"}},
+			{[]string{"plans", "update", "gold"}, []string{"nothing to change"}},
+			{[]string{"keys", "create"}, []string{"--name NAME is required", "usage: portico ctl keys create --name NAME [--disabled] [--plan PLAN]..."}},
+			{[]string{"keys", "import", "--name", "x"}, []string{"give the key with --value-file FILE or --value VALUE"}},
+			{[]string{"keys", "import", "--name", "x", "--value", "short"}, []string{"20 to 128 characters"}},
+			{[]string{"keys", "usage", "k1", "--from", "2026-02-30"}, []string{`"2026-02-30" is not a date`}},
+			{[]string{"plans", "usage", "gold", "--to", "today"}, []string{`"today" is not a date`}},
+			{[]string{"access-keys", "create"}, []string{"--principal PRINCIPAL is required"}},
 		} {
 			_, _, err := to.run(tc.args...)
 			if exitCode(err) != 2 {

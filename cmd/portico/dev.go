@@ -15,6 +15,7 @@ import (
 	"github.com/portico-edge/portico/config"
 	"github.com/portico-edge/portico/edge"
 	"github.com/portico-edge/portico/edge/devca"
+	"github.com/portico-edge/portico/edge/heartbeat"
 	"github.com/portico-edge/portico/edge/listen"
 	"github.com/portico-edge/portico/examples/quickstart/backend"
 	"github.com/portico-edge/portico/origin"
@@ -36,8 +37,12 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	logLevel := fs.String("log-level", "warn", "debug, info, warn or error")
 	cacheBytes := byteSize(defaultCacheBytes)
 	fs.Var(&cacheBytes, "cache-bytes", "memory budget of the edge's response cache; 0 turns caching off")
+	usageInterval := fs.Duration("usage-interval", 10*time.Second, "how often the edge reports API key usage to the origin (also at shutdown)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if *usageInterval < 100*time.Millisecond {
+		return usageError{fmt.Sprintf("--usage-interval %v: give at least 100ms (the default is 10s)", *usageInterval)}
 	}
 	log, err := newLogger(stderr, *logLevel)
 	if err != nil {
@@ -48,7 +53,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	defer cancel()
 
 	var backendAddr string
-	errc := make(chan error, 4)
+	backendErr := make(chan error, 1)
 	if *backendListen != "" {
 		ln, err := net.Listen("tcp", *backendListen)
 		if err != nil {
@@ -56,7 +61,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		}
 		backendAddr = ln.Addr().String()
 		bs := &http.Server{Handler: backend.Handler(), ReadHeaderTimeout: 10 * time.Second}
-		go func() { errc <- bs.Serve(ln) }()
+		go func() { backendErr <- bs.Serve(ln) }()
 		go func() { <-ctx.Done(); bs.Close() }()
 	}
 
@@ -89,7 +94,13 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err := o.Listen(); err != nil {
 		return fmt.Errorf("%w (is another portico dev running?)", err)
 	}
-	go func() { errc <- o.Serve(ctx, 5*time.Second) }()
+	// The origin outlives the edge: at shutdown the edge drains, then
+	// reports its last usage to the origin, and only then does the origin
+	// stop.
+	originCtx, stopOrigin := context.WithCancel(context.Background())
+	defer stopOrigin()
+	originDone := make(chan error, 1)
+	go func() { originDone <- o.Serve(originCtx, 5*time.Second) }()
 
 	originURL := &url.URL{Scheme: "http", Host: o.DataAddr()}
 	certs, err := loadCertificates("", "", true, filepath.Join(*dataDir, "edge"))
@@ -123,19 +134,41 @@ Use the admin API with portico ctl:
 `, httpsAddr, httpAddr, o.AdminAddr(), adminTok, o.DataAddr(), backendAddr, caPath, httpsAddr, caPath, portOf(httpsAddr), o.AdminAddr(), adminTok)
 		writeDevEnv(*dataDir, o.AdminAddr(), adminTok)
 	}
-	go func() {
-		errc <- serveEdge(ctx, e, n, edgeListeners{HTTPS: *httpsListen, HTTP: *httpListen, Ops: *opsListen, Certs: certs, Drain: 5 * time.Second, HTTP3: true, HSTS: listen.HSTSPolicy{Disabled: true}, Ready: ready}, log)
-	}()
-	select {
-	case <-ctx.Done():
-		return nil
-	case err := <-errc:
-		cancel()
-		if errors.Is(err, http.ErrServerClosed) {
-			return nil
-		}
+	stopUsage, err := startUsageReporter(originURL, edgeTok, nil, n, *usageInterval, log)
+	if err != nil {
 		return err
 	}
+	edgeDone := make(chan error, 1)
+	go func() {
+		hb := &heartbeat.Reporter{Origin: originURL, Token: edgeTok, Log: log, State: edgeState(e, certs, "dev-edge", "local", "edge")}
+		edgeDone <- serveEdge(ctx, e, n, edgeListeners{HTTPS: *httpsListen, HTTP: *httpListen, Ops: *opsListen, Certs: certs, Drain: 5 * time.Second, HTTP3: true, HSTS: listen.HSTSPolicy{Disabled: true}, Ready: ready, Heartbeat: hb}, log)
+	}()
+	var runErr error
+	originStopped := false
+	select {
+	case <-ctx.Done():
+		runErr = <-edgeDone
+	case runErr = <-edgeDone:
+	case runErr = <-originDone:
+		originStopped = true
+		cancel()
+		<-edgeDone
+	case runErr = <-backendErr:
+		cancel()
+		<-edgeDone
+	}
+	cancel()
+	stopUsage()
+	stopOrigin()
+	if !originStopped {
+		if err := <-originDone; runErr == nil {
+			runErr = err
+		}
+	}
+	if errors.Is(runErr, http.ErrServerClosed) {
+		return nil
+	}
+	return runErr
 }
 
 // writeDevEnv leaves the admin URL and token where scripts can source them.

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -18,8 +20,11 @@ import (
 
 	"github.com/portico-edge/portico/config"
 	"github.com/portico-edge/portico/edge"
+	"github.com/portico-edge/portico/edge/heartbeat"
 	"github.com/portico-edge/portico/edge/hygiene"
 	"github.com/portico-edge/portico/edge/listen"
+	edgeusage "github.com/portico-edge/portico/edge/usage"
+	"github.com/portico-edge/portico/origin/fleet"
 )
 
 func runEdge(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -27,6 +32,8 @@ func runEdge(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	originURL := fs.String("origin", "", "the origin's data-plane URL, e.g. http://origin.internal:9901 (required)")
 	token := fs.String("token", "", "edge token (or set PORTICO_EDGE_TOKEN, or use --token-file)")
 	tokenFile := fs.String("token-file", "", "file holding the edge token")
+	originCA := fs.String("origin-ca", "", "PEM file of the roots that sign an https origin's certificate (default: the system's)")
+	originHTTP3 := fs.Bool("origin-http3", false, "forward to an https origin over HTTP/3 (QUIC) instead of HTTP/1.1")
 	dataDir := fs.String("data-dir", envOr("PORTICO_DATA_DIR", "portico-edge-data"), "directory for the last good snapshot and caches")
 	httpsListen := fs.String("https-listen", ":443", "HTTPS address")
 	httpListen := fs.String("http-listen", ":80", "plain-HTTP address (redirects to HTTPS unless a domain says serve); empty disables it")
@@ -36,9 +43,12 @@ func runEdge(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	devCA := fs.Bool("dev-ca", false, "issue certificates from a local development CA kept in the data dir (not for production)")
 	var tf tlsFlags
 	tf.register(fs)
+	nodeName := fs.String("node-name", hostname(), "this edge's name in the origin's node list")
+	site := fs.String("site", "", "the edge site this node belongs to")
 	opsListen := fs.String("ops-listen", "127.0.0.1:9902", "address for /healthz, /readyz and /metrics; empty disables it")
 	drain := fs.Duration("drain", 15*time.Second, "how long requests in flight may take to finish at shutdown")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	usageInterval := fs.Duration("usage-interval", 10*time.Second, "how often API key usage is reported to the origin (also at shutdown)")
 	var nf nodeFlags
 	nf.register(fs)
 	if err := parseFlags(fs, args); err != nil {
@@ -59,6 +69,9 @@ func runEdge(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
+	if *usageInterval < 100*time.Millisecond {
+		return usageError{fmt.Sprintf("--usage-interval %v: give at least 100ms (the default is 10s)", *usageInterval)}
+	}
 	tuneGC()
 	n, err := newNode(nf, log)
 	if err != nil {
@@ -78,7 +91,12 @@ func runEdge(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	defer certs.stop()
-	e, err := edge.New(edge.Config{Origin: u, Token: tok, DataDir: *dataDir, Policies: n.Policies, Prepare: certs.prepare(n.prepare, config.EndpointEdge, log), TrustedProxies: n.Trusted, HTTPSPort: port, Logger: log})
+	oc, err := originClient(u, *originCA, *originHTTP3)
+	if err != nil {
+		return err
+	}
+	e, err := edge.New(edge.Config{Origin: u, Token: tok, DataDir: *dataDir, Policies: n.Policies, Prepare: certs.prepare(n.prepare, config.EndpointEdge, log), TrustedProxies: n.Trusted, HTTPSPort: port, Logger: log,
+		OriginTLS: oc.tls, OriginTransport: oc.forward, OriginClient: oc.client})
 	if err != nil {
 		return err
 	}
@@ -86,7 +104,40 @@ func runEdge(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	return serveEdge(ctx, e, n, edgeListeners{HTTPS: *httpsListen, HTTP: *httpListen, Ops: *opsListen, Certs: certs, Drain: *drain, HTTP3: !tf.noHTTP3, HSTS: hsts}, log)
+	hb := &heartbeat.Reporter{Origin: u, Token: tok, Client: oc.client, Log: log, State: edgeState(e, certs, *nodeName, *site, "edge")}
+	stopUsage, err := startUsageReporter(u, tok, oc.client, n, *usageInterval, log)
+	if err != nil {
+		return err
+	}
+	err = serveEdge(ctx, e, n, edgeListeners{HTTPS: *httpsListen, HTTP: *httpListen, Ops: *opsListen, Certs: certs, Drain: *drain, HTTP3: !tf.noHTTP3, HSTS: hsts, Heartbeat: hb}, log)
+	stopUsage()
+	return err
+}
+
+// startUsageReporter reports the node's API key usage to the origin every
+// interval. The returned stop ends it and makes a last report (bounded to
+// 5 seconds); call it once the listeners stopped taking requests, so that
+// requests served while draining are counted too.
+func startUsageReporter(origin *url.URL, token string, client *http.Client, n *node, interval time.Duration, log *slog.Logger) (stop func(), err error) {
+	rep, err := edgeusage.New(edgeusage.Options{Origin: origin, Token: token, Client: client, Source: n.Usage, Interval: interval, Logger: log, Registerer: n.Metrics})
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		rep.Run(ctx)
+	}()
+	return func() {
+		cancel()
+		<-done
+		fctx, fcancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer fcancel()
+		if err := rep.Close(fctx); err == nil {
+			log.Info("usage reported at shutdown")
+		}
+	}, nil
 }
 
 func edgeToken(flagVal, file string) (string, error) {
@@ -123,6 +174,8 @@ type edgeListeners struct {
 	HSTS             listen.HSTSPolicy
 	// Name is what the listeners serve, for the log ("edge" by default).
 	Name string
+	// Heartbeat, when set, reports to the origin while serving.
+	Heartbeat *heartbeat.Reporter
 	// Ready is called once every listener is bound.
 	Ready func(httpsAddr, httpAddr string)
 }
@@ -187,6 +240,9 @@ func serveEdge(ctx context.Context, e *edge.Edge, n *node, l edgeListeners, log 
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go e.Run(runCtx)
+	if l.Heartbeat != nil {
+		go l.Heartbeat.Run(runCtx)
+	}
 	go func() {
 		<-ctx.Done()
 		e.Drain() // WebSockets get 1001; the listener drains the rest
@@ -207,4 +263,63 @@ func serveEdge(ctx context.Context, e *edge.Edge, n *node, l edgeListeners, log 
 		err = nil
 	}
 	return err
+}
+
+// edgeState returns what a node's heartbeats report.
+func edgeState(e *edge.Edge, certs *certificateSource, name, site, role string) func() fleet.Heartbeat {
+	started := time.Now().UTC()
+	typ := config.EndpointEdge
+	if role == "regional" {
+		typ = config.EndpointRegional
+	}
+	return func() fleet.Heartbeat {
+		return fleet.Heartbeat{Node: name, Site: site, Role: role, Version: e.Version(), Build: version, StartedAt: started, Certificates: certs.statuses(e.Snapshot(), typ)}
+	}
+}
+
+func hostname() string {
+	h, err := os.Hostname()
+	if err != nil || h == "" {
+		return "edge"
+	}
+	return h
+}
+
+// originConn is how an edge reaches its origin.
+type originConn struct {
+	tls     *tls.Config       // for an https origin
+	forward http.RoundTripper // forwarded requests; nil means the forwarder's HTTP/1.1 pool
+	client  *http.Client      // snapshots, heartbeats, reports
+}
+
+func originClient(u *url.URL, caFile string, h3 bool) (*originConn, error) {
+	oc := &originConn{client: &http.Client{}}
+	if u.Scheme != "https" {
+		if h3 {
+			return nil, usageError{"--origin-http3 needs an https:// origin (the origin serves TLS with --data-tls-cert)"}
+		}
+		if caFile != "" {
+			return nil, usageError{"--origin-ca applies to an https:// origin"}
+		}
+		return oc, nil
+	}
+	oc.tls = &tls.Config{MinVersion: tls.VersionTLS12}
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, fmt.Errorf("--origin-ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--origin-ca %s holds no PEM certificate", caFile)
+		}
+		oc.tls.RootCAs = pool
+	}
+	// Each user gets its own copy: net/http's HTTP/2 set-up edits the
+	// config it is given.
+	oc.client = &http.Client{Transport: &http.Transport{TLSClientConfig: oc.tls.Clone(), ForceAttemptHTTP2: true, Proxy: nil}}
+	if h3 {
+		oc.forward = listen.NewHTTP3Transport(oc.tls.Clone())
+	}
+	return oc, nil
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"log/slog"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/portico-edge/portico/config"
 	"github.com/portico-edge/portico/edge"
+	"github.com/portico-edge/portico/edge/listen"
 	"github.com/portico-edge/portico/origin"
 	"github.com/portico-edge/portico/origin/control"
 )
@@ -27,6 +29,8 @@ func runOrigin(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	var nf nodeFlags
 	nf.register(fs)
+	dataCert := fs.String("data-tls-cert", "", "certificate (PEM) for the data-plane listener: edges then reach it over TLS (HTTP/1.1, HTTP/2 or HTTP/3)")
+	dataKey := fs.String("data-tls-key", "", "key of --data-tls-cert")
 	regionalHTTPS := fs.String("regional-https-listen", "", "HTTPS address for regional and private endpoints served by this origin; empty serves none")
 	regionalHTTP := fs.String("regional-http-listen", "", "plain-HTTP address for regional and private endpoints (ACME HTTP-01, redirects)")
 	certFile := fs.String("tls-cert", "", "default certificate (PEM) of regional endpoints")
@@ -47,7 +51,18 @@ func runOrigin(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	defer n.Close()
-	o, first, err := origin.New(ctx, origin.Config{DataDir: *dataDir, AdminListen: *adminListen, DataListen: *dataListen, Importer: importDocument, Policies: n.Policies, Logger: log})
+	ocfg := origin.Config{DataDir: *dataDir, AdminListen: *adminListen, DataListen: *dataListen, Importer: importDocument, Policies: n.Policies, Logger: log}
+	if (*dataCert == "") != (*dataKey == "") {
+		return usageError{"--data-tls-cert and --data-tls-key go together"}
+	}
+	if *dataCert != "" {
+		c, err := tls.LoadX509KeyPair(*dataCert, *dataKey)
+		if err != nil {
+			return fmt.Errorf("load --data-tls-cert/--data-tls-key: %w", err)
+		}
+		ocfg.DataCertificates = listen.CertFunc(func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return &c, nil })
+	}
+	o, first, err := origin.New(ctx, ocfg)
 	if err != nil {
 		return err
 	}
@@ -64,7 +79,7 @@ func runOrigin(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err := o.Listen(); err != nil {
 		return err
 	}
-	log.Info("origin serving", "admin", o.AdminAddr(), "data", o.DataAddr(), "data_dir", *dataDir)
+	log.Info("origin serving", "admin", o.AdminAddr(), "data", o.DataScheme()+"://"+o.DataAddr(), "data_dir", *dataDir)
 	if *regionalHTTPS == "" {
 		return o.Serve(ctx, *drain)
 	}
@@ -158,6 +173,20 @@ func serveRegional(ctx context.Context, o *origin.Origin, n *node, rc regionalCo
 		return err
 	}
 	go o.Follow(ctx, e.Apply)
+	// The regional endpoints report into the origin's own node list.
+	state := edgeState(e, certs, hostname()+"/regional", "", "regional")
+	go func() {
+		t := time.NewTicker(10 * time.Second)
+		defer t.Stop()
+		for {
+			o.Fleet.Record(state(), "")
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
 	hsts, err := rc.tls.hsts(rc.devCA)
 	if err != nil {
 		return err

@@ -2,10 +2,12 @@
 // origin's data plane, over pooled connections, with the routing and
 // identity headers of the edge-to-origin contract (docs/architecture.md).
 //
-// It is built on httputil.ReverseProxy with Rewrite (never Director): the
-// proxy removes hop-by-hop headers and those a client names in Connection
-// before Rewrite runs, so nothing the edge adds here can be removed by a
-// client's Connection header.
+// Both Portico hops proxy with this package's Proxy (the origin's
+// integrations too): it does what httputil.ReverseProxy with Rewrite did,
+// with less work per request (see Proxy). The outbound header is prepared
+// (hop-by-hop headers and those a client names in Connection removed)
+// before the gateway's headers are added, so nothing the edge adds here
+// can be removed by a client's Connection header.
 package forward
 
 import (
@@ -15,11 +17,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httputil"
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/portico-edge/portico/edge/hygiene"
@@ -54,9 +54,11 @@ type Options struct {
 // Forwarder forwards exchanges to the origin.
 type Forwarder struct {
 	origin    *url.URL
+	prefix    string // the origin URL's path, without its final slash
 	token     []string
-	proxy     *httputil.ReverseProxy
+	proxy     *Proxy
 	transport http.RoundTripper
+	timeout   time.Duration
 	tls       *tls.Config
 	log       *slog.Logger
 }
@@ -73,15 +75,28 @@ func New(o Options) (*Forwarder, error) {
 		o.Timeout = 5*time.Minute + 10*time.Second
 	}
 	tr := o.Transport
+	var pool *PoolOptions
 	if tr == nil {
-		// HTTP/1.1 keep-alive with a deep idle pool: on loopback and on
-		// a LAN it measured faster than one multiplexed HTTP/2
-		// connection (see docs/performance.md), and it keeps a slow
-		// response from holding up others behind it.
+		// Both carry HTTP/1.1 only: say so in ALPN, on configs of their
+		// own (net/http's HTTP/2 set-up edits a shared config in place).
+		h1TLS := func() *tls.Config {
+			if o.TLS == nil {
+				return nil
+			}
+			c := o.TLS.Clone()
+			c.NextProtos = []string{"http/1.1"}
+			return c
+		}
+		// HTTP/1.1 keep-alive with a deep idle pool: on loopback it
+		// measured faster than one multiplexed h2c connection (see
+		// docs/performance.md), and it keeps a slow response from
+		// holding up others behind it. Requests without a body take the
+		// lean path (PoolOptions); the Transport carries those with one.
+		pool = &PoolOptions{TLS: h1TLS(), MaxIdlePerHost: 1024, MaxIdle: 4096, IdleTimeout: 90 * time.Second, DialTimeout: 5 * time.Second}
 		tr = &http.Transport{
 			Proxy:                 nil,
 			DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-			TLSClientConfig:       o.TLS,
+			TLSClientConfig:       h1TLS(),
 			TLSHandshakeTimeout:   5 * time.Second,
 			MaxIdleConns:          4096,
 			MaxIdleConnsPerHost:   1024,
@@ -94,15 +109,12 @@ func New(o Options) (*Forwarder, error) {
 			ReadBufferSize:        16 << 10,
 		}
 	}
-	f := &Forwarder{origin: o.Origin, token: []string{o.Token}, transport: tr, tls: o.TLS, log: o.Logger}
-	f.proxy = &httputil.ReverseProxy{
-		Rewrite:       f.rewrite,
-		Transport:     tr,
-		BufferPool:    newBufferPool(),
-		ErrorHandler:  f.proxyError,
-		FlushInterval: -1,
-		ErrorLog:      nil,
+	f := &Forwarder{
+		origin: o.Origin, prefix: strings.TrimSuffix(o.Origin.EscapedPath(), "/"),
+		token: []string{o.Token}, transport: tr, timeout: o.Timeout, tls: o.TLS, log: o.Logger,
 	}
+	f.proxy = NewProxy(tr, pool)
+	f.proxy.ErrorHandler = f.proxyError
 	return f, nil
 }
 
@@ -111,32 +123,54 @@ func New(o Options) (*Forwarder, error) {
 func (f *Forwarder) Forward(w http.ResponseWriter, ex *plugins.Exchange) {
 	r := ex.Request
 	h := r.Header
-	h[HeaderEdgeToken] = f.token
-	h[HeaderDeployment] = []string{ex.Deployment.ID}
-	h[HeaderStage] = []string{ex.API.ID + "/" + ex.Stage.Name}
-	h[HeaderRoute] = []string{strconv.Itoa(ex.RouteIndex)}
-	h[plugins.RequestIDHeader] = []string{ex.RequestID}
+	// Hop-by-hop headers, those the client names in Connection and the
+	// client's forwarding headers go first; then the gateway's.
+	PrepareHeader(h)
+	// Upgrades go through Upgrade and its checked relay; anything else
+	// that asks to switch protocols (h2c, a malformed WebSocket handshake)
+	// must not become an unchecked tunnel (PrepareHeader removed Upgrade).
+	f.setHeaders(h, ex)
+	r.Trailer = nil // trailers would reach the origin after every check
+	o := Outbound{
+		In:            r,
+		Scheme:        f.origin.Scheme,
+		Host:          f.origin.Host,
+		Prefix:        f.prefix,
+		Path:          ex.RoutePath,
+		Query:         r.URL.RawQuery,
+		HeaderTimeout: f.timeout,
+	}
+	f.proxy.Serve(w, &o)
+}
+
+// setHeaders adds the edge-to-origin headers (after the client's were
+// cleaned).
+func (f *Forwarder) setHeaders(h http.Header, ex *plugins.Exchange) {
 	client := ex.Client.String()
 	proto := "http"
 	if ex.TLS {
 		proto = "https"
 	}
-	// Set on the inbound request; rewrite copies them after the proxy
-	// has removed the client's.
-	h["X-Forwarded-For"] = []string{client}
-	h["X-Forwarded-Host"] = []string{ex.Host}
-	h["X-Forwarded-Proto"] = []string{proto}
-	h["Forwarded"] = []string{forwardedValue(client, ex.Host, proto)}
+	// One allocation for the eight values (each field gets a slice of
+	// length and capacity 1, so that appending to one never touches
+	// another).
+	v := [...]string{
+		ex.Deployment.ID, ex.API.ID + "/" + ex.Stage.Name, strconv.Itoa(ex.RouteIndex), ex.RequestID,
+		client, ex.Host, proto, forwardedValue(client, ex.Host, proto),
+	}
+	vs := v[:]
+	h[HeaderEdgeToken] = f.token
+	h[HeaderDeployment] = vs[0:1:1]
+	h[HeaderStage] = vs[1:2:2]
+	h[HeaderRoute] = vs[2:3:3]
+	h[plugins.RequestIDHeader] = vs[3:4:4]
+	h["X-Forwarded-For"] = vs[4:5:5]
+	h["X-Forwarded-Host"] = vs[5:6:6]
+	h["X-Forwarded-Proto"] = vs[6:7:7]
+	h["Forwarded"] = vs[7:8:8]
 	for k, v := range ex.Identity.Headers {
 		h[k] = v
 	}
-	r.URL.Path, r.URL.RawPath = unescapedPath(ex.RoutePath), ex.RoutePath
-	// Upgrades go through Upgrade and its checked relay; anything else
-	// that asks to switch protocols (h2c, a malformed WebSocket handshake)
-	// must not become an unchecked tunnel inside ReverseProxy.
-	delete(h, "Upgrade")
-	r.Trailer = nil // trailers would reach the origin after every check
-	f.proxy.ServeHTTP(w, r)
 }
 
 func forwardedValue(client, host, proto string) string {
@@ -149,10 +183,26 @@ func forwardedValue(client, host, proto string) string {
 		b.WriteString(client)
 	}
 	b.WriteString(";host=")
-	b.WriteString(strconv.Quote(host))
+	if needsEscape(host) {
+		b.WriteString(strconv.Quote(host))
+	} else {
+		b.WriteByte('"')
+		b.WriteString(host)
+		b.WriteByte('"')
+	}
 	b.WriteString(";proto=")
 	b.WriteString(proto)
 	return b.String()
+}
+
+// needsEscape reports whether s cannot go between double quotes as is.
+func needsEscape(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < ' ' || c >= 0x7f || c == '"' || c == '\\' {
+			return true
+		}
+	}
+	return false
 }
 
 func unescapedPath(p string) string {
@@ -163,22 +213,6 @@ func unescapedPath(p string) string {
 		return u
 	}
 	return p
-}
-
-func (f *Forwarder) rewrite(pr *httputil.ProxyRequest) {
-	out, in := pr.Out, pr.In
-	out.URL.Scheme = f.origin.Scheme
-	out.URL.Host = f.origin.Host
-	if f.origin.Path != "" && f.origin.Path != "/" {
-		out.URL.Path = strings.TrimSuffix(f.origin.Path, "/") + out.URL.Path
-		if out.URL.RawPath != "" {
-			out.URL.RawPath = strings.TrimSuffix(f.origin.Path, "/") + out.URL.RawPath
-		}
-	}
-	out.Host = f.origin.Host
-	for _, k := range []string{"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "Forwarded"} {
-		out.Header[k] = in.Header[k]
-	}
 }
 
 func (f *Forwarder) proxyError(w http.ResponseWriter, r *http.Request, err error) {
@@ -201,26 +235,11 @@ func (f *Forwarder) proxyError(w http.ResponseWriter, r *http.Request, err error
 }
 
 // Close releases idle connections to the origin.
-func (f *Forwarder) Close() {
-	if t, ok := f.transport.(interface{ CloseIdleConnections() }); ok {
-		t.CloseIdleConnections()
-	}
-}
+func (f *Forwarder) Close() { f.proxy.CloseIdle() }
 
-// Transport returns the transport used toward the origin.
+// Transport returns the transport used toward the origin for requests
+// with a body (and for all requests when Options.Transport was set).
 func (f *Forwarder) Transport() http.RoundTripper { return f.transport }
-
-type bufferPool struct{ p sync.Pool }
-
-func newBufferPool() *bufferPool {
-	return &bufferPool{p: sync.Pool{New: func() any { return make([]byte, 32<<10) }}}
-}
-
-func (b *bufferPool) Get() []byte { return b.p.Get().([]byte) }
-
-// Put returns a buffer. Storing a slice in a sync.Pool allocates its small
-// header; next to a 32 KiB copy that is noise.
-func (b *bufferPool) Put(x []byte) { b.p.Put(x) }
 
 // Upgrade relays a WebSocket upgrade to the origin with the same headers a
 // plain request gets. ctx ends the relay (the edge's drain).
@@ -229,23 +248,7 @@ func (f *Forwarder) Upgrade(ctx context.Context, w http.ResponseWriter, ex *plug
 	h := wsrelay.ForwardHeader(r.Header)
 	// Gateway headers go in after the client's were cleaned, so that no
 	// Connection header of the client's can remove them.
-	h[HeaderEdgeToken] = f.token
-	h[HeaderDeployment] = []string{ex.Deployment.ID}
-	h[HeaderStage] = []string{ex.API.ID + "/" + ex.Stage.Name}
-	h[HeaderRoute] = []string{strconv.Itoa(ex.RouteIndex)}
-	h[plugins.RequestIDHeader] = []string{ex.RequestID}
-	client := ex.Client.String()
-	proto := "http"
-	if ex.TLS {
-		proto = "https"
-	}
-	h["X-Forwarded-For"] = []string{client}
-	h["X-Forwarded-Host"] = []string{ex.Host}
-	h["X-Forwarded-Proto"] = []string{proto}
-	h["Forwarded"] = []string{forwardedValue(client, ex.Host, proto)}
-	for k, v := range ex.Identity.Headers {
-		h[k] = v
-	}
+	f.setHeaders(h, ex)
 	u := *f.origin
 	u.Path = strings.TrimSuffix(f.origin.Path, "/") + unescapedPath(ex.RoutePath)
 	u.RawPath = strings.TrimSuffix(f.origin.Path, "/") + ex.RoutePath

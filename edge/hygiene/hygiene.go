@@ -5,44 +5,11 @@
 // cache key and the forwarder all use. README.md lists each rule, why it
 // exists and the status it answers with.
 //
-// The edge server uses it like this, for HTTP/1.1, HTTP/2 and HTTP/3 alike:
-//
-//	srv := &http.Server{
-//		ConnContext:                  hygiene.ConnContext, // HTTP/1 framing guard
-//		DisableGeneralOptionsHandler: true,                // every request reaches Check
-//	}
-//	go srv.Serve(hygiene.Listener(ln)) // plaintext HTTP/1 listeners
-//
-//	func (e *edge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-//		req, herr := hygiene.Check(r, e.limits)
-//		if herr != nil {
-//			herr.Write(w)
-//			return
-//		}
-//		if req.Close {
-//			w.Header().Set("Connection", "close")
-//		}
-//		client := e.clientAddr(r)  // may read a trusted proxy's X-Forwarded-For
-//		hygiene.Sanitize(r.Header) // then policies only see headers they can trust
-//		hygiene.WrapBody(r, e.limits.MaxBodyBytes)
-//		// route on req.Host and req.Path, run the pipeline, forward.
-//	}
-//
-// and the forwarder, a ReverseProxy with Rewrite:
-//
-//	Rewrite: func(pr *httputil.ProxyRequest) {
-//		hygiene.SanitizeForward(pr.Out) // first: nothing the client sent can remove what follows
-//		pr.SetURL(target)
-//		pr.SetXForwarded()
-//		pr.Out.Header.Set("Portico-Route", ...)
-//	},
-//	ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
-//		if herr := hygiene.BodyError(err); herr != nil {
-//			herr.Write(w) // 400/408/413: the client's body failed, not the origin
-//			return
-//		}
-//		plugins.WriteError(w, http.StatusBadGateway, "...")
-//	},
+// The edge (package edge, served through edge/listen) follows README.md's
+// order: the framing guard on every HTTP/1 connection, then Check,
+// the client address, Sanitize and WrapBody; the forwarder adds the
+// gateway's headers only after the client's were cleaned, and maps body
+// errors with BodyError.
 package hygiene
 
 import (

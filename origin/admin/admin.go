@@ -68,6 +68,7 @@ func New(ctx context.Context, ctl *control.Control, st *store.Store, log *slog.L
 		s.Handle(r)
 	}
 	s.registerCacheRoutes()
+	s.registerAccess()
 	s.mux.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(s.OpenAPI())

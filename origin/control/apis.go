@@ -162,6 +162,11 @@ func (c *Control) DeleteAPI(ctx context.Context, ref string) error {
 		if len(uses) > 0 {
 			return errorf(Conflict, "API %q is still mapped on %s; delete those base path mappings first", api.Name, strings.Join(uses, ", "))
 		}
+		if plans, err := plansCovering(tx, api.ID, ""); err != nil {
+			return err
+		} else if len(plans) > 0 {
+			return errorf(Conflict, "API %q is covered by usage plan(s) %s; remove its stages from those plans first", api.Name, strings.Join(plans, ", "))
+		}
 		prefix := api.ID + "/"
 		for _, b := range []string{store.BucketStages, store.BucketStageHistory} {
 			var keys []string
@@ -225,3 +230,22 @@ func checkPolicySpecs(ps []config.PolicySpec) error {
 
 // isNotFound reports whether err is a store miss.
 func isNotFound(err error) bool { return errors.Is(err, store.ErrNotFound) }
+
+// plansCovering names the usage plans that cover an API (any stage, when
+// stage is empty) so that deleting it cannot leave plans pointing nowhere.
+func plansCovering(tx *store.Tx, apiID, stage string) ([]string, error) {
+	plans, err := store.List[config.UsagePlan](tx, store.BucketUsagePlans, "")
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, p := range plans {
+		for _, s := range p.Stages {
+			if s.APIID == apiID && (stage == "" || s.Stage == stage) {
+				out = append(out, p.Name)
+				break
+			}
+		}
+	}
+	return out, nil
+}

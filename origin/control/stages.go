@@ -120,6 +120,11 @@ func (c *Control) DeleteStage(ctx context.Context, apiRef, name string) error {
 		} else if len(uses) > 0 {
 			return errorf(Conflict, "stage %q of API %q is still mapped on %s; delete those base path mappings first", name, api.Name, strings.Join(uses, ", "))
 		}
+		if plans, err := plansCovering(tx, api.ID, name); err != nil {
+			return err
+		} else if len(plans) > 0 {
+			return errorf(Conflict, "stage %q of API %q is covered by usage plan(s) %s; remove it from those plans first", name, api.Name, strings.Join(plans, ", "))
+		}
 		if err := tx.Delete(store.BucketStageHistory, store.StageKey(api.ID, name)); err != nil {
 			return err
 		}

@@ -15,15 +15,16 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httputil"
 	"net/url"
 	"regexp"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/portico-edge/portico/config"
+	"github.com/portico-edge/portico/edge/forward"
 	"github.com/portico-edge/portico/edge/wsrelay"
 	"github.com/portico-edge/portico/plugins"
 )
@@ -44,8 +45,10 @@ type Invoker struct {
 	drain     context.CancelFunc
 	log       *slog.Logger
 	transport *http.Transport
-	proxy     *httputil.ReverseProxy
+	proxy     *forward.Proxy
 	patterns  sync.Map // pattern string -> *regexp.Regexp
+	targets   sync.Map // expanded integration URI -> *url.URL (parsed once)
+	ntargets  atomic.Int32
 }
 
 // Options configure an Invoker.
@@ -56,8 +59,6 @@ type Options struct {
 	// WebSocket bounds WebSockets relayed to backends.
 	WebSocket wsrelay.Limits
 }
-
-type callKey struct{}
 
 // New returns an Invoker.
 func New(o Options) *Invoker {
@@ -80,32 +81,32 @@ func New(o Options) *Invoker {
 	}
 	iv := &Invoker{log: o.Logger, transport: tr, relay: &wsrelay.Relay{Limits: o.WebSocket, Metrics: &wsrelay.Metrics{}}}
 	iv.drainCtx, iv.drain = context.WithCancel(context.Background())
-	iv.proxy = &httputil.ReverseProxy{
-		Rewrite:      iv.rewrite,
-		Transport:    tr,
-		BufferPool:   newBufferPool(),
-		ErrorHandler: iv.proxyError,
-		ModifyResponse: func(res *http.Response) error {
-			if st, _ := res.Request.Context().Value(callKey{}).(*callState); st != nil && st.call.Route.Integration.Type == config.IntegrationHTTP {
-				return iv.mapResponse(res, st.call)
-			}
-			return nil
-		},
-		FlushInterval: -1, // stream responses as they come: APIs may send server-sent events
-	}
+	// Requests without a body take the lean HTTP/1.1 path; the Transport
+	// carries those with one (forward.Proxy). Responses stream as they
+	// come: APIs may send server-sent events.
+	iv.proxy = forward.NewProxy(tr, &forward.PoolOptions{
+		MaxIdlePerHost: o.MaxIdleConnsPerHost,
+		MaxIdle:        4096,
+		IdleTimeout:    90 * time.Second,
+		DialTimeout:    5 * time.Second,
+	})
+	iv.proxy.ErrorHandler = iv.proxyError
 	return iv
 }
 
 // Close closes relayed WebSockets (1001) and idle backend connections.
 func (iv *Invoker) Close() {
 	iv.drain()
-	iv.transport.CloseIdleConnections()
+	iv.proxy.CloseIdle()
 }
 
 // serveUpgrade relays a WebSocket upgrade to the backend. Only http and
 // http_proxy routes get here; the checked relay replaces ReverseProxy's
 // own upgrade handling, which would tunnel any 101 without limits.
-func (iv *Invoker) serveUpgrade(w http.ResponseWriter, r *http.Request, target *url.URL, mapped http.Header, call *Call) {
+func (iv *Invoker) serveUpgrade(w http.ResponseWriter, r *http.Request, t target, mapped http.Header, call *Call) {
+	target := &url.URL{Scheme: t.scheme, Host: t.host, RawQuery: t.query}
+	target.Path, _ = url.PathUnescape(t.path)
+	target.RawPath = t.path
 	h := wsrelay.ForwardHeader(r.Header)
 	if call.Route.Integration.Type == config.IntegrationHTTP {
 		h = http.Header{}
@@ -140,14 +141,6 @@ func (iv *Invoker) serveUpgrade(w http.ResponseWriter, r *http.Request, target *
 	}
 }
 
-// callState travels in the outbound request's context from Serve to the
-// proxy's hooks.
-type callState struct {
-	call   *Call
-	target *url.URL
-	header http.Header // headers to set on the outbound request (http type: the only ones)
-}
-
 // Serve runs the call's integration and writes the response.
 func (iv *Invoker) Serve(w http.ResponseWriter, r *http.Request, call *Call) {
 	in := &call.Route.Integration
@@ -160,7 +153,12 @@ func (iv *Invoker) Serve(w http.ResponseWriter, r *http.Request, call *Call) {
 		plugins.WriteError(w, http.StatusInternalServerError, "the route's integration is not runnable")
 		return
 	}
-	target, hdr, err := buildTarget(r, call)
+	t, hdr, err := iv.buildTarget(r, call)
+	if errors.Is(err, errNotHTTP) {
+		iv.log.Warn("integration URI is not callable", "uri", call.Route.Integration.URI, "request_id", call.RequestID)
+		plugins.WriteError(w, http.StatusBadGateway, err.Error())
+		return
+	}
 	if err != nil {
 		plugins.WriteError(w, http.StatusBadRequest, err.Error())
 		return
@@ -170,45 +168,49 @@ func (iv *Invoker) Serve(w http.ResponseWriter, r *http.Request, call *Call) {
 		timeout = config.DefaultIntegrationTimeout
 	}
 	if wsrelay.IsUpgrade(r) {
-		iv.serveUpgrade(w, r, target, hdr, call)
+		iv.serveUpgrade(w, r, t, hdr, call)
 		return
 	}
-	delete(r.Header, "Upgrade") // see serveUpgrade: no unchecked tunnels
-	ctx, cancel := context.WithTimeout(r.Context(), timeout)
-	defer cancel()
-	st := &callState{call: call, target: target, header: hdr}
-	ctx = context.WithValue(ctx, callKey{}, st)
-	iv.proxy.ServeHTTP(w, r.WithContext(ctx))
-}
-
-func (iv *Invoker) rewrite(pr *httputil.ProxyRequest) {
-	st := pr.In.Context().Value(callKey{}).(*callState)
-	out := pr.Out
-	out.URL = st.target
-	out.Host = ""
-	if st.call.Route.Integration.Type == config.IntegrationHTTP {
+	// Hop-by-hop headers (Upgrade among them: no unchecked tunnels, see
+	// serveUpgrade) and those named in Connection go first.
+	forward.PrepareHeader(r.Header)
+	if in.Type == config.IntegrationHTTP {
 		// Only mapped parameters pass; keep what describes the body.
-		keep := http.Header{}
+		keep := make(http.Header, 8)
 		for _, h := range []string{"Content-Type", "Content-Encoding", "Content-Length", "Accept"} {
-			if v, ok := out.Header[h]; ok {
+			if v, ok := r.Header[h]; ok {
 				keep[h] = v
 			}
 		}
-		out.Header = keep
-	}
-	// The edge set these after removing the client's; it is trusted.
-	for _, h := range []string{"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "Forwarded"} {
-		if v, ok := pr.In.Header[h]; ok {
-			out.Header[h] = v
+		// The edge set these after removing the client's; it is trusted.
+		for _, h := range []string{"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "Forwarded"} {
+			if v, ok := r.Header[h]; ok {
+				keep[h] = v
+			}
 		}
+		r.Header = keep
 	}
-	for k, v := range st.header {
-		out.Header[k] = v
+	h := r.Header
+	for k, v := range hdr {
+		h[k] = v
 	}
-	out.Header.Set(plugins.RequestIDHeader, st.call.RequestID)
-	if in := st.call.Route.Integration.Method; in != "" {
-		out.Method = in
+	h[plugins.RequestIDHeader] = []string{call.RequestID}
+	// Via records this hop (RFC 9110 7.6.3) with the protocol the request
+	// arrived in: an operator can see how edges reach the origin.
+	h["Via"] = append(h["Via"], viaFor(r))
+	o := forward.Outbound{
+		In:       r,
+		Method:   in.Method,
+		Scheme:   t.scheme,
+		Host:     t.host,
+		Path:     t.path,
+		Query:    t.query,
+		Deadline: time.Now().Add(timeout),
 	}
+	if in.Type == config.IntegrationHTTP && len(in.Responses) > 0 {
+		o.ModifyResponse = func(res *http.Response) error { return iv.mapResponse(res, call) }
+	}
+	iv.proxy.Serve(w, &o)
 }
 
 func (iv *Invoker) proxyError(w http.ResponseWriter, r *http.Request, err error) {
@@ -224,18 +226,65 @@ func (iv *Invoker) proxyError(w http.ResponseWriter, r *http.Request, err error)
 	}
 }
 
-// buildTarget substitutes placeholders into the integration URI and maps
-// parameters.
-func buildTarget(r *http.Request, call *Call) (*url.URL, http.Header, error) {
-	in := &call.Route.Integration
-	raw := expandURI(in.URI, call)
+// target is where a call goes: scheme, host[:port], escaped path, raw query.
+type target struct{ scheme, host, path, query string }
+
+// maxParsedTargets bounds the cache of parsed integration URIs. URIs built
+// from path parameters are not cached (one per value); those built from
+// stage variables are few, but variables change, hence a bound.
+const maxParsedTargets = 4096
+
+// parse returns the parsed URL of an expanded integration URI. The result
+// is shared: never modify it.
+func (iv *Invoker) parse(raw string, cache bool) (*url.URL, error) {
+	if v, ok := iv.targets.Load(raw); ok {
+		return v.(*url.URL), nil
+	}
 	u, err := url.Parse(raw)
 	if err != nil {
-		return nil, nil, errors.New("the backend URL built for this request is not valid")
+		return nil, err
 	}
-	q := u.Query()
-	added := false
-	hdr := http.Header{}
+	if cache && iv.ntargets.Load() < maxParsedTargets {
+		if _, loaded := iv.targets.LoadOrStore(raw, u); !loaded {
+			iv.ntargets.Add(1)
+		}
+	}
+	return u, nil
+}
+
+// errNotHTTP: the integration's URI (after substitution) is not one the
+// invoker can call; a configuration problem, not the client's.
+var errNotHTTP = errors.New("the integration's backend URL is not an http:// or https:// URL with a host")
+
+// hasPathParams reports whether uri holds {param} placeholders (as opposed
+// to ${stageVariables.NAME} only).
+func hasPathParams(uri string) bool {
+	for i := 0; i < len(uri); i++ {
+		if uri[i] == '{' && (i == 0 || uri[i-1] != '$') {
+			return true
+		}
+	}
+	return false
+}
+
+// buildTarget substitutes placeholders into the integration URI and maps
+// parameters.
+func (iv *Invoker) buildTarget(r *http.Request, call *Call) (target, http.Header, error) {
+	in := &call.Route.Integration
+	raw := expandURI(in.URI, call)
+	u, err := iv.parse(raw, !hasPathParams(in.URI))
+	if err != nil {
+		return target{}, nil, errors.New("the backend URL built for this request is not valid")
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return target{}, nil, errNotHTTP
+	}
+	t := target{scheme: u.Scheme, host: u.Host, path: u.EscapedPath(), query: u.RawQuery}
+	var (
+		q     url.Values
+		added bool
+		hdr   http.Header
+	)
 	for dst, src := range in.Parameters {
 		val, ok := paramValue(r, call, src)
 		if !ok {
@@ -244,35 +293,32 @@ func buildTarget(r *http.Request, call *Call) (*url.URL, http.Header, error) {
 		kind, name, _ := strings.Cut(dst, ".")
 		switch kind {
 		case "query":
+			if q == nil {
+				q = u.Query()
+			}
 			q.Set(name, val)
 			added = true
 		case "header":
+			if hdr == nil {
+				hdr = http.Header{}
+			}
 			hdr.Set(name, val)
 		case "path":
 			// Path mappings are applied by expandURI through {name}.
 		}
 	}
-	switch in.Type {
-	case config.IntegrationHTTPProxy:
-		// The client's query passes through, after the URI's own.
-		if r.URL.RawQuery != "" {
-			if u.RawQuery != "" || added {
-				if added {
-					u.RawQuery = q.Encode()
-				}
-				u.RawQuery += "&" + r.URL.RawQuery
-			} else {
-				u.RawQuery = r.URL.RawQuery
-			}
-		} else if added {
-			u.RawQuery = q.Encode()
-		}
-	default:
-		if added {
-			u.RawQuery = q.Encode()
+	if added {
+		t.query = q.Encode()
+	}
+	// http_proxy: the client's query passes through, after the URI's own.
+	if in.Type == config.IntegrationHTTPProxy && r.URL.RawQuery != "" {
+		if t.query != "" {
+			t.query += "&" + r.URL.RawQuery
+		} else {
+			t.query = r.URL.RawQuery
 		}
 	}
-	return u, hdr, nil
+	return t, hdr, nil
 }
 
 // expandURI replaces ${stageVariables.NAME} and {param} in the URI. Path
@@ -283,6 +329,7 @@ func expandURI(uri string, call *Call) string {
 		return uri
 	}
 	var b strings.Builder
+	b.Grow(len(uri) + 64)
 	for i := 0; i < len(uri); {
 		switch {
 		case strings.HasPrefix(uri[i:], "${stageVariables."):
@@ -447,11 +494,15 @@ func (iv *Invoker) pattern(p string) (*regexp.Regexp, error) {
 	return re, nil
 }
 
-type bufferPool struct{ p sync.Pool }
-
-func newBufferPool() *bufferPool {
-	return &bufferPool{p: sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}}
+// viaFor returns this hop's Via entry for a request.
+func viaFor(r *http.Request) string {
+	switch {
+	case r.ProtoMajor == 3:
+		return "3 portico"
+	case r.ProtoMajor == 2:
+		return "2 portico"
+	case r.ProtoMinor == 0:
+		return "1.0 portico"
+	}
+	return "1.1 portico"
 }
-
-func (b *bufferPool) Get() []byte  { return *(b.p.Get().(*[]byte)) }
-func (b *bufferPool) Put(x []byte) { b.p.Put(&x) }

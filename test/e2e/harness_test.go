@@ -152,7 +152,11 @@ func startOrigin(t *testing.T, dataDir string, extra ...string) *origin {
 	args := append([]string{"origin", "--data-dir", dataDir, "--admin-listen", "127.0.0.1:0", "--data-listen", "127.0.0.1:0", "--drain", "2s"}, extra...)
 	p := start(t, args...)
 	m := p.waitFor(reOriginServing, 20*time.Second)
-	o := &origin{proc: p, AdminURL: "http://" + m[1], DataURL: "http://" + m[2], DataDir: dataDir}
+	data := m[2]
+	if !strings.Contains(data, "://") {
+		data = "http://" + data
+	}
+	o := &origin{proc: p, AdminURL: "http://" + m[1], DataURL: data, DataDir: dataDir}
 	if m := reAdminToken.FindStringSubmatch(p.output()); m != nil {
 		o.AdminToken = m[1]
 		o.EdgeToken = reEdgeToken.FindStringSubmatch(p.output())[1]
