@@ -1,6 +1,7 @@
 package config
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -20,6 +21,8 @@ type State struct {
 	APIKeys     []APIKey
 	UsagePlans  []UsagePlan
 	AccessKeys  []AccessKey
+	// Purges is the recent purge log, in any order.
+	Purges []PurgeRequest
 }
 
 // Snapshot is the compiled, self-contained configuration an edge serves. It
@@ -41,6 +44,11 @@ type Snapshot struct {
 	// edges with an edge token and kept on disk with mode 0600. Redact
 	// returns a copy safe to show.
 	AccessKeys []AccessKey `json:"accessKeys,omitempty"`
+	// Purges are the origin's recent cache purges, by Seq. They are part
+	// of the content, so a purge makes a new version and wakes every
+	// edge's long poll; an edge applies those above the last Seq it
+	// applied.
+	Purges []PurgeRequest `json:"purges,omitempty"`
 }
 
 // SnapshotAPI is an API as an edge sees it: its identity and its stages.
@@ -135,6 +143,13 @@ func Compile(st State) (*Snapshot, error) {
 		}
 	}
 	snap.APIKeys, snap.UsagePlans, snap.AccessKeys = st.APIKeys, st.UsagePlans, st.AccessKeys
+	for _, p := range st.Purges {
+		if err := p.Validate(); err != nil {
+			return nil, fmt.Errorf("purge %d in the log: %w", p.Seq, err)
+		}
+		p.At = p.At.UTC()
+		snap.Purges = append(snap.Purges, p)
+	}
 	sortSnapshot(snap)
 	if err := snap.Seal(); err != nil {
 		return nil, err
@@ -158,6 +173,7 @@ func sortSnapshot(s *Snapshot) {
 	slices.SortFunc(s.APIKeys, func(a, b APIKey) int { return strings.Compare(a.ID, b.ID) })
 	slices.SortFunc(s.UsagePlans, func(a, b UsagePlan) int { return strings.Compare(a.ID, b.ID) })
 	slices.SortFunc(s.AccessKeys, func(a, b AccessKey) int { return strings.Compare(a.ID, b.ID) })
+	slices.SortFunc(s.Purges, func(a, b PurgeRequest) int { return cmp.Compare(a.Seq, b.Seq) })
 }
 
 // Redact returns a copy of the snapshot without secrets (SigV4 secret

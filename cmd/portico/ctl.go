@@ -47,6 +47,7 @@ func ctlCommands() []ctlCommand {
 	cmds = append(cmds, ctlKeyCommands()...)
 	cmds = append(cmds, ctlPlanCommands()...)
 	cmds = append(cmds, ctlAccessKeyCommands()...)
+	cmds = append(cmds, ctlCacheCommands()...)
 	cmds = append(cmds, ctlStateCommands()...)
 	cmds = append(cmds, ctlNodeCommands()...)
 	cmds = append(cmds, ctlCommand{

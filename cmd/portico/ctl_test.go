@@ -603,6 +603,48 @@ func TestCtlCommands(t *testing.T) {
 		}
 	})
 
+	t.Run("cache purges", func(t *testing.T) {
+		out := to.ok(t, "purge", "--url", "https://Shop.Example.TEST/v1/./items?page=2")
+		wantContains(t, out, "Purge 1 recorded; edges apply it within about a second.")
+		var res struct{ Seq uint64 }
+		to.json(t, &res, "purge", "--host", "shop.example.test", "--prefix", "/v1/items/")
+		if res.Seq != 2 {
+			t.Errorf("purge -o json: %+v", res)
+		}
+		to.ok(t, "purge", "--tag", "product-42")
+		mark := to.mark()
+		to.ok(t, "purge", "--api", "shop", "--stage", "prod")
+		if calls := to.callsSince(mark); len(calls) != 1 || calls[0] != "POST /v1/cache/purge" {
+			t.Errorf("purge made %q", calls)
+		}
+		_, _, err := to.run("purge", "--api", "shop", "--stage", "nope")
+		if err == nil || !strings.HasPrefix(err.Error(), `404 Not Found: API "shop" has no stage "nope"`) {
+			t.Errorf("purging a missing stage: %v", err)
+		}
+
+		out = to.ok(t, "purges", "list")
+		wantRow(t, out, "SEQ", "KIND", "WHAT", "AT")
+		wantRow(t, out, "1", "url", "shop.example.test/v1/items?page=2")
+		wantRow(t, out, "2", "prefix", "shop.example.test/v1/items/*")
+		wantRow(t, out, "3", "tag", "tag product-42")
+		if !regexp.MustCompile(`(?m)^4\s+stage\s+stage a[a-z0-9]+/prod\s+\S+Z$`).MatchString(out) {
+			t.Errorf("purges list: no stage row:\n%s", out)
+		}
+		var list struct {
+			Purges []config.PurgeRequest `json:"purges"`
+		}
+		to.json(t, &list, "purges", "list")
+		if len(list.Purges) != 4 || list.Purges[0].Seq != 4 || list.Purges[3].Path != "/v1/items?page=2" {
+			t.Errorf("purges list -o json: %+v", list)
+		}
+		// Edges receive the purges in the snapshot.
+		var snap config.Snapshot
+		to.json(t, &snap, "snapshot")
+		if len(snap.Purges) != 4 || snap.Purges[0].Seq != 1 {
+			t.Errorf("snapshot purges: %+v", snap.Purges)
+		}
+	})
+
 	t.Run("apis delete", func(t *testing.T) {
 		wantContains(t, to.ok(t, "apis", "delete", "shop2"), "Deleted API shop2 with its stages and deployments.")
 		if out := to.ok(t, "apis", "delete", "shop3", "-o", "json"); out != "" {
@@ -931,6 +973,11 @@ func TestCtlErrors(t *testing.T) {
 			{[]string{"apply"}, []string{"-f FILE is required", "usage: portico ctl apply -f FILE"}},
 			{[]string{"apis", "list", "--timeout", "-1s"}, []string{"--timeout -1s: give a positive duration"}},
 			{[]string{"help", "frob"}, []string{`there is no command "frob"`}},
+			{[]string{"purge"}, []string{"say what to purge", "usage: portico ctl purge [--api API] [--host HOST]"}},
+			{[]string{"purge", "--tag", "t", "--url", "https://x.test/"}, []string{"give one of --url, --host with --prefix, --tag, or --api with --stage"}},
+			{[]string{"purge", "--host", "x.test"}, []string{"--host and --prefix go together"}},
+			{[]string{"purge", "--stage", "prod"}, []string{"--api and --stage go together"}},
+			{[]string{"purges"}, []string{`"purges" needs a subcommand: list`}},
 			{[]string{"plans", "create", "--name", "x", "--quota", "10"}, []string{"--quota needs --period DAY, WEEK or MONTH"}},
 			{[]string{"plans", "create", "--name", "x", "--quota", "10", "--period", "YEAR"}, []string{`--period "YEAR": use DAY or WEEK or MONTH`}},
 			{[]string{"plans", "create", "--name", "x", "--stage", "shop"}, []string{`"shop" is not API:STAGE`}},

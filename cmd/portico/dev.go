@@ -35,6 +35,8 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	opsListen := fs.String("ops-listen", "127.0.0.1:9902", "edge health address")
 	backendListen := fs.String("backend-listen", "127.0.0.1:9080", "example backend address; empty starts none")
 	logLevel := fs.String("log-level", "warn", "debug, info, warn or error")
+	cacheBytes := byteSize(defaultCacheBytes)
+	fs.Var(&cacheBytes, "cache-bytes", "memory budget of the edge's response cache; 0 turns caching off")
 	usageInterval := fs.Duration("usage-interval", 10*time.Second, "how often the edge reports API key usage to the origin (also at shutdown)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -65,10 +67,12 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 
 	// Dev fetches JWKS from loopback too: the quickstart's identity
 	// provider, if any, runs beside it.
-	n, err := newNode(nodeFlags{authFailures: 10, authWindow: time.Minute, authCacheEntries: 10000, allowPrivateJWKS: true}, log)
+	n, err := newNode(nodeFlags{authFailures: 10, authWindow: time.Minute, authCacheEntries: 10000, allowPrivateJWKS: true, cacheBytes: cacheBytes}, log)
 	if err != nil {
 		return err
 	}
+	defer n.Close()
+	tuneMemory(int64(cacheBytes), log)
 	o, _, err := origin.New(ctx, origin.Config{DataDir: filepath.Join(*dataDir, "origin"), AdminListen: *adminListen, DataListen: *dataListen, Importer: importDocument, Policies: n.Policies, Logger: log})
 	if err != nil {
 		return err

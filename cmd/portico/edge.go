@@ -77,6 +77,8 @@ func runEdge(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
+	defer n.Close()
+	tuneMemory(int64(nf.cacheBytes), log)
 	port := *httpsPort
 	if port == 0 {
 		port = portOf(*httpsListen)

@@ -50,6 +50,7 @@ func runOrigin(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
+	defer n.Close()
 	ocfg := origin.Config{DataDir: *dataDir, AdminListen: *adminListen, DataListen: *dataListen, Importer: importDocument, Policies: n.Policies, Logger: log}
 	if (*dataCert == "") != (*dataKey == "") {
 		return usageError{"--data-tls-cert and --data-tls-key go together"}
@@ -82,6 +83,8 @@ func runOrigin(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if *regionalHTTPS == "" {
 		return o.Serve(ctx, *drain)
 	}
+	// Regional endpoints run the pipeline here, cache included.
+	tuneMemory(int64(nf.cacheBytes), log)
 	errc := make(chan error, 2)
 	go func() { errc <- o.Serve(ctx, *drain) }()
 	go func() {

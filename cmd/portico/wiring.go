@@ -5,8 +5,11 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/netip"
 	"os"
+	"runtime/debug"
+	"strconv"
 	"strings"
 	"time"
 
@@ -14,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/portico-edge/portico/config"
+	"github.com/portico-edge/portico/edge/cache"
 	"github.com/portico-edge/portico/origin/control"
 	"github.com/portico-edge/portico/origin/importer"
 	"github.com/portico-edge/portico/plugins"
@@ -51,7 +55,12 @@ type nodeFlags struct {
 	authCacheEntries int
 	trustedProxies   string
 	allowPrivateJWKS bool
+	cacheBytes       byteSize
 }
+
+// defaultCacheBytes is the response cache's memory budget when
+// --cache-bytes is not given.
+const defaultCacheBytes = 256 << 20
 
 func (n *nodeFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&n.redisAddr, "redis", "", "Redis host:port holding rate limits and quotas shared by every edge (password from PORTICO_REDIS_PASSWORD); empty keeps counters in this process")
@@ -60,12 +69,43 @@ func (n *nodeFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&n.authWindow, "auth-failure-window", time.Minute, "window for --auth-failures")
 	fs.IntVar(&n.authCacheEntries, "auth-cache-entries", 10000, "most authorizer results (JWT, signatures, WASM) kept in the cache")
 	fs.StringVar(&n.trustedProxies, "trusted-proxies", "", "comma-separated CIDRs of proxies in front of this node whose X-Forwarded-For is believed; empty trusts none")
+	n.cacheBytes = defaultCacheBytes
+	fs.Var(&n.cacheBytes, "cache-bytes", "memory budget of the response cache, such as 512MiB or 2GiB; 0 turns caching off and refuses cache policies. Unless GOMEMLIMIT is set, a node serving requests sets the Go memory limit to 1.25 times this plus 256MiB (docs/cache.md)")
+}
+
+// byteSize is a flag value of bytes with an optional binary or decimal
+// unit (KiB, MiB, GiB, KB, MB, GB, B).
+type byteSize int64
+
+func (b *byteSize) String() string {
+	switch v := int64(*b); {
+	case v != 0 && v%(1<<30) == 0:
+		return strconv.FormatInt(v>>30, 10) + "GiB"
+	case v != 0 && v%(1<<20) == 0:
+		return strconv.FormatInt(v>>20, 10) + "MiB"
+	}
+	return strconv.FormatInt(int64(*b), 10)
+}
+
+func (b *byteSize) Set(s string) error {
+	num := strings.TrimRightFunc(s, func(r rune) bool { return r < '0' || r > '9' })
+	unit := strings.TrimSpace(s[len(num):])
+	mult := map[string]int64{"": 1, "B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40, "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12}[unit]
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n < 0 || mult == 0 || n > math.MaxInt64/mult {
+		return fmt.Errorf("%q is not a size: give bytes, or a number with KiB, MiB, GiB (or KB, MB, GB), such as 256MiB", s)
+	}
+	*b = byteSize(n * mult)
+	return nil
 }
 
 // node holds what the policy factories share for the life of the process:
 // counters, caches, the key tables that snapshots refresh, and metrics.
 type node struct {
-	Policies   *plugins.Registry
+	Policies *plugins.Registry
+	// Cache is the response cache's factory; nil when --cache-bytes is 0.
+	Cache      *cache.Factory
+	log        *slog.Logger
 	Metrics    *prometheus.Registry
 	Keys       *apikey.Live
 	AccessKeys *sigv4.Live
@@ -80,7 +120,7 @@ type node struct {
 func newNode(n nodeFlags, log *slog.Logger) (*node, error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	out := &node{Metrics: reg, Keys: &apikey.Live{}, AccessKeys: &sigv4.Live{}, Usage: apikey.NewUsage()}
+	out := &node{Metrics: reg, Keys: &apikey.Live{}, AccessKeys: &sigv4.Live{}, Usage: apikey.NewUsage(), log: log}
 	for _, c := range strings.Split(n.trustedProxies, ",") {
 		if c = strings.TrimSpace(c); c == "" {
 			continue
@@ -104,7 +144,7 @@ func newNode(n nodeFlags, log *slog.Logger) (*node, error) {
 	if err != nil {
 		return nil, err
 	}
-	cache, err := authcache.New(authcache.Options{Name: "authorizers", MaxEntries: n.authCacheEntries, Registerer: reg})
+	authc, err := authcache.New(authcache.Options{Name: "authorizers", MaxEntries: n.authCacheEntries, Registerer: reg})
 	if err != nil {
 		return nil, err
 	}
@@ -116,11 +156,11 @@ func newNode(n nodeFlags, log *slog.Logger) (*node, error) {
 	if err != nil {
 		return nil, err
 	}
-	jwtf, err := jwt.NewFactory(jwt.Options{Cache: cache, Guard: guard, AllowPrivateJWKS: n.allowPrivateJWKS, Registerer: reg, Logger: log})
+	jwtf, err := jwt.NewFactory(jwt.Options{Cache: authc, Guard: guard, AllowPrivateJWKS: n.allowPrivateJWKS, Registerer: reg, Logger: log})
 	if err != nil {
 		return nil, err
 	}
-	sig, err := sigv4.NewFactory(sigv4.Options{Keys: out.AccessKeys, Cache: cache, Guard: guard, Registerer: reg, Logger: log})
+	sig, err := sigv4.NewFactory(sigv4.Options{Keys: out.AccessKeys, Cache: authc, Guard: guard, Registerer: reg, Logger: log})
 	if err != nil {
 		return nil, err
 	}
@@ -132,15 +172,50 @@ func newNode(n nodeFlags, log *slog.Logger) (*node, error) {
 	if err != nil {
 		return nil, err
 	}
-	out.Policies, err = plugins.NewRegistry(throttle, keys, jwtf, sig, ipf, corsf)
+	var cachef plugins.Factory = cache.Disabled("this node runs with --cache-bytes 0, so it has no response cache and cannot serve the cache policy; start it with a cache budget (for example --cache-bytes 256MiB) or remove the cache policy")
+	if n.cacheBytes > 0 {
+		out.Cache, err = cache.NewFactory(cache.Options{MaxBytes: int64(n.cacheBytes), Registerer: reg, Logger: log})
+		if err != nil {
+			return nil, fmt.Errorf("--cache-bytes: %w", err)
+		}
+		cachef = out.Cache
+	}
+	out.Policies, err = plugins.NewRegistry(throttle, keys, jwtf, sig, ipf, corsf, cachef)
 	if err != nil {
+		out.Close()
 		return nil, err
 	}
 	return out, nil
 }
 
+// Close releases what the node holds for the life of the process (the
+// cache's background work).
+func (n *node) Close() {
+	if n.Cache != nil {
+		n.Cache.Close()
+	}
+}
+
+// tuneMemory sets a soft Go memory limit on a node with a cache, unless
+// GOMEMLIMIT is set: tuneGC's GOGC=400 assumes little live data, which a
+// full cache is not, and without a limit the heap of a node whose cache
+// holds B bytes could grow towards five times B between collections. With
+// the limit the collector runs when the process nears it instead. The
+// store's heap stays within about 1.1 times its budget and churn needs
+// some room (docs/cache.md, Memory), hence 1.25 times the budget plus
+// 256 MiB for everything else.
+func tuneMemory(cacheBytes int64, log *slog.Logger) {
+	if cacheBytes <= 0 || os.Getenv("GOMEMLIMIT") != "" {
+		return
+	}
+	limit := cacheBytes + cacheBytes/4 + 256<<20
+	debug.SetMemoryLimit(limit)
+	log.Info("Go memory limit set from the cache budget (set GOMEMLIMIT to choose another)", "limit_bytes", limit, "cache_bytes", cacheBytes)
+}
+
 // prepare readies the key tables of a snapshot; the returned commit
-// installs them once the snapshot has been accepted.
+// installs them once the snapshot has been accepted, and applies the
+// snapshot's cache purges that this node has not applied yet.
 func (n *node) prepare(s *config.Snapshot) (func(), error) {
 	keys, err := apikey.NewTable(s.APIKeys, s.UsagePlans)
 	if err != nil {
@@ -150,8 +225,24 @@ func (n *node) prepare(s *config.Snapshot) (func(), error) {
 	if err != nil {
 		return nil, err
 	}
+	purges := s.Purges
 	return func() {
 		n.Keys.Store(keys)
 		n.AccessKeys.Store(aks)
+		if n.Cache != nil {
+			n.syncPurges(purges)
+		}
 	}, nil
+}
+
+func (n *node) syncPurges(purges []config.PurgeRequest) {
+	res, err := n.Cache.Store().SyncPurges(purges)
+	switch {
+	case err != nil:
+		n.log.Error("cache purges from the origin not applied", "err", err)
+	case res.Cleared:
+		n.log.Warn("cache emptied: this node cannot tell what the purges it missed would have removed", "reason", res.Reason, "last_seq", n.Cache.Store().LastPurgeSeq())
+	case res.Applied > 0:
+		n.log.Info("cache purges applied", "purges", res.Applied, "removed", res.Removed, "last_seq", n.Cache.Store().LastPurgeSeq())
+	}
 }

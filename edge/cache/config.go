@@ -41,6 +41,11 @@ type Config struct {
 	// XCacheHeader adds X-Cache: Hit|Miss|Stale|Revalidated to responses;
 	// default true.
 	XCacheHeader *bool `json:"xCacheHeader,omitempty"`
+	// Routes overrides fields for single routes of the scope, keyed by
+	// the route's method and path template as the API defines them
+	// ("GET /items/{id}"), the way API Gateway's stage method settings
+	// do. An entry sets only the fields it names, on top of this config.
+	Routes map[string]Config `json:"routes,omitempty"`
 }
 
 // Invalidation modes.
@@ -97,18 +102,45 @@ func decodeConfig(spec config.PolicySpec, maxObjectLimit int64) (Config, error) 
 	if err := plugins.DecodeConfig(spec, &c); err != nil {
 		return Config{}, err
 	}
+	if err := c.check(maxObjectLimit); err != nil {
+		return Config{}, err
+	}
+	for key, rc := range c.Routes {
+		method, path, ok := strings.Cut(key, " ")
+		if !ok || !routeMethods[method] || !strings.HasPrefix(path, "/") || strings.ContainsAny(path, " \t") {
+			return Config{}, fmt.Errorf("config: routes: %q is not a route key; write the method and the path template as the API defines them, such as \"GET /items/{id}\"", key)
+		}
+		if rc.Routes != nil {
+			return Config{}, fmt.Errorf("config: routes: %q: an entry overrides fields of one route and cannot hold routes itself", key)
+		}
+		if err := rc.check(maxObjectLimit); err != nil {
+			return Config{}, fmt.Errorf("routes: %q: %w", key, err)
+		}
+	}
+	return c, nil
+}
+
+// routeMethods are the methods a route key may name (config.MethodAny
+// included).
+var routeMethods = map[string]bool{
+	http.MethodGet: true, http.MethodHead: true, http.MethodPost: true, http.MethodPut: true,
+	http.MethodPatch: true, http.MethodDelete: true, http.MethodOptions: true, config.MethodAny: true,
+}
+
+// check checks the fields of one config (not its routes).
+func (c *Config) check(maxObjectLimit int64) error {
 	if c.TTL != nil && (c.TTL.Std() < 0 || c.TTL.Std() > maxTTL) {
-		return Config{}, fmt.Errorf("config: ttl %s is out of range: use a duration from 0s to %s", c.TTL.Std(), maxTTL)
+		return fmt.Errorf("config: ttl %s is out of range: use a duration from 0s to %s", c.TTL.Std(), maxTTL)
 	}
 	if c.StaleIfError != nil && (c.StaleIfError.Std() < 0 || c.StaleIfError.Std() > maxTTL) {
-		return Config{}, fmt.Errorf("config: staleIfError %s is out of range: use a duration from 0s to %s", c.StaleIfError.Std(), maxTTL)
+		return fmt.Errorf("config: staleIfError %s is out of range: use a duration from 0s to %s", c.StaleIfError.Std(), maxTTL)
 	}
 	if c.MaxObjectBytes != nil {
 		if *c.MaxObjectBytes <= 0 {
-			return Config{}, fmt.Errorf("config: maxObjectBytes %d must be positive (to stop caching a route, set \"enabled\": false)", *c.MaxObjectBytes)
+			return fmt.Errorf("config: maxObjectBytes %d must be positive (to stop caching a route, set \"enabled\": false)", *c.MaxObjectBytes)
 		}
 		if *c.MaxObjectBytes > maxObjectLimit {
-			return Config{}, fmt.Errorf("config: maxObjectBytes %d is more than this node's cache can hold in one object (%d bytes, a quarter of its memory budget): lower it or give the node a larger cache budget", *c.MaxObjectBytes, maxObjectLimit)
+			return fmt.Errorf("config: maxObjectBytes %d is more than this node's cache can hold in one object (%d bytes, a quarter of its memory budget): lower it or give the node a larger cache budget", *c.MaxObjectBytes, maxObjectLimit)
 		}
 	}
 	if c.Methods != nil {
@@ -120,25 +152,25 @@ func decodeConfig(spec config.PolicySpec, maxObjectLimit int64) (Config, error) 
 			case http.MethodHead:
 				head = true
 			default:
-				return Config{}, fmt.Errorf("config: methods: %q cannot be cached: only GET and HEAD responses are cached (other methods need the request body in the key, which this cache does not do)", m)
+				return fmt.Errorf("config: methods: %q cannot be cached: only GET and HEAD responses are cached (other methods need the request body in the key, which this cache does not do)", m)
 			}
 		}
 		if head && !get {
-			return Config{}, fmt.Errorf("config: methods: HEAD is answered from GET's object, so it needs GET in the list too")
+			return fmt.Errorf("config: methods: HEAD is answered from GET's object, so it needs GET in the list too")
 		}
 		if !get {
-			return Config{}, fmt.Errorf("config: methods is empty: list GET (and HEAD), or set \"enabled\": false")
+			return fmt.Errorf("config: methods is empty: list GET (and HEAD), or set \"enabled\": false")
 		}
 	}
 	if c.Invalidation != nil {
 		switch *c.Invalidation {
 		case InvalidationIgnore, InvalidationRequireAuthorization, InvalidationAllow:
 		default:
-			return Config{}, fmt.Errorf("config: invalidation %q is not one of %q, %q, %q", *c.Invalidation,
+			return fmt.Errorf("config: invalidation %q is not one of %q, %q, %q", *c.Invalidation,
 				InvalidationIgnore, InvalidationRequireAuthorization, InvalidationAllow)
 		}
 	}
-	return c, nil
+	return nil
 }
 
 // apply overlays the fields c sets on s.
@@ -180,34 +212,6 @@ func (c *Config) apply(s settings) settings {
 		s.xCache = *c.XCacheHeader
 	}
 	return s
-}
-
-// merge returns outer overlaid with inner: inner (the narrower scope) wins
-// for every field it sets.
-func merge(outer, inner Config) Config {
-	out := outer
-	if inner.Enabled != nil {
-		out.Enabled = inner.Enabled
-	}
-	if inner.TTL != nil {
-		out.TTL = inner.TTL
-	}
-	if inner.MaxObjectBytes != nil {
-		out.MaxObjectBytes = inner.MaxObjectBytes
-	}
-	if inner.Methods != nil {
-		out.Methods = inner.Methods
-	}
-	if inner.StaleIfError != nil {
-		out.StaleIfError = inner.StaleIfError
-	}
-	if inner.Invalidation != nil {
-		out.Invalidation = inner.Invalidation
-	}
-	if inner.XCacheHeader != nil {
-		out.XCacheHeader = inner.XCacheHeader
-	}
-	return out
 }
 
 // objectLimit is the largest body a store with the given budget accepts:

@@ -5,10 +5,12 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+
+	"github.com/portico-edge/portico/config"
 )
 
-// Purger removes stored objects. The admin API calls it; each method
-// returns how many stored responses it removed on this node.
+// Purger removes stored objects. Each method returns how many stored
+// responses it removed on this node.
 type Purger interface {
 	// PurgeURL removes the responses a request for host and path (with
 	// its query, if any) would be answered with, in every stage, for GET
@@ -24,73 +26,45 @@ type Purger interface {
 	PurgeStage(apiID, stage string) int
 }
 
-// PurgeKind names what a PurgeRequest removes.
-type PurgeKind string
+// PurgeRequest and PurgeKind are the config package's: the origin ships
+// purges to edges in snapshots.
+type (
+	PurgeRequest = config.PurgeRequest
+	PurgeKind    = config.PurgeKind
+)
 
 // Purge kinds.
 const (
-	PurgeKindURL    PurgeKind = "url"
-	PurgeKindPrefix PurgeKind = "prefix"
-	PurgeKindTag    PurgeKind = "tag"
-	PurgeKindStage  PurgeKind = "stage"
+	PurgeKindURL    = config.PurgeKindURL
+	PurgeKindPrefix = config.PurgeKindPrefix
+	PurgeKindTag    = config.PurgeKindTag
+	PurgeKindStage  = config.PurgeKindStage
 )
 
-// PurgeRequest is a purge as data, so that the origin can ship it to every
-// edge in the snapshot stream. Seq orders the requests the origin issued:
-// an edge applies each Seq once (ApplyPurge skips a Seq at or below the
-// highest it applied), so replaying a stream after a reconnect is safe.
-type PurgeRequest struct {
-	Seq   uint64    `json:"seq"`
-	Kind  PurgeKind `json:"kind"`
-	Host  string    `json:"host,omitempty"`
-	Path  string    `json:"path,omitempty"` // url: path and query; prefix: path prefix
-	Tag   string    `json:"tag,omitempty"`
-	APIID string    `json:"apiId,omitempty"`
-	Stage string    `json:"stage,omitempty"`
-
-	// Parsed form of a URL purge, filled by normalize.
+// purge is a validated PurgeRequest in the form matching needs. all is a
+// purge of everything (the node lost track of the origin's purge log).
+type purge struct {
+	req      PurgeRequest
+	all      bool
 	urlPath  string
 	urlQuery url.Values
 }
 
-// Validate says what is missing or malformed in a purge request.
-func (p *PurgeRequest) Validate() error {
-	switch p.Kind {
-	case PurgeKindURL, PurgeKindPrefix:
-		if p.Host == "" {
-			return fmt.Errorf("purge %s: host is required", p.Kind)
-		}
-		if !strings.HasPrefix(p.Path, "/") {
-			return fmt.Errorf("purge %s: path %q must start with '/'", p.Kind, p.Path)
-		}
-	case PurgeKindTag:
-		if p.Tag == "" || strings.ContainsAny(p.Tag, " \t") {
-			return fmt.Errorf("purge tag: tag %q must be one non-empty Surrogate-Key word", p.Tag)
-		}
-	case PurgeKindStage:
-		if p.APIID == "" || p.Stage == "" {
-			return fmt.Errorf("purge stage: apiId and stage are both required")
-		}
-	default:
-		return fmt.Errorf("purge: kind %q is not one of url, prefix, tag, stage", p.Kind)
+func newPurge(req PurgeRequest) (purge, error) {
+	if err := req.Validate(); err != nil {
+		return purge{}, err
 	}
-	return nil
-}
-
-func (p *PurgeRequest) normalize() error {
-	if err := p.Validate(); err != nil {
-		return err
-	}
-	p.Host = canonicalHost(p.Host)
-	if p.Kind == PurgeKindURL {
-		path, rawQuery, _ := strings.Cut(p.Path, "?")
+	p := purge{req: req}
+	p.req.Host = canonicalHost(req.Host)
+	if req.Kind == PurgeKindURL {
+		path, rawQuery, _ := strings.Cut(req.Path, "?")
 		q, err := url.ParseQuery(rawQuery)
 		if err != nil {
-			return fmt.Errorf("purge url: query of %q: %w", p.Path, err)
+			return purge{}, fmt.Errorf("purge url: query of %q: %w", req.Path, err)
 		}
 		p.urlPath, p.urlQuery = path, q
 	}
-	return nil
+	return p, nil
 }
 
 // canonicalHost lower-cases a host and drops a port, as the edge does for
@@ -104,10 +78,13 @@ func canonicalHost(h string) string {
 }
 
 // matches reports whether the purge removes o.
-func (p *PurgeRequest) matches(o *object) bool {
-	switch p.Kind {
+func (p *purge) matches(o *object) bool {
+	if p.all {
+		return true
+	}
+	switch p.req.Kind {
 	case PurgeKindURL:
-		if o.host != p.Host || o.path != p.urlPath {
+		if o.host != p.req.Host || o.path != p.urlPath {
 			return false
 		}
 		for i := 0; i+1 < len(o.keyedQuery); i += 2 {
@@ -117,11 +94,11 @@ func (p *PurgeRequest) matches(o *object) bool {
 		}
 		return true
 	case PurgeKindPrefix:
-		return o.host == p.Host && strings.HasPrefix(o.path, p.Path)
+		return o.host == p.req.Host && strings.HasPrefix(o.path, p.req.Path)
 	case PurgeKindTag:
-		return slices.Contains(o.tags, p.Tag)
+		return slices.Contains(o.tags, p.req.Tag)
 	case PurgeKindStage:
-		return o.apiID == p.APIID && o.stage == p.Stage
+		return o.apiID == p.req.APIID && o.stage == p.req.Stage
 	}
 	return false
 }
@@ -130,7 +107,8 @@ func (p *PurgeRequest) matches(o *object) bool {
 // whose Seq is not above the highest Seq applied so far was applied
 // already and is skipped (0, nil). Seq 0 means a local purge, always applied.
 func (s *Store) ApplyPurge(req PurgeRequest) (int, error) {
-	if err := req.normalize(); err != nil {
+	p, err := newPurge(req)
+	if err != nil {
 		return 0, err
 	}
 	s.purgeMu.Lock()
@@ -141,44 +119,52 @@ func (s *Store) ApplyPurge(req PurgeRequest) (int, error) {
 		}
 		s.lastSeq = req.Seq
 	}
-	// Record the purge before scanning, so a fill that completes during
-	// the scan sees it (Store.set).
-	e := s.epoch.Load() + 1
-	s.recent[e%recentPurges] = epochPurge{epoch: e, req: req}
-	s.epoch.Store(e)
+	s.recordLocked(p)
 	s.purgeMu.Unlock()
+	return s.remove1(p), nil
+}
 
+// recordLocked records a purge before it removes anything, so that a fill
+// that completes during the removal sees it (Store.set). purgeMu is held.
+func (s *Store) recordLocked(p purge) {
+	e := s.epoch.Load() + 1
+	s.recent[e%recentPurges] = epochPurge{epoch: e, p: p}
+	s.epoch.Store(e)
+}
+
+// remove1 removes what p matches and returns how many responses that was.
+func (s *Store) remove1(p purge) int {
 	n := 0
-	purge := func(k uint64, o *object) {
-		if req.matches(o) {
+	drop := func(k uint64, o *object) {
+		if p.matches(o) {
 			if _, ok := s.c.Invalidate(k); ok && o.kind == kindResponse {
 				n++
 			}
 		}
 	}
-	switch req.Kind {
-	case PurgeKindURL, PurgeKindTag:
+	switch {
+	case !p.all && (p.req.Kind == PurgeKindURL || p.req.Kind == PurgeKindTag):
 		// The index gives the candidates; each is checked, since the index
 		// may hold stale hashes.
 		var cands []uint64
-		if req.Kind == PurgeKindURL {
-			cands = s.idx.urlCandidates(req.Host, req.urlPath)
+		if p.req.Kind == PurgeKindURL {
+			cands = s.idx.urlCandidates(p.req.Host, p.urlPath)
 		} else {
-			cands = s.idx.tagCandidates(req.Tag)
+			cands = s.idx.tagCandidates(p.req.Tag)
 		}
 		for _, k := range cands {
 			if e, ok := s.c.GetEntryQuietly(k); ok {
-				purge(k, e.Value)
+				drop(k, e.Value)
 			}
 		}
 	default:
-		// Prefix and stage purges scan the store.
+		// Prefix, stage and whole-store purges scan the store.
 		for k, o := range s.c.All() {
-			purge(k, o)
+			drop(k, o)
 		}
 	}
 	s.metrics.purged.Add(float64(n))
-	return n, nil
+	return n
 }
 
 // LastPurgeSeq is the highest PurgeRequest.Seq applied, for resuming the
@@ -189,7 +175,91 @@ func (s *Store) LastPurgeSeq() uint64 {
 	return s.lastSeq
 }
 
-func (s *Store) purge(req PurgeRequest) int {
+// SyncResult says what SyncPurges did.
+type SyncResult struct {
+	// Applied counts the purges applied (those above the last Seq).
+	Applied int
+	// Removed counts the stored responses they removed.
+	Removed int
+	// Cleared is set when the whole store was emptied because purges were
+	// missed (Reason says why).
+	Cleared bool
+	Reason  string
+}
+
+// SyncPurges brings the store up to date with the origin's recent purge
+// log (a snapshot's Purges, sorted by Seq), applying every purge above the
+// highest Seq applied so far.
+//
+// The first sync of a store only applies: a new node's store is empty, so
+// old purges cost nothing and change nothing. Later syncs also check that
+// the log still joins up with what was applied. When it does not, some
+// purges were missed (the node was cut off while more purges than the log
+// keeps were made), or the origin's log went backwards (its database was
+// replaced); the store cannot know what those purges would have removed,
+// so it empties itself, which is always safe, and carries on from the log.
+func (s *Store) SyncPurges(log []PurgeRequest) (SyncResult, error) {
+	var res SyncResult
+	var ps []purge
+	for _, r := range log {
+		if r.Seq == 0 {
+			return res, fmt.Errorf("purge log entry %s has no sequence number", r.Describe())
+		}
+		p, err := newPurge(r)
+		if err != nil {
+			return res, fmt.Errorf("purge log entry %d: %w", r.Seq, err)
+		}
+		ps = append(ps, p)
+	}
+	slices.SortFunc(ps, func(a, b purge) int {
+		switch {
+		case a.req.Seq < b.req.Seq:
+			return -1
+		case a.req.Seq > b.req.Seq:
+			return 1
+		}
+		return 0
+	})
+
+	s.purgeMu.Lock()
+	if s.synced {
+		last := s.lastSeq
+		switch {
+		case len(ps) > 0 && ps[len(ps)-1].req.Seq < last,
+			len(ps) == 0 && last > 0:
+			res.Cleared, res.Reason = true, fmt.Sprintf("the origin's purge log ends before purge %d, which this node applied: the log was reset", last)
+			s.lastSeq = 0
+		case len(ps) > 0 && ps[0].req.Seq > last+1:
+			res.Cleared, res.Reason = true, fmt.Sprintf("purges %d to %d were missed (the origin's log now starts at %d)", last+1, ps[0].req.Seq-1, ps[0].req.Seq)
+		}
+	}
+	s.synced = true
+	var todo []purge
+	if res.Cleared {
+		all := purge{all: true}
+		s.recordLocked(all)
+		todo = append(todo, all)
+		if len(ps) > 0 {
+			s.lastSeq = ps[len(ps)-1].req.Seq
+		}
+	} else {
+		for _, p := range ps {
+			if p.req.Seq > s.lastSeq {
+				s.lastSeq = p.req.Seq
+				s.recordLocked(p)
+				todo = append(todo, p)
+				res.Applied++
+			}
+		}
+	}
+	s.purgeMu.Unlock()
+	for _, p := range todo {
+		res.Removed += s.remove1(p)
+	}
+	return res, nil
+}
+
+func (s *Store) purgeLocal(req PurgeRequest) int {
 	n, err := s.ApplyPurge(req)
 	if err != nil {
 		s.log.Warn("cache purge refused", "err", err)
@@ -199,20 +269,20 @@ func (s *Store) purge(req PurgeRequest) int {
 
 // PurgeURL implements Purger.
 func (s *Store) PurgeURL(host, pathWithQuery string) int {
-	return s.purge(PurgeRequest{Kind: PurgeKindURL, Host: host, Path: pathWithQuery})
+	return s.purgeLocal(PurgeRequest{Kind: PurgeKindURL, Host: host, Path: pathWithQuery})
 }
 
 // PurgePrefix implements Purger.
 func (s *Store) PurgePrefix(host, pathPrefix string) int {
-	return s.purge(PurgeRequest{Kind: PurgeKindPrefix, Host: host, Path: pathPrefix})
+	return s.purgeLocal(PurgeRequest{Kind: PurgeKindPrefix, Host: host, Path: pathPrefix})
 }
 
 // PurgeTag implements Purger.
 func (s *Store) PurgeTag(tag string) int {
-	return s.purge(PurgeRequest{Kind: PurgeKindTag, Tag: tag})
+	return s.purgeLocal(PurgeRequest{Kind: PurgeKindTag, Tag: tag})
 }
 
 // PurgeStage implements Purger.
 func (s *Store) PurgeStage(apiID, stage string) int {
-	return s.purge(PurgeRequest{Kind: PurgeKindStage, APIID: apiID, Stage: stage})
+	return s.purgeLocal(PurgeRequest{Kind: PurgeKindStage, APIID: apiID, Stage: stage})
 }

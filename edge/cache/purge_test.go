@@ -167,3 +167,53 @@ func TestMetrics(t *testing.T) {
 		t.Fatalf("second registration: %v", err)
 	}
 }
+
+func TestSyncPurges(t *testing.T) {
+	e := newEnv(t, envOpts{stageCfg: `{}`})
+	s := e.factory.Store()
+	fill := func(paths ...string) {
+		t.Helper()
+		for _, p := range paths {
+			e.get(p)
+		}
+	}
+	url := func(seq uint64, path string) PurgeRequest {
+		return PurgeRequest{Seq: seq, Kind: PurgeKindURL, Host: "127.0.0.1", Path: path}
+	}
+	fill("/a", "/b", "/c")
+	// The first sync applies whatever is above the last Seq, without
+	// minding that the log does not start at 1.
+	res, err := s.SyncPurges([]PurgeRequest{url(41, "/a"), url(40, "/x")})
+	if err != nil || res.Applied != 2 || res.Removed != 1 || res.Cleared || s.LastPurgeSeq() != 41 {
+		t.Fatalf("first sync: %+v %v, last %d", res, err, s.LastPurgeSeq())
+	}
+	expect(t, "purged", e.get("/a"), 200, "Miss", "hello")
+	expect(t, "kept", e.get("/b"), 200, "Hit", "hello")
+	// The same log again, and a log that joins up.
+	if res, _ := s.SyncPurges([]PurgeRequest{url(40, "/x"), url(41, "/a")}); res.Applied != 0 || res.Removed != 0 {
+		t.Fatalf("replayed log: %+v", res)
+	}
+	if res, _ := s.SyncPurges([]PurgeRequest{url(41, "/a"), url(42, "/b")}); res.Applied != 1 || res.Removed != 1 || res.Cleared {
+		t.Fatalf("next purge: %+v", res)
+	}
+	// A gap: purges 43 and 44 were missed, so everything goes.
+	fill("/a", "/b")
+	res, _ = s.SyncPurges([]PurgeRequest{url(45, "/nothing")})
+	if !res.Cleared || !strings.Contains(res.Reason, "purges 43 to 44 were missed") || s.LastPurgeSeq() != 45 {
+		t.Fatalf("gap: %+v, last %d", res, s.LastPurgeSeq())
+	}
+	expect(t, "cleared", e.get("/c"), 200, "Miss", "hello")
+	// A log that went backwards (a new origin database) empties the store
+	// and restarts from its numbers.
+	res, _ = s.SyncPurges([]PurgeRequest{url(1, "/nothing")})
+	if !res.Cleared || !strings.Contains(res.Reason, "reset") || s.LastPurgeSeq() != 1 {
+		t.Fatalf("log reset: %+v, last %d", res, s.LastPurgeSeq())
+	}
+	expect(t, "cleared again", e.get("/c"), 200, "Miss", "hello")
+	if res, _ := s.SyncPurges([]PurgeRequest{url(1, "/nothing"), url(2, "/c")}); res.Applied != 1 || res.Removed != 1 {
+		t.Fatalf("after the reset: %+v", res)
+	}
+	if _, err := s.SyncPurges([]PurgeRequest{{Kind: PurgeKindTag, Tag: "t"}}); err == nil {
+		t.Fatal("a log entry without a sequence number was accepted")
+	}
+}

@@ -32,6 +32,9 @@ func (k reqKey) onHeap() *reqKey { return &k }
 
 // ServeExchange implements plugins.Handler.
 func (h *handler) ServeExchange(w http.ResponseWriter, ex *plugins.Exchange) {
+	if h.overrides != nil {
+		h = h.forRoute(ex)
+	}
 	if !h.set.enabled {
 		h.next.ServeExchange(w, ex)
 		return
@@ -382,6 +385,12 @@ func (h *handler) wait(w http.ResponseWriter, ex *plugins.Exchange, k *reqKey, f
 func (h *handler) refresh(ex *plugins.Exchange, k *reqKey, stale *object) {
 	fl, leader := h.store.join(k.phash)
 	if !leader {
+		return
+	}
+	// A refresh that finished between this request's lookup and the join
+	// above has already replaced the stale object: one refresh is enough.
+	if cur := h.store.get(hashKey(h.store.seed, k.buf), k.buf); cur != stale {
+		h.store.finish(k.phash, fl)
 		return
 	}
 	select {

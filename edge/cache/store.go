@@ -188,11 +188,32 @@ type Store struct {
 	epoch   atomic.Uint64
 	recent  [recentPurges]epochPurge
 	lastSeq uint64 // highest PurgeRequest.Seq applied
+	synced  bool   // SyncPurges ran once
+
+	warnMu sync.Mutex
+	warned map[string]bool // configuration warnings already logged
+}
+
+// warnOnce logs a configuration warning once per key (bounded, so that a
+// stream of deployments cannot grow it without end).
+func (s *Store) warnOnce(key, msg string, args ...any) {
+	s.warnMu.Lock()
+	seen := s.warned[key]
+	if !seen {
+		if s.warned == nil || len(s.warned) >= 1024 {
+			s.warned = map[string]bool{}
+		}
+		s.warned[key] = true
+	}
+	s.warnMu.Unlock()
+	if !seen {
+		s.log.Warn(msg, args...)
+	}
 }
 
 type epochPurge struct {
 	epoch uint64
-	req   PurgeRequest
+	p     purge
 }
 
 const (
@@ -339,7 +360,7 @@ func (s *Store) purgedSince(epoch uint64, o *object) bool {
 	}
 	for e := epoch + 1; e <= cur; e++ {
 		p := s.recent[e%recentPurges]
-		if p.epoch == e && p.req.matches(o) {
+		if p.epoch == e && p.p.matches(o) {
 			return true
 		}
 	}

@@ -67,6 +67,7 @@ func New(ctx context.Context, ctl *control.Control, st *store.Store, log *slog.L
 	for _, r := range s.coreRoutes() {
 		s.Handle(r)
 	}
+	s.registerCacheRoutes()
 	s.registerAccess()
 	s.mux.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")

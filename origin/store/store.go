@@ -44,7 +44,7 @@ const (
 var allBuckets = []string{
 	BucketMeta, BucketAPIs, BucketAPINames, BucketSources, BucketStages, BucketStageHistory,
 	BucketDeployments, BucketDomains, BucketEdgeSites, BucketTokens,
-	BucketAPIKeys, BucketUsagePlans, BucketAccessKeys, BucketUsage,
+	BucketAPIKeys, BucketUsagePlans, BucketAccessKeys, BucketUsage, BucketPurges,
 }
 
 // schemaVersion is stored in meta; a database written by a newer,
@@ -270,6 +270,9 @@ func (t *Tx) State() (config.State, error) {
 		return st, err
 	}
 	if st.AccessKeys, err = List[config.AccessKey](t, BucketAccessKeys, ""); err != nil {
+		return st, err
+	}
+	if st.Purges, err = t.Purges(); err != nil {
 		return st, err
 	}
 	// Only deployments some stage points at are needed for a snapshot;

@@ -1,32 +1,42 @@
 #!/usr/bin/env bash
-# Cache-hit throughput: Portico's cache policy against nginx proxy_cache and
-# Varnish, side by side in one run (docs/cache.md, "Speed").
+# Cache-hit throughput: the real Portico edge (origin + edge + backend, a
+# route with a cache policy) against nginx proxy_cache and Varnish, side by
+# side in one run (docs/cache.md, "Speed").
 #
-# Layout (shared/notes/performance.md): every server under test and the
-# origin on core 0, wrk on core 1; 64 keep-alive connections, logging off
+# Layout (shared/notes/performance.md): every server under test (the edge,
+# nginx, Varnish) on core 0, with the backend and the Portico origin (idle
+# on hits); wrk on core 1; 64 keep-alive connections, logging off
 # everywhere; interleaved runs (portico, nginx, varnish, portico, ...), RUNS
 # runs of DURATION each per body size (1 KiB and 100 KiB); reports the median
-# and max rps, median p50/p99 latency and the ratios to nginx and Varnish.
+# and max rps, median p50/p99 latency, CPU time per request, and the ratios
+# to nginx and Varnish.
 #
 # Needs: go, wrk, nginx, varnish, taskset (util-linux), curl.
 #   apt-get install -y wrk nginx varnish curl
 # Environment:
 #   RUNS=3 DURATION=10s           runs per target and size, length of each
+#   MODE=edge                     edge: the real edge (portico origin + portico
+#                                 edge, config applied with portico ctl);
+#                                 cacheserver: the stand-in that runs the cache
+#                                 policy in a plugins chain (test/bench/cacheserver)
 #   PORTICO_URL=http://HOST:PORT  measure an already running Portico edge
-#                                 (pinned by the caller) instead of the
-#                                 bundled cacheserver; it must route /1k and
-#                                 /100k to ORIGIN_PORT's origin with the cache on.
+#                                 (pinned by the caller) instead; it must route
+#                                 /1k and /100k to ORIGIN_PORT's backend with
+#                                 the cache on.
 #   PORTICO_PID=PID               with PORTICO_URL: its process, for CPU per request
-#   ORIGIN_PORT=18480             port of the origin started here
+#   ORIGIN_PORT=18480             port of the backend started here
 #   OUT=FILE                      also write the summary to FILE
 set -euo pipefail
 
 RUNS=${RUNS:-3}
 DURATION=${DURATION:-10s}
+MODE=${MODE:-edge}
 ORIGIN_PORT=${ORIGIN_PORT:-18480}
 PORTICO_PORT=18481
 NGINX_PORT=18482
 VARNISH_PORT=18483
+ADMIN_PORT=18484
+DATA_PORT=18485
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 
 missing=()
@@ -49,17 +59,23 @@ cleanup() {
 }
 trap cleanup EXIT
 
-wait_port() { # wait up to 10 s for a TCP port to accept connections
-	for _ in $(seq 100); do
+wait_port() { # wait up to 30 s for a TCP port to accept connections
+	for _ in $(seq 300); do
 		if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
 		sleep 0.1
 	done
-	echo "cache.sh: nothing listening on port $1 after 10 s" >&2
+	echo "cache.sh: nothing listening on port $1 after 30 s" >&2
+	for f in "$WORK"/*.log; do [[ -s $f ]] && { echo "--- $f" >&2; tail -20 "$f" >&2; }; done
 	exit 1
 }
 
-echo "building cacheserver..." >&2
-(cd "$ROOT" && go build -o "$WORK/cacheserver" ./test/bench/cacheserver)
+case $MODE in edge | cacheserver) ;; *)
+	echo "cache.sh: MODE=$MODE: use edge or cacheserver" >&2
+	exit 2
+	;;
+esac
+echo "building cacheserver and portico..." >&2
+(cd "$ROOT" && go build -o "$WORK/cacheserver" ./test/bench/cacheserver && go build -o "$WORK/portico" ./cmd/portico)
 
 # CPU time of a process and its descendants, in clock ticks: a measure of
 # cost per request that holds up better than rps when other work shares the
@@ -84,15 +100,88 @@ taskset -c 0 "$WORK/cacheserver" -origin-listen "127.0.0.1:$ORIGIN_PORT" &
 PIDS+=($!)
 wait_port "$ORIGIN_PORT"
 
+# wait_log FILE REGEX: wait up to 20 s for a line of FILE to match, print it.
+wait_log() {
+	for _ in $(seq 200); do
+		if grep -Eq "$2" "$1" 2>/dev/null; then
+			grep -E "$2" "$1" | head -1
+			return 0
+		fi
+		sleep 0.1
+	done
+	echo "cache.sh: $1 never printed $2:" >&2
+	cat "$1" >&2
+	exit 1
+}
+
+start_edge() {
+	# The origin: control plane and data plane; on cache hits it is idle.
+	taskset -c 0 "$WORK/portico" origin --data-dir "$WORK/origin" --admin-listen "127.0.0.1:$ADMIN_PORT" \
+		--data-listen "127.0.0.1:$DATA_PORT" --log-level warn >"$WORK/origin.log" 2>&1 &
+	PIDS+=($!)
+	wait_port "$ADMIN_PORT"
+	wait_port "$DATA_PORT"
+	# The tokens of the first start.
+	wait_log "$WORK/origin.log" 'ptc_edge_' >/dev/null
+	admin_tok=$(grep -Eo 'ptc_admin_[A-Za-z0-9_]+' "$WORK/origin.log" | head -1)
+	edge_tok=$(grep -Eo 'ptc_edge_[A-Za-z0-9_]+' "$WORK/origin.log" | head -1)
+	cat >"$WORK/bench.yaml" <<YAML
+openapi: 3.0.3
+info: {title: Bench, version: "1"}
+paths:
+  /{proxy+}:
+    get:
+      parameters: [{name: proxy, in: path, required: true, schema: {type: string}}]
+      x-portico-integration: {type: http_proxy, uri: "http://127.0.0.1:$ORIGIN_PORT/{proxy}"}
+      responses: {"200": {description: ok}}
+YAML
+	cat >"$WORK/portico.yaml" <<YAML
+portico: v1
+apis:
+  - name: bench
+    openapi: bench.yaml
+    stages:
+      - name: prod
+        policies:
+          - type: cache
+            config: {ttl: 3600s, maxObjectBytes: 1048576}
+domains:
+  - name: 127.0.0.1
+    plainHttp: serve
+    mappings:
+      - {basePath: "(none)", api: bench, stage: prod}
+YAML
+	"$WORK/portico" ctl apply -f "$WORK/portico.yaml" --admin-url "http://127.0.0.1:$ADMIN_PORT" --token "$admin_tok" >/dev/null
+	taskset -c 0 "$WORK/portico" edge --origin "http://127.0.0.1:$DATA_PORT" --token "$edge_tok" --data-dir "$WORK/edge" \
+		--https-listen 127.0.0.1:0 --http-listen "127.0.0.1:$PORTICO_PORT" --ops-listen "" --dev-ca \
+		--cache-bytes 256MiB --log-level warn >"$WORK/edge.log" 2>&1 &
+	PIDS+=($!)
+	PORTICO_PID=$!
+	wait_port "$PORTICO_PORT"
+	PORTICO=http://127.0.0.1:$PORTICO_PORT
+	for _ in $(seq 100); do
+		curl -fsS -o /dev/null "$PORTICO/1k/ready" 2>/dev/null && return 0
+		sleep 0.1
+	done
+	echo "cache.sh: the edge does not serve the bench API:" >&2
+	cat "$WORK/edge.log" >&2
+	exit 1
+}
+
 if [[ -n ${PORTICO_URL:-} ]]; then
 	PORTICO=$PORTICO_URL
 	PORTICO_PID=${PORTICO_PID:-}
+	LABEL="Portico at $PORTICO_URL"
+elif [[ $MODE == edge ]]; then
+	start_edge
+	LABEL="the Portico edge (portico edge, cache policy on the stage)"
 else
 	taskset -c 0 "$WORK/cacheserver" -listen "127.0.0.1:$PORTICO_PORT" -origin "http://127.0.0.1:$ORIGIN_PORT" &
 	PIDS+=($!)
 	PORTICO_PID=$!
 	wait_port "$PORTICO_PORT"
 	PORTICO=http://127.0.0.1:$PORTICO_PORT
+	LABEL="the cacheserver stand-in (cache policy in a plugins chain)"
 fi
 
 mkdir -p "$WORK/nginx-cache" "$WORK/nginx-tmp"
@@ -171,6 +260,7 @@ to_us() {
 	}'
 }
 
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 RESULTS=$WORK/results.tsv
 for run in $(seq "$RUNS"); do
 	for s in "${SIZES[@]}"; do
@@ -199,7 +289,8 @@ for run in $(seq "$RUNS"); do
 done
 
 summary() {
-	echo "cache hit, ${RUNS} interleaved runs of ${DURATION}, server and origin on core 0, wrk -t1 -c64 on core 1"
+	echo "cache hit, ${RUNS} interleaved runs of ${DURATION}, servers on core 0, wrk -t1 -c64 on core 1; portico = $LABEL"
+	echo "load average before the runs: $LOAD_BEFORE; after: $(cut -d' ' -f1-3 /proc/loadavg)"
 	echo "rps ratios: median rps / peer's median rps; cpu ratios: peer's CPU per request / this one's (above 1: cheaper than the peer)"
 	printf '%-5s %-8s %11s %10s %8s %9s %7s %7s %8s %7s %7s\n' size target "median rps" "max rps" "p50 us" "p99 us" "/nginx" "/varnish" "cpu us/r" "cpu/ngx" "cpu/vsh"
 	for s in "${SIZES[@]}"; do

@@ -3,8 +3,9 @@
 // pooled reverse proxy, the way the edge runs it, and, with -origin-listen,
 // the origin every cache in the comparison fetches from.
 //
-// It is a benchmark harness, not the edge: the lead points cache.sh at the
-// real edge binary with PORTICO_URL once the cache is integrated.
+// It is a benchmark harness, not the edge: cache.sh measures the real edge
+// by default and this stand-in with MODE=cacheserver, which isolates the
+// policy from hygiene, routing and the forwarder.
 package main
 
 import (
