@@ -197,9 +197,9 @@ func (n *node) Close() {
 }
 
 // tuneMemory sets a soft Go memory limit on a node with a cache, unless
-// GOMEMLIMIT is set: tuneGC's GOGC=400 assumes little live data, which a
+// GOMEMLIMIT is set: tuneGC's GOGC=200 assumes little live data, which a
 // full cache is not, and without a limit the heap of a node whose cache
-// holds B bytes could grow towards five times B between collections. With
+// holds B bytes could grow towards three times B between collections. With
 // the limit the collector runs when the process nears it instead. The
 // store's heap stays within about 1.1 times its budget and churn needs
 // some room (docs/cache.md, Memory), hence 1.25 times the budget plus
