@@ -19,6 +19,7 @@ import (
 	"github.com/portico-edge/portico/origin/control"
 	"github.com/portico-edge/portico/origin/dataplane"
 	"github.com/portico-edge/portico/origin/integration"
+	"github.com/portico-edge/portico/origin/modules"
 	"github.com/portico-edge/portico/origin/store"
 	"github.com/portico-edge/portico/plugins"
 )
@@ -30,7 +31,10 @@ type Config struct {
 	DataListen  string // default 127.0.0.1:9901
 	Importer    control.Importer
 	Policies    *plugins.Registry
-	Logger      *slog.Logger
+	// MaxModuleBytes caps uploaded WASM modules; zero means the engine's
+	// default. Edges must accept at least as much.
+	MaxModuleBytes int
+	Logger         *slog.Logger
 }
 
 // Origin is a running origin gateway.
@@ -41,6 +45,10 @@ type Origin struct {
 	Control *control.Control
 	Admin   *admin.Server
 	Data    *dataplane.Server
+	// Modules stores WASM plugin modules; it is also the origin's module
+	// source (admission at deploy, regional endpoints).
+	Modules *modules.Service
+	checker *modules.Checker
 	invoker *integration.Invoker
 
 	adminLn, dataLn net.Listener
@@ -71,6 +79,9 @@ func New(ctx context.Context, cfg Config) (*Origin, *FirstStart, error) {
 	}
 	o := &Origin{cfg: cfg, log: cfg.Logger, Store: st}
 	fail := func(err error) (*Origin, *FirstStart, error) {
+		if o.checker != nil {
+			_ = o.checker.Close(context.Background())
+		}
 		st.Close()
 		return nil, nil, err
 	}
@@ -91,6 +102,18 @@ func New(ctx context.Context, cfg Config) (*Origin, *FirstStart, error) {
 	if err != nil {
 		return fail(err)
 	}
+	// Uploads compile into the data dir's compilation cache, which the
+	// node's WASM host shares, so a deploy after an upload compiles nothing.
+	o.checker, err = modules.NewChecker(ctx, cfg.DataDir, cfg.MaxModuleBytes, cfg.Logger)
+	if err != nil {
+		return fail(err)
+	}
+	o.Modules, err = modules.New(modules.Options{Store: st, Check: o.checker.Check, MaxBytes: cfg.MaxModuleBytes, Logger: cfg.Logger})
+	if err != nil {
+		return fail(err)
+	}
+	o.Modules.Register(o.Admin)
+	o.Data.HandleEdgeCall(modules.EdgePath, o.Modules.ServeEdge)
 	return o, first, nil
 }
 
@@ -185,8 +208,11 @@ func (o *Origin) Serve(ctx context.Context, drain time.Duration) error {
 	return err
 }
 
-// Close closes the store.
-func (o *Origin) Close() error { return o.Store.Close() }
+// Close closes the store and the module checker's engine.
+func (o *Origin) Close() error {
+	_ = o.checker.Close(context.Background())
+	return o.Store.Close()
+}
 
 // Terminal runs integrations for exchanges routed in this process: the
 // regional and private endpoints the origin serves itself, with the same

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -20,6 +21,7 @@ import (
 	"github.com/portico-edge/portico/edge"
 	"github.com/portico-edge/portico/edge/hygiene"
 	"github.com/portico-edge/portico/edge/listen"
+	"github.com/portico-edge/portico/edge/modules"
 )
 
 func runEdge(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -60,10 +62,15 @@ func runEdge(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	tuneGC()
-	n, err := newNode(nf, log)
+	mods, err := modules.New(modules.Options{Origin: u, Token: tok, Dir: filepath.Join(*dataDir, "modules"), MaxBytes: nf.maxModuleBytes, Logger: log})
 	if err != nil {
 		return err
 	}
+	n, err := newNode(nf, nodeEnv{dataDir: *dataDir, modules: mods}, log)
+	if err != nil {
+		return err
+	}
+	defer n.Close(context.Background())
 	port := *httpsPort
 	if port == 0 {
 		port = portOf(*httpsListen)

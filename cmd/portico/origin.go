@@ -42,15 +42,18 @@ func runOrigin(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	tuneGC()
-	n, err := newNode(nf, log)
+	mods := &deferredModules{}
+	n, err := newNode(nf, nodeEnv{dataDir: *dataDir, modules: mods}, log)
 	if err != nil {
 		return err
 	}
-	o, first, err := origin.New(ctx, origin.Config{DataDir: *dataDir, AdminListen: *adminListen, DataListen: *dataListen, Importer: importDocument, Policies: n.Policies, Logger: log})
+	defer n.Close(context.Background())
+	o, first, err := origin.New(ctx, origin.Config{DataDir: *dataDir, AdminListen: *adminListen, DataListen: *dataListen, Importer: importDocument, Policies: n.Policies, MaxModuleBytes: nf.maxModuleBytes, Logger: log})
 	if err != nil {
 		return err
 	}
 	defer o.Close()
+	mods.set(o.Modules)
 	if first != nil {
 		fmt.Fprintf(stdout, "First start: created these tokens. They are shown only now; store them safely.\n  admin token (portico ctl, PORTICO_TOKEN): %s\n  edge token (portico edge --token):        %s\n", first.AdminToken, first.EdgeToken)
 	}

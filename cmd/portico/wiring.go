@@ -2,12 +2,14 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
 	"net/netip"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -25,6 +27,8 @@ import (
 	"github.com/portico-edge/portico/plugins/jwt"
 	"github.com/portico-edge/portico/plugins/ratelimit"
 	"github.com/portico-edge/portico/plugins/sigv4"
+	"github.com/portico-edge/portico/plugins/wasm"
+	"github.com/portico-edge/portico/runtime"
 )
 
 // importDocument adapts the OpenAPI importer to the control plane.
@@ -51,6 +55,7 @@ type nodeFlags struct {
 	authCacheEntries int
 	trustedProxies   string
 	allowPrivateJWKS bool
+	maxModuleBytes   int
 }
 
 func (n *nodeFlags) register(fs *flag.FlagSet) {
@@ -60,12 +65,24 @@ func (n *nodeFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&n.authWindow, "auth-failure-window", time.Minute, "window for --auth-failures")
 	fs.IntVar(&n.authCacheEntries, "auth-cache-entries", 10000, "most authorizer results (JWT, signatures, WASM) kept in the cache")
 	fs.StringVar(&n.trustedProxies, "trusted-proxies", "", "comma-separated CIDRs of proxies in front of this node whose X-Forwarded-For is believed; empty trusts none")
+	fs.IntVar(&n.maxModuleBytes, "wasm-max-module-bytes", runtime.DefaultMaxModuleBytes, "largest WASM plugin module accepted (uploads on the origin, downloads and compiles on edges); keep it equal on the origin and every edge")
+}
+
+// nodeEnv is what differs between the roles that build a node: where the
+// node keeps its files, and where its WASM host gets module bytes (the
+// origin's store, or the edge's cache of the origin's modules).
+type nodeEnv struct {
+	dataDir string
+	modules wasm.ModuleSource
 }
 
 // node holds what the policy factories share for the life of the process:
 // counters, caches, the key tables that snapshots refresh, and metrics.
 type node struct {
-	Policies   *plugins.Registry
+	Policies *plugins.Registry
+	// WASM runs the node's plugins; it outlives snapshots and is closed
+	// with the node.
+	WASM       *wasm.Host
 	Metrics    *prometheus.Registry
 	Keys       *apikey.Live
 	AccessKeys *sigv4.Live
@@ -77,7 +94,7 @@ type node struct {
 	}
 }
 
-func newNode(n nodeFlags, log *slog.Logger) (*node, error) {
+func newNode(n nodeFlags, env nodeEnv, log *slog.Logger) (*node, error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	out := &node{Metrics: reg, Keys: &apikey.Live{}, AccessKeys: &sigv4.Live{}, Usage: apikey.NewUsage()}
@@ -132,11 +149,46 @@ func newNode(n nodeFlags, log *slog.Logger) (*node, error) {
 	if err != nil {
 		return nil, err
 	}
-	out.Policies, err = plugins.NewRegistry(throttle, keys, jwtf, sig, ipf, corsf)
+	if env.modules == nil {
+		return nil, errors.New("node: no WASM module source")
+	}
+	host, err := wasm.NewHost(context.Background(), wasm.HostConfig{DataDir: env.dataDir, Source: env.modules, Logger: log, Registerer: reg, MaxModuleBytes: n.maxModuleBytes})
 	if err != nil {
 		return nil, err
 	}
+	out.WASM = host
+	out.Policies, err = plugins.NewRegistry(throttle, keys, jwtf, sig, ipf, corsf, host.Authorizer(), host.Transform())
+	if err != nil {
+		_ = host.Close(context.Background())
+		return nil, err
+	}
 	return out, nil
+}
+
+// Close stops what the node runs beside requests: its WASM plugins. Call
+// it once the listeners have drained.
+func (n *node) Close(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	return n.WASM.Close(ctx)
+}
+
+// deferredModules is the origin's module source handed to its node before
+// the origin exists: the node's policy registry is needed to build the
+// origin (admission at deploy), and the origin's store holds the modules.
+// Nothing asks for a module before the origin is built and set.
+type deferredModules struct {
+	src atomic.Pointer[wasm.ModuleSource]
+}
+
+func (d *deferredModules) set(s wasm.ModuleSource) { d.src.Store(&s) }
+
+func (d *deferredModules) Module(ctx context.Context, digest string) ([]byte, error) {
+	s := d.src.Load()
+	if s == nil {
+		return nil, errors.New("the origin's module store is not open yet")
+	}
+	return (*s).Module(ctx, digest)
 }
 
 // prepare readies the key tables of a snapshot; the returned commit
