@@ -130,6 +130,11 @@ func testCtlPlugins(t *testing.T, to *testOrigin, dir, shopDoc string) {
 		}
 		out = to.ok(t, "plugins", "attach", "--api", "plugged", "--stage", "dev", "--type", "wasm-transform", "--module", allowDigest, "--config", `{"instances": 2}`)
 		wantContains(t, out, "Replaced the wasm-transform policy", "It runs on the stage's deployment d")
+		// Admission started each plugin and stopped it again: the origin
+		// (which serves no regional endpoint here) runs none.
+		if n := to.n.WASM.Plugins(); n != 0 {
+			t.Errorf("admission left %d plugins running on the origin", n)
+		}
 	})
 
 	t.Run("refused at deploy", func(t *testing.T) {

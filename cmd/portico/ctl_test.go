@@ -33,6 +33,7 @@ type testOrigin struct {
 	url, token string
 	direct     string // the admin listener itself
 	o          *origin.Origin
+	n          *node
 
 	mu   sync.Mutex
 	hits []*http.Request // method and URL of every call, in order
@@ -67,7 +68,7 @@ func startTestOrigin(t *testing.T) *testOrigin {
 	}
 	served := make(chan error, 1)
 	go func() { served <- o.Serve(ctx, 2*time.Second) }()
-	to := &testOrigin{token: first.AdminToken, direct: "http://" + o.AdminAddr(), o: o}
+	to := &testOrigin{token: first.AdminToken, direct: "http://" + o.AdminAddr(), o: o, n: n}
 	target, _ := url.Parse(to.direct)
 	proxy := httputil.NewSingleHostReverseProxy(target)
 	rec := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
