@@ -21,6 +21,7 @@ import (
 	"github.com/portico-edge/portico/origin/dataplane"
 	"github.com/portico-edge/portico/origin/fleet"
 	"github.com/portico-edge/portico/origin/integration"
+	"github.com/portico-edge/portico/origin/modules"
 	"github.com/portico-edge/portico/origin/store"
 	"github.com/portico-edge/portico/plugins"
 )
@@ -38,6 +39,9 @@ type Config struct {
 	// edges that reach the origin across networks, and for HTTP/3 toward
 	// the origin.
 	DataCertificates listen.CertSource
+	// MaxModuleBytes caps uploaded WASM modules; zero means the engine's
+	// default. Edges must accept at least as much.
+	MaxModuleBytes int
 }
 
 // Origin is a running origin gateway.
@@ -49,7 +53,11 @@ type Origin struct {
 	Admin   *admin.Server
 	Data    *dataplane.Server
 	// Fleet holds the nodes' heartbeats.
-	Fleet   *fleet.Registry
+	Fleet *fleet.Registry
+	// Modules stores WASM plugin modules; it is also the origin's module
+	// source (admission at deploy, regional endpoints).
+	Modules *modules.Service
+	checker *modules.Checker
 	invoker *integration.Invoker
 
 	adminLn, dataLn net.Listener
@@ -81,6 +89,9 @@ func New(ctx context.Context, cfg Config) (*Origin, *FirstStart, error) {
 	}
 	o := &Origin{cfg: cfg, log: cfg.Logger, Store: st}
 	fail := func(err error) (*Origin, *FirstStart, error) {
+		if o.checker != nil {
+			_ = o.checker.Close(context.Background())
+		}
 		st.Close()
 		return nil, nil, err
 	}
@@ -104,6 +115,18 @@ func New(ctx context.Context, cfg Config) (*Origin, *FirstStart, error) {
 	}
 	o.Fleet = fleet.New(nil)
 	o.registerFleet()
+	// Uploads compile into the data dir's compilation cache, which the
+	// node's WASM host shares, so a deploy after an upload compiles nothing.
+	o.checker, err = modules.NewChecker(ctx, cfg.DataDir, cfg.MaxModuleBytes, cfg.Logger)
+	if err != nil {
+		return fail(err)
+	}
+	o.Modules, err = modules.New(modules.Options{Store: st, Check: o.checker.Check, MaxBytes: cfg.MaxModuleBytes, Logger: cfg.Logger})
+	if err != nil {
+		return fail(err)
+	}
+	o.Modules.Register(o.Admin)
+	o.Data.HandleEdgeCall(modules.EdgePath, o.Modules.ServeEdge)
 	return o, first, nil
 }
 
@@ -243,8 +266,11 @@ func (o *Origin) Serve(ctx context.Context, drain time.Duration) error {
 	return err
 }
 
-// Close closes the store.
-func (o *Origin) Close() error { return o.Store.Close() }
+// Close closes the store and the module checker's engine.
+func (o *Origin) Close() error {
+	_ = o.checker.Close(context.Background())
+	return o.Store.Close()
+}
 
 // Terminal runs integrations for exchanges routed in this process: the
 // regional and private endpoints the origin serves itself, with the same

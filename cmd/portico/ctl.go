@@ -41,6 +41,7 @@ func ctlCommands() []ctlCommand {
 	cmds = append(cmds, ctlAPICommands()...)
 	cmds = append(cmds, ctlStageCommands()...)
 	cmds = append(cmds, ctlDeploymentCommands()...)
+	cmds = append(cmds, ctlPluginCommands()...)
 	cmds = append(cmds, ctlDomainCommands()...)
 	cmds = append(cmds, ctlEdgeSiteCommands()...)
 	cmds = append(cmds, ctlTokenCommands()...)

@@ -34,6 +34,7 @@ type testOrigin struct {
 	url, token string
 	direct     string // the admin listener itself
 	o          *origin.Origin
+	n          *node
 
 	mu   sync.Mutex
 	hits []*http.Request // method and URL of every call, in order
@@ -47,16 +48,19 @@ func startTestOrigin(t *testing.T) *testOrigin {
 	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
 
 	ctx, cancel := context.WithCancel(context.Background())
-	n, err := newNode(nodeFlags{}, slog.New(slog.DiscardHandler))
+	dataDir := t.TempDir()
+	mods := &deferredModules{}
+	n, err := newNode(nodeFlags{}, nodeEnv{dataDir: dataDir, modules: mods}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
 	reg := n.Policies
-	o, first, err := origin.New(ctx, origin.Config{DataDir: t.TempDir(), AdminListen: "127.0.0.1:0", DataListen: "127.0.0.1:0",
+	o, first, err := origin.New(ctx, origin.Config{DataDir: dataDir, AdminListen: "127.0.0.1:0", DataListen: "127.0.0.1:0",
 		Importer: importDocument, Policies: reg, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
+	mods.set(o.Modules)
 	if first == nil {
 		t.Fatal("a new data dir gave no first-start admin token")
 	}
@@ -65,7 +69,7 @@ func startTestOrigin(t *testing.T) *testOrigin {
 	}
 	served := make(chan error, 1)
 	go func() { served <- o.Serve(ctx, 2*time.Second) }()
-	to := &testOrigin{token: first.AdminToken, direct: "http://" + o.AdminAddr(), o: o}
+	to := &testOrigin{token: first.AdminToken, direct: "http://" + o.AdminAddr(), o: o, n: n}
 	target, _ := url.Parse(to.direct)
 	proxy := httputil.NewSingleHostReverseProxy(target)
 	rec := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -87,6 +91,7 @@ func startTestOrigin(t *testing.T) *testOrigin {
 			t.Error("the origin did not stop within 10s")
 		}
 		o.Close()
+		n.Close(context.Background())
 	})
 	return to
 }
@@ -644,6 +649,7 @@ func TestCtlCommands(t *testing.T) {
 			t.Errorf("snapshot purges: %+v", snap.Purges)
 		}
 	})
+	t.Run("plugins", func(t *testing.T) { testCtlPlugins(t, to, dir, shopDoc) })
 
 	t.Run("apis delete", func(t *testing.T) {
 		wantContains(t, to.ok(t, "apis", "delete", "shop2"), "Deleted API shop2 with its stages and deployments.")

@@ -67,17 +67,21 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 
 	// Dev fetches JWKS from loopback too: the quickstart's identity
 	// provider, if any, runs beside it.
-	n, err := newNode(nodeFlags{authFailures: 10, authWindow: time.Minute, authCacheEntries: 10000, allowPrivateJWKS: true, cacheBytes: cacheBytes}, log)
+	// One node serves the origin's admission and the edge, so its WASM
+	// host reads modules straight from the origin's store.
+	mods := &deferredModules{}
+	n, err := newNode(nodeFlags{authFailures: 10, authWindow: time.Minute, authCacheEntries: 10000, allowPrivateJWKS: true, cacheBytes: cacheBytes}, nodeEnv{dataDir: filepath.Join(*dataDir, "origin"), modules: mods}, log)
 	if err != nil {
 		return err
 	}
-	defer n.Close()
+	defer n.Close(context.Background())
 	tuneMemory(int64(cacheBytes), log)
 	o, _, err := origin.New(ctx, origin.Config{DataDir: filepath.Join(*dataDir, "origin"), AdminListen: *adminListen, DataListen: *dataListen, Importer: importDocument, Policies: n.Policies, Logger: log})
 	if err != nil {
 		return err
 	}
 	defer o.Close()
+	mods.set(o.Modules)
 	adminTok, err := o.ReplaceToken(ctx, store.TokenAdmin, "dev")
 	if err != nil {
 		return err

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -23,6 +24,7 @@ import (
 	"github.com/portico-edge/portico/edge/heartbeat"
 	"github.com/portico-edge/portico/edge/hygiene"
 	"github.com/portico-edge/portico/edge/listen"
+	"github.com/portico-edge/portico/edge/modules"
 	edgeusage "github.com/portico-edge/portico/edge/usage"
 	"github.com/portico-edge/portico/origin/fleet"
 )
@@ -73,11 +75,19 @@ func runEdge(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return usageError{fmt.Sprintf("--usage-interval %v: give at least 100ms (the default is 10s)", *usageInterval)}
 	}
 	tuneGC()
-	n, err := newNode(nf, log)
+	oc, err := originClient(u, *originCA, *originHTTP3)
 	if err != nil {
 		return err
 	}
-	defer n.Close()
+	mods, err := modules.New(modules.Options{Origin: u, Token: tok, Client: oc.client, Dir: filepath.Join(*dataDir, "modules"), MaxBytes: nf.maxModuleBytes, Logger: log})
+	if err != nil {
+		return err
+	}
+	n, err := newNode(nf, nodeEnv{dataDir: *dataDir, modules: mods}, log)
+	if err != nil {
+		return err
+	}
+	defer n.Close(context.Background())
 	tuneMemory(int64(nf.cacheBytes), log)
 	port := *httpsPort
 	if port == 0 {
@@ -91,10 +101,6 @@ func runEdge(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	defer certs.stop()
-	oc, err := originClient(u, *originCA, *originHTTP3)
-	if err != nil {
-		return err
-	}
 	e, err := edge.New(edge.Config{Origin: u, Token: tok, DataDir: *dataDir, Policies: n.Policies, Prepare: certs.prepare(n.prepare, config.EndpointEdge, log), TrustedProxies: n.Trusted, HTTPSPort: port, Logger: log,
 		OriginTLS: oc.tls, OriginTransport: oc.forward, OriginClient: oc.client})
 	if err != nil {

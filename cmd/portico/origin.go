@@ -46,12 +46,13 @@ func runOrigin(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	tuneGC()
-	n, err := newNode(nf, log)
+	mods := &deferredModules{}
+	n, err := newNode(nf, nodeEnv{dataDir: *dataDir, modules: mods}, log)
 	if err != nil {
 		return err
 	}
-	defer n.Close()
-	ocfg := origin.Config{DataDir: *dataDir, AdminListen: *adminListen, DataListen: *dataListen, Importer: importDocument, Policies: n.Policies, Logger: log}
+	defer n.Close(context.Background())
+	ocfg := origin.Config{DataDir: *dataDir, AdminListen: *adminListen, DataListen: *dataListen, Importer: importDocument, Policies: n.Policies, MaxModuleBytes: nf.maxModuleBytes, Logger: log}
 	if (*dataCert == "") != (*dataKey == "") {
 		return usageError{"--data-tls-cert and --data-tls-key go together"}
 	}
@@ -67,6 +68,7 @@ func runOrigin(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	defer o.Close()
+	mods.set(o.Modules)
 	if first != nil {
 		fmt.Fprintf(stdout, "First start: created these tokens. They are shown only now; store them safely.\n  admin token (portico ctl, PORTICO_TOKEN): %s\n  edge token (portico edge --token):        %s\n", first.AdminToken, first.EdgeToken)
 	}

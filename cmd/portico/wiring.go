@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -11,6 +12,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -29,6 +31,8 @@ import (
 	"github.com/portico-edge/portico/plugins/jwt"
 	"github.com/portico-edge/portico/plugins/ratelimit"
 	"github.com/portico-edge/portico/plugins/sigv4"
+	"github.com/portico-edge/portico/plugins/wasm"
+	"github.com/portico-edge/portico/runtime"
 )
 
 // importDocument adapts the OpenAPI importer to the control plane.
@@ -56,6 +60,7 @@ type nodeFlags struct {
 	trustedProxies   string
 	allowPrivateJWKS bool
 	cacheBytes       byteSize
+	maxModuleBytes   int
 }
 
 // defaultCacheBytes is the response cache's memory budget when
@@ -71,6 +76,7 @@ func (n *nodeFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&n.trustedProxies, "trusted-proxies", "", "comma-separated CIDRs of proxies in front of this node whose X-Forwarded-For is believed; empty trusts none")
 	n.cacheBytes = defaultCacheBytes
 	fs.Var(&n.cacheBytes, "cache-bytes", "memory budget of the response cache, such as 512MiB or 2GiB; 0 turns caching off and refuses cache policies. Unless GOMEMLIMIT is set, a node serving requests sets the Go memory limit to 1.25 times this plus 256MiB (docs/cache.md)")
+	fs.IntVar(&n.maxModuleBytes, "wasm-max-module-bytes", runtime.DefaultMaxModuleBytes, "largest WASM plugin module accepted (uploads on the origin, downloads and compiles on edges); keep it equal on the origin and every edge")
 }
 
 // byteSize is a flag value of bytes with an optional binary or decimal
@@ -99,12 +105,23 @@ func (b *byteSize) Set(s string) error {
 	return nil
 }
 
+// nodeEnv is what differs between the roles that build a node: where the
+// node keeps its files, and where its WASM host gets module bytes (the
+// origin's store, or the edge's cache of the origin's modules).
+type nodeEnv struct {
+	dataDir string
+	modules wasm.ModuleSource
+}
+
 // node holds what the policy factories share for the life of the process:
 // counters, caches, the key tables that snapshots refresh, and metrics.
 type node struct {
 	Policies *plugins.Registry
 	// Cache is the response cache's factory; nil when --cache-bytes is 0.
-	Cache      *cache.Factory
+	Cache *cache.Factory
+	// WASM runs the node's plugins; it outlives snapshots and is closed
+	// with the node.
+	WASM       *wasm.Host
 	log        *slog.Logger
 	Metrics    *prometheus.Registry
 	Keys       *apikey.Live
@@ -117,7 +134,7 @@ type node struct {
 	}
 }
 
-func newNode(n nodeFlags, log *slog.Logger) (*node, error) {
+func newNode(n nodeFlags, env nodeEnv, log *slog.Logger) (*node, error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	out := &node{Metrics: reg, Keys: &apikey.Live{}, AccessKeys: &sigv4.Live{}, Usage: apikey.NewUsage(), log: log}
@@ -180,20 +197,35 @@ func newNode(n nodeFlags, log *slog.Logger) (*node, error) {
 		}
 		cachef = out.Cache
 	}
-	out.Policies, err = plugins.NewRegistry(throttle, keys, jwtf, sig, ipf, corsf, cachef)
+	if env.modules == nil {
+		return nil, errors.New("node: no WASM module source")
+	}
+	host, err := wasm.NewHost(context.Background(), wasm.HostConfig{DataDir: env.dataDir, Source: env.modules, Logger: log, Registerer: reg, MaxModuleBytes: n.maxModuleBytes})
 	if err != nil {
-		out.Close()
+		out.Close(context.Background())
+		return nil, err
+	}
+	out.WASM = host
+	out.Policies, err = plugins.NewRegistry(throttle, keys, jwtf, sig, ipf, corsf, cachef, host.Authorizer(), host.Transform())
+	if err != nil {
+		_ = host.Close(context.Background())
 		return nil, err
 	}
 	return out, nil
 }
 
-// Close releases what the node holds for the life of the process (the
-// cache's background work).
-func (n *node) Close() {
+// Close stops what the node runs beside requests: its WASM plugins and
+// the cache's background work. Call it once the listeners have drained.
+func (n *node) Close(ctx context.Context) error {
 	if n.Cache != nil {
 		n.Cache.Close()
 	}
+	if n.WASM == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	return n.WASM.Close(ctx)
 }
 
 // tuneMemory sets a soft Go memory limit on a node with a cache, unless
@@ -211,6 +243,24 @@ func tuneMemory(cacheBytes int64, log *slog.Logger) {
 	limit := cacheBytes + cacheBytes/4 + 256<<20
 	debug.SetMemoryLimit(limit)
 	log.Info("Go memory limit set from the cache budget (set GOMEMLIMIT to choose another)", "limit_bytes", limit, "cache_bytes", cacheBytes)
+}
+
+// deferredModules is the origin's module source handed to its node before
+// the origin exists: the node's policy registry is needed to build the
+// origin (admission at deploy), and the origin's store holds the modules.
+// Nothing asks for a module before the origin is built and set.
+type deferredModules struct {
+	src atomic.Pointer[wasm.ModuleSource]
+}
+
+func (d *deferredModules) set(s wasm.ModuleSource) { d.src.Store(&s) }
+
+func (d *deferredModules) Module(ctx context.Context, digest string) ([]byte, error) {
+	s := d.src.Load()
+	if s == nil {
+		return nil, errors.New("the origin's module store is not open yet")
+	}
+	return (*s).Module(ctx, digest)
 }
 
 // prepare readies the key tables of a snapshot; the returned commit

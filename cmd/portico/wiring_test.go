@@ -45,11 +45,12 @@ func TestNodeCache(t *testing.T) {
 	log := slog.New(slog.DiscardHandler)
 
 	// Without a budget, a cache policy is refused, and says why.
-	off, err := newNode(nodeFlags{}, log)
+	env := nodeEnv{dataDir: t.TempDir(), modules: &deferredModules{}}
+	off, err := newNode(nodeFlags{}, env, log)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer off.Close()
+	defer off.Close(ctx)
 	if off.Cache != nil {
 		t.Fatal("a node with --cache-bytes 0 has a cache")
 	}
@@ -58,11 +59,11 @@ func TestNodeCache(t *testing.T) {
 		t.Fatalf("cache policy on a node without a cache: %v", err)
 	}
 
-	on, err := newNode(nodeFlags{cacheBytes: 4 << 20}, log)
+	on, err := newNode(nodeFlags{cacheBytes: 4 << 20}, env, log)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer on.Close()
+	defer on.Close(ctx)
 	if _, _, err := on.Policies.Build(ctx, cachePolicy(`{"ttl":"60s"}`), nothing); err != nil {
 		t.Fatalf("cache policy: %v", err)
 	}

@@ -46,12 +46,16 @@ type Route struct {
 	Method, Path string // Path uses {name} wildcards, as http.ServeMux does
 	Summary      string
 	Tag          string
-	Request      string // schema name in components, "" for none; "document" for a raw document
+	Request      string // schema name in components, "" for none; "document" for a raw document; RequestBinary for a file
 	Response     string // schema name, "" for 204
 	Status       int    // success status; 0 means 200
 	Query        []Param
 	Handler      func(w http.ResponseWriter, r *http.Request) error
 }
+
+// RequestBinary as a Route's Request documents a body that is a file sent
+// as is (a WASM module: application/wasm).
+const RequestBinary = "binary"
 
 // Param documents a query parameter.
 type Param struct {

@@ -155,6 +155,10 @@ func (s *Server) OpenAPI() map[string]any {
 		}
 		switch r.Request {
 		case "":
+		case RequestBinary:
+			op["requestBody"] = map[string]any{"required": true, "content": map[string]any{
+				"application/wasm": map[string]any{"schema": map[string]any{"type": "string", "format": "binary"}},
+			}}
 		case "document":
 			op["requestBody"] = map[string]any{"required": true, "content": map[string]any{
 				"application/json": map[string]any{"schema": map[string]any{"type": "object"}},

@@ -223,15 +223,23 @@ func (c *Control) admit(ctx context.Context, d *config.Deployment, st *config.St
 		}
 	}
 	if c.policies != nil && len(problems) == 0 {
+		// Every route's chain stays built until all are: policies that
+		// share state across routes (a WASM plugin attached to the API
+		// is one running plugin for all its routes) are then started once
+		// for the whole deployment rather than once per route. Closing
+		// them at the end leaves nothing running that admission started.
+		var all []plugins.Policy
+		seen := map[string]bool{} // an API or stage policy fails the same way on every route
 		for i := range d.API.Routes {
 			r := &d.API.Routes[i]
-			h, built, err := c.policies.Build(ctx, plugins.Attachments(d, st, r), plugins.HandlerFunc(func(http.ResponseWriter, *plugins.Exchange) {}))
-			_ = h
-			plugins.CloseAll(built)
-			if err != nil {
+			_, built, err := c.policies.Build(ctx, plugins.Attachments(d, st, r), plugins.HandlerFunc(func(http.ResponseWriter, *plugins.Exchange) {}))
+			all = append(all, built...)
+			if err != nil && !seen[err.Error()] {
+				seen[err.Error()] = true
 				problems = append(problems, fmt.Sprintf("%s: %v", r.Key(), err))
 			}
 		}
+		plugins.CloseAll(all)
 	}
 	if len(problems) == 0 {
 		return nil
