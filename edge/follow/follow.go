@@ -44,7 +44,20 @@ type Follower struct {
 	Wait time.Duration
 
 	current string // version applied last
-	refused string // version refused last, not to be fetched again
+	refused string // version refused last, not fetched again until retryAt
+	// A refusal may be transient (a plugin module that could not be
+	// downloaded): the refused version is tried again after retryAt,
+	// with a back-off that doubles up to 5 minutes.
+	retryAt time.Time
+	retryIn time.Duration
+	now     func() time.Time
+}
+
+func (f *Follower) clock() time.Time {
+	if f.now != nil {
+		return f.now()
+	}
+	return time.Now()
 }
 
 // LoadLastGood applies the snapshot kept on disk, if any. It returns false
@@ -114,7 +127,7 @@ func (f *Follower) Poll(ctx context.Context) error {
 		wait = 30 * time.Second
 	}
 	after := f.current
-	if f.refused != "" {
+	if f.refused != "" && f.clock().Before(f.retryAt) {
 		after = f.refused
 	}
 	u := *f.Origin
@@ -164,13 +177,18 @@ func (f *Follower) Poll(ctx context.Context) error {
 		return nil
 	}
 	if err := f.Apply(&snap); err != nil {
-		// NACK: keep serving the current snapshot; do not fetch this
-		// version again, wait for the next one.
-		f.refused = snap.Version
-		f.log().Error("snapshot refused; serving the previous one", "version", snap.Version, "err", err)
+		// NACK: keep serving the current snapshot; wait for the next
+		// version, or try this one again after the back-off.
+		if f.refused == snap.Version {
+			f.retryIn = min(f.retryIn*2, 5*time.Minute)
+		} else {
+			f.retryIn = 15 * time.Second
+		}
+		f.refused, f.retryAt = snap.Version, f.clock().Add(f.retryIn)
+		f.log().Error("snapshot refused; serving the previous one", "version", snap.Version, "err", err, "retry_in", f.retryIn)
 		return nil
 	}
-	f.current, f.refused = snap.Version, ""
+	f.current, f.refused, f.retryIn = snap.Version, "", 0
 	if f.DataDir != "" {
 		if err := writeAtomic(filepath.Join(f.DataDir, LastGoodFile), body); err != nil {
 			f.log().Warn("cannot keep the snapshot on disk; a restart while the origin is down would start empty", "err", err)

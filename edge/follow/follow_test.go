@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -93,8 +94,26 @@ func TestFollowVerifiesAppliesAndKeepsLastGood(t *testing.T) {
 	fo.corrupt = false
 	fo.mu.Unlock()
 	refuse = "b.example.com"
+	now := time.Unix(1000, 0)
+	f.now = func() time.Time { return now }
 	if err := f.Poll(ctx); err != nil || len(applied) != 1 || f.Current() == fo.current.Version {
 		t.Fatalf("refused snapshot: %v %v", err, applied)
+	}
+	// Until the back-off passes, the refused version is not asked for
+	// again (the fake origin would answer 304 for after=refused).
+	f.Wait = 10 * time.Millisecond
+	if err := f.Poll(ctx); err != nil || len(applied) != 1 {
+		t.Fatalf("within the back-off: %v %v", err, applied)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, LastGoodFile)); !strings.Contains(string(b), "a.example.com") {
+		t.Errorf("a refused snapshot replaced the last good one on disk: %s", b)
+	}
+	// After it, the same version is tried again; a transient cause gone,
+	// it is applied.
+	now = now.Add(16 * time.Second)
+	refuse = ""
+	if err := f.Poll(ctx); err != nil || len(applied) != 2 || f.Current() != fo.current.Version {
+		t.Fatalf("retry after the back-off: %v %v", err, applied)
 	}
 	// The last good one is on disk and loads in a new follower.
 	b, err := os.ReadFile(filepath.Join(dir, LastGoodFile))
@@ -103,12 +122,12 @@ func TestFollowVerifiesAppliesAndKeepsLastGood(t *testing.T) {
 	}
 	var kept config.Snapshot
 	json.Unmarshal(b, &kept)
-	if kept.Domains[0].Name != "a.example.com" {
+	if kept.Domains[0].Name != "b.example.com" {
 		t.Errorf("kept %s", kept.Domains[0].Name)
 	}
 	var loaded string
 	f2 := newFollower(t, srv, dir, func(s *config.Snapshot) error { loaded = s.Domains[0].Name; return nil })
-	if ok, err := f2.LoadLastGood(); !ok || err != nil || loaded != "a.example.com" {
+	if ok, err := f2.LoadLastGood(); !ok || err != nil || loaded != "b.example.com" {
 		t.Errorf("load last good: %v %v %q", ok, err, loaded)
 	}
 	// A damaged file on disk is reported, not served.
