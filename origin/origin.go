@@ -16,6 +16,7 @@ import (
 
 	"github.com/portico-edge/portico/config"
 	"github.com/portico-edge/portico/edge/listen"
+	"github.com/portico-edge/portico/edge/wsrelay"
 	"github.com/portico-edge/portico/origin/admin"
 	"github.com/portico-edge/portico/origin/control"
 	"github.com/portico-edge/portico/origin/dataplane"
@@ -42,6 +43,8 @@ type Config struct {
 	// MaxModuleBytes caps uploaded WASM modules; zero means the engine's
 	// default. Edges must accept at least as much.
 	MaxModuleBytes int
+	// WebSocket bounds WebSockets relayed to backends.
+	WebSocket wsrelay.Limits
 }
 
 // Origin is a running origin gateway.
@@ -103,7 +106,10 @@ func New(ctx context.Context, cfg Config) (*Origin, *FirstStart, error) {
 	if err != nil {
 		return fail(err)
 	}
-	o.invoker = integration.New(integration.Options{Logger: cfg.Logger})
+	if err := cfg.WebSocket.Validate(); err != nil {
+		return fail(err)
+	}
+	o.invoker = integration.New(integration.Options{Logger: cfg.Logger, WebSocket: cfg.WebSocket})
 	o.Data, err = dataplane.New(ctx, o.Control, st, o.invoker, cfg.Logger)
 	if err != nil {
 		return fail(err)

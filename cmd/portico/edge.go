@@ -101,7 +101,11 @@ func runEdge(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	defer certs.stop()
-	e, err := edge.New(edge.Config{Origin: u, Token: tok, DataDir: *dataDir, Policies: n.Policies, Prepare: certs.prepare(n.prepare, config.EndpointEdge, log), TrustedProxies: n.Trusted, HTTPSPort: port, Logger: log,
+	ws, err := nf.wsLimits()
+	if err != nil {
+		return err
+	}
+	e, err := edge.New(edge.Config{WebSocket: ws, Origin: u, Token: tok, DataDir: *dataDir, Policies: n.Policies, Prepare: certs.prepare(n.prepare, config.EndpointEdge, log), TrustedProxies: n.Trusted, HTTPSPort: port, Logger: log,
 		OriginTLS: oc.tls, OriginTransport: oc.forward, OriginClient: oc.client})
 	if err != nil {
 		return err

@@ -15,6 +15,7 @@ import (
 	"github.com/portico-edge/portico/config"
 	"github.com/portico-edge/portico/edge"
 	"github.com/portico-edge/portico/edge/listen"
+	"github.com/portico-edge/portico/edge/wsrelay"
 	"github.com/portico-edge/portico/origin"
 	"github.com/portico-edge/portico/origin/control"
 )
@@ -52,7 +53,11 @@ func runOrigin(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	defer n.Close(context.Background())
-	ocfg := origin.Config{DataDir: *dataDir, AdminListen: *adminListen, DataListen: *dataListen, Importer: importDocument, Policies: n.Policies, MaxModuleBytes: nf.maxModuleBytes, Logger: log}
+	ws, err := nf.wsLimits()
+	if err != nil {
+		return err
+	}
+	ocfg := origin.Config{WebSocket: ws, DataDir: *dataDir, AdminListen: *adminListen, DataListen: *dataListen, Importer: importDocument, Policies: n.Policies, MaxModuleBytes: nf.maxModuleBytes, Logger: log}
 	if (*dataCert == "") != (*dataKey == "") {
 		return usageError{"--data-tls-cert and --data-tls-key go together"}
 	}
@@ -90,7 +95,7 @@ func runOrigin(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	errc := make(chan error, 2)
 	go func() { errc <- o.Serve(ctx, *drain) }()
 	go func() {
-		errc <- serveRegional(ctx, o, n, regionalConfig{https: *regionalHTTPS, http: *regionalHTTP, certFile: *certFile, keyFile: *keyFile, devCA: *devCA, tls: tf, dataDir: *dataDir, drain: *drain}, log)
+		errc <- serveRegional(ctx, o, n, regionalConfig{https: *regionalHTTPS, http: *regionalHTTP, certFile: *certFile, keyFile: *keyFile, devCA: *devCA, tls: tf, dataDir: *dataDir, drain: *drain, ws: ws}, log)
 	}()
 	err = <-errc
 	if err == nil {
@@ -148,6 +153,7 @@ type regionalConfig struct {
 	tls               tlsFlags
 	dataDir           string
 	drain             time.Duration
+	ws                wsrelay.Limits
 }
 
 // serveRegional serves regional and private endpoints from the origin: the
@@ -163,6 +169,7 @@ func serveRegional(ctx context.Context, o *origin.Origin, n *node, rc regionalCo
 	}
 	defer certs.stop()
 	e, err := edge.New(edge.Config{
+		WebSocket:      rc.ws,
 		Terminal:       o.Terminal(),
 		EndpointTypes:  []config.EndpointType{config.EndpointRegional, config.EndpointPrivate},
 		Policies:       n.Policies,

@@ -20,6 +20,7 @@ import (
 
 	"github.com/portico-edge/portico/config"
 	"github.com/portico-edge/portico/edge/cache"
+	"github.com/portico-edge/portico/edge/wsrelay"
 	"github.com/portico-edge/portico/origin/control"
 	"github.com/portico-edge/portico/origin/importer"
 	"github.com/portico-edge/portico/plugins"
@@ -61,6 +62,8 @@ type nodeFlags struct {
 	allowPrivateJWKS bool
 	cacheBytes       byteSize
 	maxModuleBytes   int
+	wsIdle           time.Duration
+	wsMaxMessage     byteSize
 }
 
 // defaultCacheBytes is the response cache's memory budget when
@@ -68,6 +71,9 @@ type nodeFlags struct {
 const defaultCacheBytes = 256 << 20
 
 func (n *nodeFlags) register(fs *flag.FlagSet) {
+	fs.DurationVar(&n.wsIdle, "ws-idle-timeout", wsrelay.DefaultIdleTimeout, "close a relayed WebSocket (1001) after this long without a frame either way")
+	n.wsMaxMessage = wsrelay.DefaultMaxMessageBytes
+	fs.Var(&n.wsMaxMessage, "ws-max-message", "largest WebSocket message relayed, such as 1MiB; larger ones close the WebSocket with 1009")
 	fs.StringVar(&n.redisAddr, "redis", "", "Redis host:port holding rate limits and quotas shared by every edge (password from PORTICO_REDIS_PASSWORD); empty keeps counters in this process")
 	fs.IntVar(&n.redisDB, "redis-db", 0, "Redis database number")
 	fs.IntVar(&n.authFailures, "auth-failures", 10, "failed authentications a client address may make per --auth-failure-window before it gets 429")
@@ -295,4 +301,13 @@ func (n *node) syncPurges(purges []config.PurgeRequest) {
 	case res.Applied > 0:
 		n.log.Info("cache purges applied", "purges", res.Applied, "removed", res.Removed, "last_seq", n.Cache.Store().LastPurgeSeq())
 	}
+}
+
+// wsLimits are the WebSocket relay's limits from the flags.
+func (n *nodeFlags) wsLimits() (wsrelay.Limits, error) {
+	l := wsrelay.Limits{IdleTimeout: n.wsIdle, MaxMessageBytes: int64(n.wsMaxMessage)}
+	if n.wsIdle < 0 || n.wsMaxMessage < 0 {
+		return l, usageError{"--ws-idle-timeout and --ws-max-message must be positive"}
+	}
+	return l, nil
 }

@@ -130,3 +130,37 @@ func TestRefusedUpgradeIsNotATunnel(t *testing.T) {
 		t.Errorf("h2c upgrade: %d, backend saw %v", r.StatusCode, got.Headers)
 	}
 }
+
+// TestWebSocketLimitsAreConfigurable: --ws-max-message and
+// --ws-idle-timeout bound relayed WebSockets.
+func TestWebSocketLimitsAreConfigurable(t *testing.T) {
+	env := newShop(t)
+	e := startEdge(t, env.o, "", "--ws-max-message", "64KiB", "--ws-idle-timeout", "1s")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c, err := dialWS(t, e, "/v1/ws")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseNow()
+	c.SetReadLimit(4 << 20)
+	if err := c.Write(ctx, websocket.MessageBinary, make([]byte, 64<<10)); err != nil {
+		t.Fatal(err)
+	}
+	if _, got, err := c.Read(ctx); err != nil || len(got) != 64<<10 {
+		t.Fatalf("a message at the limit: %d bytes, %v", len(got), err)
+	}
+	c.Write(ctx, websocket.MessageBinary, make([]byte, 64<<10+1))
+	if _, _, err := c.Read(ctx); websocket.CloseStatus(err) != websocket.StatusMessageTooBig {
+		t.Errorf("over --ws-max-message: %v", err)
+	}
+	idle, err := dialWS(t, e, "/v1/ws")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idle.CloseNow()
+	start := time.Now()
+	if _, _, err := idle.Read(ctx); websocket.CloseStatus(err) != websocket.StatusGoingAway {
+		t.Errorf("idle WebSocket: %v after %s", err, time.Since(start))
+	}
+}
