@@ -67,6 +67,12 @@ func runEdge(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return usageError{fmt.Sprintf("--origin %q is not an http:// or https:// URL", *originURL)}
 	}
+	if (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		// "http://http://host:port" parses as host "http" and path
+		// "//host:port"; an origin is reached at its root, so anything
+		// beyond scheme, host and port is a mistake worth naming.
+		return usageError{fmt.Sprintf("--origin %q: give only the scheme, host and port of the origin's data plane, such as http://127.0.0.1:9901 (no path, query or user)", *originURL)}
+	}
 	tok, err := edgeToken(*token, *tokenFile)
 	if err != nil {
 		return err

@@ -119,7 +119,7 @@ else
 	pids+=($!)
 	ORIGIN_PID=$!
 	admin=$(wait_log "$work/origin.out" '.*origin serving.* admin=([^ ]+).*')
-	data=$(wait_log "$work/origin.out" '.*origin serving.* data=([^ ]+).*')
+	data=$(wait_log "$work/origin.out" '.*origin serving.* data=([^ ]+).*')  # logged with its scheme: http://ADDR
 	export PORTICO_ADMIN_URL="http://$admin"
 	export PORTICO_TOKEN
 	PORTICO_TOKEN=$(wait_log "$work/origin.out" '.*admin token[^:]*: +(ptc_admin_[^ ]+).*')
@@ -131,7 +131,7 @@ else
 	ctl plans create --id bench --name Bench --rate 1000000 --burst 1000000 --quota 1000000000000 --period MONTH --stage bench:access
 	key=$("$work/portico" ctl keys create --name bench --plan bench -o json | sed -nE 's/.*"key": "([^"]+)".*/\1/p')
 	[[ -n "$key" ]] || { echo "access.sh: ctl keys create gave no key" >&2; exit 1; }
-	taskset -c 0 "$work/portico" edge --origin "http://$data" --token "$edge_token" --data-dir "$work/edge" \
+	taskset -c 0 "$work/portico" edge --origin "$data" --token "$edge_token" --data-dir "$work/edge" \
 		--https-listen 127.0.0.1:0 --http-listen 127.0.0.1:0 --ops-listen "" --dev-ca >"$work/edge.out" 2>&1 &
 	pids+=($!)
 	EDGE_PID=$!

@@ -88,7 +88,7 @@ pids+=("$!")
 GOMAXPROCS=1 taskset -c "$origin_cpu" "$work/portico" origin --data-dir "$work/origin" --admin-listen 127.0.0.1:0 --data-listen 127.0.0.1:0 >"$work/origin.log" 2>&1 &
 pids+=("$!")
 admin=$(wait_log "$work/origin.log" 'origin serving.* admin=([^ ]+)')
-data=$(wait_log "$work/origin.log" 'origin serving.* data=([^ ]+)')
+data=$(wait_log "$work/origin.log" 'origin serving.* data=([^ ]+)') # logged with its scheme: http://ADDR
 admin_token=$(wait_log "$work/origin.log" 'admin token[^:]*: +(ptc_admin_[^ ]+)')
 edge_token=$(wait_log "$work/origin.log" 'edge token[^:]*: +(ptc_edge_[^ ]+)')
 ctl() { "$work/portico" ctl --admin-url "http://$admin" --token "$admin_token" "$@"; }
@@ -114,7 +114,7 @@ for v in "${variants[@]}"; do
 	fi
 done
 
-GOMAXPROCS=1 taskset -c "$server_cpu" "$work/portico" edge --origin "http://$data" --token "$edge_token" --data-dir "$work/edge" \
+GOMAXPROCS=1 taskset -c "$server_cpu" "$work/portico" edge --origin "$data" --token "$edge_token" --data-dir "$work/edge" \
 	--https-listen 127.0.0.1:0 --http-listen 127.0.0.1:0 --ops-listen "" --dev-ca ${EDGE_FLAGS:-} >"$work/edge.log" 2>&1 &
 edge_pid=$!
 pids+=("$edge_pid")
