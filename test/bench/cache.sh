@@ -24,6 +24,8 @@
 #                                 /1k and /100k to ORIGIN_PORT's backend with
 #                                 the cache on.
 #   PORTICO_PID=PID               with PORTICO_URL: its process, for CPU per request
+#   EDGE_FLAGS="--pprof-listen 127.0.0.1:6061"
+#                                 more flags for the edge (MODE=edge)
 #   ORIGIN_PORT=18480             port of the backend started here
 #   OUT=FILE                      also write the summary to FILE
 set -euo pipefail
@@ -154,7 +156,7 @@ YAML
 	"$WORK/portico" ctl apply -f "$WORK/portico.yaml" --admin-url "http://127.0.0.1:$ADMIN_PORT" --token "$admin_tok" >/dev/null
 	taskset -c 0 "$WORK/portico" edge --origin "http://127.0.0.1:$DATA_PORT" --token "$edge_tok" --data-dir "$WORK/edge" \
 		--https-listen 127.0.0.1:0 --http-listen "127.0.0.1:$PORTICO_PORT" --ops-listen "" --dev-ca \
-		--cache-bytes 256MiB --log-level warn >"$WORK/edge.log" 2>&1 &
+		--cache-bytes 256MiB --log-level warn ${EDGE_FLAGS:-} >"$WORK/edge.log" 2>&1 &
 	PIDS+=($!)
 	PORTICO_PID=$!
 	wait_port "$PORTICO_PORT"
