@@ -58,8 +58,10 @@ func (in *instance) property(path string) ([]byte, bool) {
 		return nil, false
 	}
 	info := st.info
-	if v, ok := info.Extra[path]; ok {
-		return []byte(v), true
+	if info.Lazy != nil {
+		if v, ok := info.Lazy.Property(path); ok {
+			return []byte(v), true
+		}
 	}
 	r := info.Request
 	switch {
@@ -106,9 +108,11 @@ func (in *instance) property(path string) ([]byte, bool) {
 		}
 		return nil, false
 	case strings.HasPrefix(path, "source."):
-		return addrProperty(path[len("source."):], info.Source)
+		src, _ := info.addresses()
+		return addrProperty(path[len("source."):], src)
 	case strings.HasPrefix(path, "destination."):
-		return addrProperty(path[len("destination."):], info.Destination)
+		_, dst := info.addresses()
+		return addrProperty(path[len("destination."):], dst)
 	case strings.HasPrefix(path, "connection."):
 		tlsState := info.TLS
 		if tlsState == nil && r != nil {
@@ -240,4 +244,11 @@ func (ps *propSet) set(path string, v []byte) bool {
 	}
 	*ps = append(*ps, Pair{path, string(v)})
 	return true
+}
+
+func (info *StreamInfo) addresses() (source, destination netip.AddrPort) {
+	if info.Lazy != nil {
+		return info.Lazy.Addresses()
+	}
+	return info.Source, info.Destination
 }

@@ -20,8 +20,20 @@ type StreamInfo struct {
 	Source      netip.AddrPort
 	Destination netip.AddrPort
 	TLS         *tls.ConnectionState
-	// Extra properties, by dotted path ("portico.api_id").
-	Extra map[string]string
+	// Lazy, when set, answers what is costly to work out for every
+	// request and which few plugins read: extra properties by dotted path
+	// ("portico.api_id") and the addresses, which then replace Source and
+	// Destination. It is asked only when a plugin reads such a property.
+	Lazy LazyProperties
+}
+
+// LazyProperties is the embedder's side of StreamInfo.Lazy.
+type LazyProperties interface {
+	// Property returns an extra property by dotted path.
+	Property(path string) (string, bool)
+	// Addresses returns the client's and the local address of the
+	// connection.
+	Addresses() (source, destination netip.AddrPort)
 }
 
 // LocalResponse is a response the plugin sent instead of the upstream's.

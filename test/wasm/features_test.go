@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/portico-edge/portico/config"
 	"github.com/portico-edge/portico/plugins/wasm"
 	"github.com/portico-edge/portico/test/wasm/wasmbuild"
 )
@@ -33,7 +34,8 @@ func TestHostFeatures(t *testing.T) {
 	eventually(t, "the queued item to be delivered", func() bool { return get("/shared/queued") == "hello" })
 	eventually(t, "ticks", func() bool { n, _ := strconv.Atoi(get("/shared/ticks")); return n >= 2 })
 	props := get("/props")
-	for _, want := range []string{"request.path=/props", "request.method=GET", "source.address=127.0.0.1:", "destination.address=127.0.0.1:", "plugin_name="} {
+	for _, want := range []string{"request.path=/props", "request.method=GET", "source.address=127.0.0.1:", "destination.address=127.0.0.1:", "plugin_name=",
+		"portico.api_id=harness\n", "portico.stage=test\n", "portico.route=" + config.MethodAny + " /{proxy+}\n"} {
 		if !strings.Contains(props, want) {
 			t.Fatalf("properties %q lack %q", props, want)
 		}

@@ -216,6 +216,11 @@ func NewEdge(ctx context.Context, cfg EdgeConfig) (*Edge, error) {
 				Path:      r.URL.Path,
 				RoutePath: r.URL.Path,
 				Start:     time.Now(),
+				// What the real edge's router fills in, for the portico.*
+				// properties.
+				API:   harnessAPI,
+				Stage: harnessStage,
+				Route: harnessRoute,
 			}
 			if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
 				ex.Client = ap.Addr()
@@ -240,3 +245,10 @@ func (e *Edge) Close() {
 	_ = e.srv.Close()
 	plugins.CloseAll(e.policies)
 }
+
+// The API, stage and route every harness request is routed to.
+var (
+	harnessAPI   = &config.SnapshotAPI{ID: "harness"}
+	harnessStage = &config.Stage{APIID: "harness", Name: "test"}
+	harnessRoute = &config.Route{Method: config.MethodAny, Path: "/{proxy+}"}
+)

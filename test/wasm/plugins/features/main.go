@@ -104,7 +104,7 @@ func (s *stream) OnRequestHeaders(int, bool) proxywasm.Action {
 		return reply(string(v))
 	case path == "/props":
 		var b strings.Builder
-		for _, p := range []string{"plugin_name", "request.path", "request.method", "source.address", "destination.address"} {
+		for _, p := range []string{"plugin_name", "request.path", "request.method", "source.address", "destination.address", "portico.api_id", "portico.stage", "portico.route"} {
 			v, err := proxywasm.Property(p)
 			if err != nil {
 				v = []byte("<" + err.Error() + ">")
