@@ -140,6 +140,74 @@ func TestGuardFiresOnDeadline(t *testing.T) {
 	}
 }
 
+// An idle watchdog parks instead of ticking, and a call that begins while
+// it is parked is still stopped at its deadline.
+func TestGuardFiresAfterWatchdogParked(t *testing.T) {
+	e, err := NewEngine(context.Background(), Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close(context.Background())
+	g := e.NewGuard(20 * time.Millisecond)
+	defer g.Close()
+	for round := range 3 {
+		deadline := time.Now().Add(5 * time.Second)
+		for !e.watchdog.parked.Load() {
+			if time.Now().After(deadline) {
+				t.Fatalf("round %d: the watchdog never parked with no call in progress", round)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		if round < 2 {
+			// Short calls wake it; it parks again once idle.
+			g.Begin()
+			g.End()
+			continue
+		}
+		g.Begin()
+		select {
+		case <-g.Done():
+		case <-time.After(2 * time.Second):
+			t.Fatal("a call that began while the watchdog was parked was never stopped")
+		}
+		g.End()
+		if !g.TimedOut() {
+			t.Fatal("guard fired without a timeout")
+		}
+	}
+}
+
+// A guard added with a shorter timeout than the watchdog's current sleep
+// is still stopped at its own deadline.
+func TestGuardWithShorterTimeoutAddedDuringSleep(t *testing.T) {
+	e, err := NewEngine(context.Background(), Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close(context.Background())
+	long := e.NewGuard(10 * time.Second)
+	defer long.Close()
+	long.Begin() // the watchdog now sleeps until this call's deadline
+	defer long.End()
+	time.Sleep(20 * time.Millisecond)
+	short := e.NewGuard(30 * time.Millisecond)
+	defer short.Close()
+	began := time.Now()
+	short.Begin()
+	select {
+	case <-short.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("the short guard did not fire while a long one kept the watchdog asleep")
+	}
+	short.End()
+	if waited := time.Since(began); waited > 3*time.Second {
+		t.Fatalf("fired after %v, far past its 30ms deadline", waited)
+	}
+	if long.Dead() {
+		t.Fatal("the long guard fired early")
+	}
+}
+
 func BenchmarkPoolAcquireRelease(b *testing.B) {
 	p, err := NewPool(context.Background(), PoolConfig[*fakeInst]{
 		Size: 4, New: func(context.Context) (*fakeInst, error) { return &fakeInst{}, nil }, Destroy: func(*fakeInst) {},
