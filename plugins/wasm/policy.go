@@ -9,6 +9,7 @@ import (
 	goruntime "runtime"
 	"strconv"
 
+	"github.com/portico-edge/portico/config"
 	"github.com/portico-edge/portico/plugins"
 	"github.com/portico-edge/portico/runtime"
 	"github.com/portico-edge/portico/runtime/proxywasm"
@@ -38,42 +39,59 @@ func streamInfo(ex *plugins.Exchange) *proxywasm.StreamInfo {
 	// Addresses and the portico.* properties are worked out only when a
 	// plugin reads them: parsing the peer address and building a map for
 	// every request cost more than the rest of a small authorizer's setup.
-	return &proxywasm.StreamInfo{Request: r, RequestID: ex.RequestID, TLS: r.TLS, Lazy: (*exchangeProperties)(ex)}
+	// What they need is copied here, in the same allocation, because a
+	// stream can outlive the exchange, which is pooled: a plugin that
+	// delays its log callback reads its properties after the request.
+	si := &streamInfoWithProperties{
+		props: exchangeProperties{request: r, client: ex.Client, api: ex.API, stage: ex.Stage, route: ex.Route},
+	}
+	si.info = proxywasm.StreamInfo{Request: r, RequestID: ex.RequestID, TLS: r.TLS, Lazy: &si.props}
+	return &si.info
 }
 
-// exchangeProperties answers a stream's lazy properties from its exchange,
-// which outlives the stream.
-type exchangeProperties plugins.Exchange
+type streamInfoWithProperties struct {
+	info  proxywasm.StreamInfo
+	props exchangeProperties
+}
+
+// exchangeProperties answers a stream's lazy properties.
+type exchangeProperties struct {
+	request *http.Request
+	client  netip.Addr
+	api     *config.SnapshotAPI
+	stage   *config.Stage
+	route   *config.Route
+}
 
 func (p *exchangeProperties) Property(path string) (string, bool) {
 	switch path {
 	case "portico.api_id":
-		if p.API != nil {
-			return p.API.ID, true
+		if p.api != nil {
+			return p.api.ID, true
 		}
 	case "portico.stage":
-		if p.Stage != nil {
-			return p.Stage.Name, true
+		if p.stage != nil {
+			return p.stage.Name, true
 		}
 	case "portico.route":
-		if p.Route != nil {
-			return p.Route.Key(), true
+		if p.route != nil {
+			return p.route.Key(), true
 		}
 	}
 	return "", false
 }
 
 func (p *exchangeProperties) Addresses() (source, destination netip.AddrPort) {
-	r := p.Request
+	r := p.request
 	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
 		source = ap
-		if p.Client.IsValid() && p.Client != ap.Addr() {
+		if p.client.IsValid() && p.client != ap.Addr() {
 			// A trusted proxy forwarded the request: the client is the
 			// address it named, whose port is unknown.
-			source = netip.AddrPortFrom(p.Client, 0)
+			source = netip.AddrPortFrom(p.client, 0)
 		}
-	} else if p.Client.IsValid() {
-		source = netip.AddrPortFrom(p.Client, 0)
+	} else if p.client.IsValid() {
+		source = netip.AddrPortFrom(p.client, 0)
 	}
 	if a, ok := r.Context().Value(http.LocalAddrContextKey).(*net.TCPAddr); ok {
 		destination = a.AddrPort()
