@@ -183,10 +183,10 @@ type watchdog struct {
 // guard, so that a call beginning while it sleeps is looked at by its
 // deadline; with no call in progress after such a sleep it parks until
 // the next Begin. An earlier version woke every 2 ms while any instance
-// existed: 3.8% of a core on an idle node, and a few microseconds per
-// request on a busy one, in scheduler and timer work that profiles do not
-// attribute to it. Now a busy node wakes it about once per shortest
-// timeout (10 times a second at the default), and an idle one not at all.
+// existed: 3.8% of a core on an idle node (measured with getrusage), in
+// scheduler and timer work that profiles do not attribute to it. Now a
+// busy node wakes it about once per shortest timeout (10 times a second
+// at the default), and an idle one not at all.
 func newWatchdog() *watchdog {
 	w := &watchdog{
 		guards: make(map[*Guard]struct{}),
