@@ -17,7 +17,7 @@ import (
 //
 // Each decision is one round trip running a Lua script, which Redis executes
 // atomically: GCRA for buckets (the same arithmetic as Memory, in
-// microseconds), INCRBY with EXPIREAT at the period's end for quotas. The
+// microseconds), INCRBY with an expiry at the period's end for quotas. The
 // time comes from the edge's clock, passed to the script, rather than from
 // Redis's TIME: edges are NTP-synced, the script stays deterministic (safe to
 // replicate), and tests can drive it with a fake clock.
@@ -128,13 +128,18 @@ redis.call('SET', KEYS[1], string.format('%d', newtat), 'PX', math.ceil((newtat 
 return {1, 0, math.floor((tolerance - (newtat - now)) / emission)}
 `)
 
-// quotaScript: KEYS[1] counter; ARGV n, limit, expireat_unix.
+// quotaScript: KEYS[1] counter; ARGV n, limit, ttl_seconds.
 // Returns {allowed, used}.
+//
+// The expiry is relative (EXPIRE, counted from the edge's clock), not an
+// absolute EXPIREAT: then only the edges' clocks matter, as for the
+// buckets, and a Redis server whose clock is off cannot drop a period's
+// counter early.
 var quotaScript = redis.NewScript(`
 local n = tonumber(ARGV[1])
 local limit = tonumber(ARGV[2])
 local v = redis.call('INCRBY', KEYS[1], n)
-if v == n then redis.call('EXPIREAT', KEYS[1], ARGV[3]) end
+if v == n then redis.call('EXPIRE', KEYS[1], ARGV[3]) end
 if v > limit then
   redis.call('DECRBY', KEYS[1], n)
   return {0, v - n}
@@ -184,8 +189,10 @@ func (r *Redis) Take(ctx context.Context, key string, n, limit int64, resetAt ti
 		return QuotaDecision{}, fmt.Errorf("%w: redis: backing off after a recent failure", ErrUnavailable)
 	}
 	reset := resetAt.Unix()
+	// Kept a minute past the period's end, for edges whose clocks lag.
+	ttl := max(int64(resetAt.Sub(r.now())/time.Second)+60, 1)
 	res, err := quotaScript.Run(ctx, r.c, []string{r.prefix + "q:" + key + ":" + strconv.FormatInt(reset, 10)},
-		n, limit, reset+60).Int64Slice()
+		n, limit, ttl).Int64Slice()
 	if err != nil {
 		return QuotaDecision{}, r.failed(err)
 	}
