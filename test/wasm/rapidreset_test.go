@@ -80,9 +80,13 @@ func TestRapidResetDoesNotRunPlugins(t *testing.T) {
 		reached := e.backend.Count()
 		t.Logf("%d streams opened and reset on %d connections: %d entered the plugin (%d callbacks), %d reached the backend", sent, conns, s.Streams, s.Calls, reached)
 		// A handler can start before the server has read the reset that
-		// follows its HEADERS frame; those few race through. One plugin run
-		// per stream would be 5000.
-		if s.Streams > streams/10 {
+		// follows its HEADERS frame: with two cores it runs beside the
+		// server's frame loop. Those race through: 3–13% of the streams in
+		// this harness under the race detector (2026-11-25), never a fifth.
+		// One plugin run per stream would be 5000. (The edge's listener
+		// also ends such a connection once its reset budget is spent; this
+		// harness serves h2c without it, to test the plugin path alone.)
+		if s.Streams > streams/5 {
 			t.Fatalf("reset streams entered the plugin %d times", s.Streams)
 		}
 		if !strings.Contains(ed.URL, "127.0.0.1") {
