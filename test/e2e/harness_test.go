@@ -199,6 +199,19 @@ func startEdge(t *testing.T, o *origin, dataDir string, extra ...string) *edgeNo
 	return e
 }
 
+// from returns the edge as seen by a client connecting from another
+// loopback address, ip (in 127.0.0.0/8): per-source state on the edge,
+// such as failed-authentication counts, is then kept apart from the
+// default client's.
+func (e *edgeNode) from(ip string) *edgeNode {
+	c := *e
+	tr := e.client.Transport.(*http.Transport).Clone()
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
+	tr.DialContext = d.DialContext
+	c.client = &http.Client{Timeout: e.client.Timeout, Transport: tr, CheckRedirect: e.client.CheckRedirect}
+	return &c
+}
+
 // url returns an https URL on the edge for host (sent as Host) and path.
 func (e *edgeNode) url(path string) string { return "https://" + e.HTTPS + path }
 
