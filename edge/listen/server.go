@@ -436,7 +436,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if s.h1 != nil {
 		// Also sends GOAWAY on every HTTP/2 connection (ConfigureServer).
 		run(0, func() error {
-			err := s.h1.Shutdown(ctx)
+			// The listeners are closed above; http.Server may close them
+			// again before Serve has noticed, and report that.
+			err := ignoreClosed(s.h1.Shutdown(ctx))
 			if err != nil {
 				_ = s.h1.Close()
 			}
@@ -458,7 +460,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	if s.plain1 != nil {
 		run(3, func() error {
-			err := s.plain1.Shutdown(ctx)
+			err := ignoreClosed(s.plain1.Shutdown(ctx))
 			if err != nil {
 				_ = s.plain1.Close()
 			}
