@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net/http"
-	goruntime "runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -54,12 +53,10 @@ type h2Conn struct {
 	// header-block state, touched only by Read.
 	inBlock       bool
 	continuations int
-
-	w batchWriter
 }
 
 func newH2Conn(c *tls.Conn, lim HTTP2Limits, onKill func(string)) *h2Conn {
-	hc := &h2Conn{
+	return &h2Conn{
 		Conn:   c,
 		lim:    lim,
 		onKill: onKill,
@@ -67,9 +64,6 @@ func newH2Conn(c *tls.Conn, lim HTTP2Limits, onKill func(string)) *h2Conn {
 		tokens: float64(lim.ResetBurst),
 		last:   time.Now(),
 	}
-	hc.w.conn = c
-	hc.w.cond.L = &hc.w.mu
-	return hc
 }
 
 func (c *h2Conn) Read(p []byte) (int, error) {
@@ -97,99 +91,7 @@ func (c *h2Conn) Write(p []byte) (int, error) {
 	if _, reason := c.out.scan(p, nil, c.outboundRST); reason != "" {
 		c.kill(reason)
 	}
-	return c.w.write(p)
-}
-
-// Close sends what is still queued (a GOAWAY, the last responses), then
-// closes the connection. A client that stops reading cannot hold it open:
-// after closeDrainTimeout the socket is closed under the writer.
-func (c *h2Conn) Close() error {
-	t := time.AfterFunc(closeDrainTimeout, func() { _ = c.Conn.Close() })
-	c.w.drain()
-	t.Stop()
-	return c.Conn.Close()
-}
-
-// closeDrainTimeout bounds how long Close waits for queued writes.
-const closeDrainTimeout = 2 * time.Second
-
-// batchWriter queues the server's writes and sends them from its own
-// goroutine, as many as have queued up by the time it runs. x/net's server
-// flushes whenever its write queue runs empty, which on a busy core is after
-// nearly every frame: one TLS record and one system call per frame (1.75
-// write calls per request measured under h2load). The writer goroutine runs
-// only once the handlers and the frame loop that were ready have run, so
-// their frames leave together.
-type batchWriter struct {
-	conn interface{ Write([]byte) (int, error) }
-
-	mu      sync.Mutex
-	cond    sync.Cond // signalled when the queue empties or the writer fails
-	queue   []byte
-	spare   []byte
-	running bool
-	err     error
-}
-
-// maxQueued bounds what a connection may have queued: the server's writes
-// block beyond it, as a slow client's socket would make them.
-const maxQueued = 256 << 10
-
-func (b *batchWriter) write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	for b.err == nil && len(b.queue) >= maxQueued {
-		b.cond.Wait()
-	}
-	if b.err != nil {
-		return 0, b.err
-	}
-	b.queue = append(b.queue, p...)
-	if !b.running {
-		b.running = true
-		go b.run()
-	}
-	return len(p), nil
-}
-
-func (b *batchWriter) run() {
-	for {
-		// Let what is ready to run (handlers, the frame loop) queue its
-		// frames first.
-		goruntime.Gosched()
-		b.mu.Lock()
-		if len(b.queue) == 0 || b.err != nil {
-			b.running = false
-			// An idle connection keeps no large buffers.
-			if cap(b.queue) > 16<<10 {
-				b.queue = nil
-			}
-			b.spare = nil
-			b.cond.Broadcast()
-			b.mu.Unlock()
-			return
-		}
-		out := b.queue
-		b.queue = b.spare[:0]
-		b.mu.Unlock()
-		_, err := b.conn.Write(out)
-		b.mu.Lock()
-		b.spare = out[:0]
-		if err != nil && b.err == nil {
-			b.err = err
-		}
-		b.cond.Broadcast()
-		b.mu.Unlock()
-	}
-}
-
-// drain waits until the queue has been written or the writer failed.
-func (b *batchWriter) drain() {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	for b.running && b.err == nil {
-		b.cond.Wait()
-	}
+	return c.Conn.Write(p)
 }
 
 // inbound looks at one frame header from the client; a non-empty reason
