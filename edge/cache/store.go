@@ -335,6 +335,12 @@ func (s *Store) set(hash uint64, o *object, epoch uint64) bool {
 	}
 	s.c.Set(hash, o)
 	s.idx.add(hash, o)
+	// The store may have evicted o between the Set and the add (its
+	// maintenance runs concurrently), and the eviction's index removal then
+	// came before the add: take the entry out again, or it would stay.
+	if _, ok := s.c.GetEntryQuietly(hash); !ok {
+		s.idx.remove(hash, o)
+	}
 	// A purge may have run between the check and the Set.
 	if s.epoch.Load() != epoch && s.purgedSince(epoch, o) {
 		s.c.Invalidate(hash)
