@@ -219,24 +219,12 @@ func (w *watchdog) unpark() {
 	}
 }
 
-// busy reports whether a call is in progress under any guard.
-func (w *watchdog) busy() bool {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	for g := range w.guards {
-		if g.start.Load() != 0 && !g.Dead() {
-			return true
-		}
-	}
-	return false
-}
-
 // park waits until a call begins or the watchdog stops; it returns false
 // for the latter.
 func (w *watchdog) park() bool {
 	w.parked.Store(true)
 	// A call that began before parked was visible did not wake us: look.
-	if w.busy() {
+	if _, busy := w.check(nanotime()); busy {
 		w.parked.Store(false)
 		return true
 	}
