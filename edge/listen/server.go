@@ -48,6 +48,7 @@ type Server struct {
 	quicLn    *quic.EarlyListener
 	h1ln      *connQueue
 	h2conns   map[*h2Conn]struct{}
+	h2bufs    bufferPool // the h2 connections' write queues
 	h2wg      sync.WaitGroup
 	serveErrs chan error
 	stopped   chan struct{}
@@ -384,7 +385,7 @@ func (s *Server) handshake(c net.Conn) {
 }
 
 func (s *Server) serveH2(tc *tls.Conn) {
-	hc := newH2Conn(tc, s.cfg.HTTP2, func(reason string) {
+	hc := newH2Conn(tc, s.cfg.HTTP2, &s.h2bufs, func(reason string) {
 		s.h2Killed.Add(1)
 		s.log.Warn("HTTP/2 connection abusive; sending GOAWAY ENHANCE_YOUR_CALM", "client", tc.RemoteAddr().String(), "reason", reason)
 	})
