@@ -24,6 +24,14 @@
 #   VARIANTS="none c" test/bench/wasm.sh     # a subset
 #   SERVER_CPU=0 LOAD_CPU=1 ORIGIN_CPU=1 test/bench/wasm.sh   # origin and backend beside wrk
 #   PORTICO_BIN=/tmp/portico EDGE_FLAGS="--ops-listen 127.0.0.1:9902" test/bench/wasm.sh
+#   RATE=4000 test/bench/wasm.sh             # also: CPU per request at a fixed rate
+#
+# RATE adds rounds at that many requests per second for every variant
+# (test/bench/loadclient -rate, CONNS connections), below what the slowest
+# variant serves: the edge does the same work per second in each, so the
+# difference in its CPU per request is what the plugin costs, without the
+# change in how system calls and wake-ups batch when a slower variant runs
+# at saturation. Those rounds print user and system CPU separately.
 #
 # PORTICO_BIN runs a prebuilt binary instead of building one; EDGE_FLAGS are
 # added to the edge's command line.
@@ -72,6 +80,7 @@ wait_log() {
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 echo "building portico, the backend and the plugins..." >&2
+(cd "$root" && go build -o "$work/loadclient" ./test/bench/loadclient)
 if [[ -n "${PORTICO_BIN:-}" ]]; then
 	cp "$PORTICO_BIN" "$work/portico"
 else
@@ -138,6 +147,8 @@ for v in "${variants[@]}"; do
 done
 
 cputicks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# user and system ticks apart
+cpusplit() { awk '{print $14, $15}' "/proc/$1/stat"; }
 hz=$(getconf CLK_TCK)
 declare -A rps cpu errs
 for r in $(seq "$rounds"); do
@@ -173,4 +184,35 @@ for v in "${variants[@]}"; do
 	c=$(median <<<"${cpu[$v]}")
 	awk -v v="$v" -v m="$m" -v x="$x" -v b="$base" -v c="$c" -v bc="$basecpu" -v e="${errs[$v]}" \
 		'BEGIN { printf "%-15s %11.0f %11.0f %7.3f %8.1f%% %11.2f %11.2f %9.1f%% %7d\n", v, m, x, m / b, (1 - m / b) * 100, c, c - bc, (1 - bc / c) * 100, e }'
+done
+
+[[ -n "${RATE:-}" ]] || exit 0
+declare -A got ucpu scpu
+for r in $(seq "$rounds"); do
+	for v in "${variants[@]}"; do
+		read -r u0 s0 < <(cpusplit "$edge_pid")
+		out=$(taskset -c "$load_cpu" "$work/loadclient" -c "$conns" -rate "$RATE" -d "${duration}s" -H 'Host: bench.test' -H 'Authorization: Bearer s3cr3t' "http://$edge/$v/hello")
+		read -r u1 s1 < <(cpusplit "$edge_pid")
+		n=$(sed -nE 's/.* requests=([0-9]+) .*/\1/p' <<<"$out")
+		rate=$(sed -nE 's/.* rps=([0-9]+) .*/\1/p' <<<"$out")
+		p99=$(sed -nE 's/.* p99=([^ ]+) .*/\1/p' <<<"$out")
+		us=$(awk -v t=$((u1 - u0)) -v hz="$hz" -v n="$n" 'BEGIN { printf "%.2f", t / hz * 1e6 / n }')
+		ss=$(awk -v t=$((s1 - s0)) -v hz="$hz" -v n="$n" 'BEGIN { printf "%.2f", t / hz * 1e6 / n }')
+		got[$v]+="$rate "
+		ucpu[$v]+="$us "
+		scpu[$v]+="$ss "
+		printf 'round %d %-15s at %s/s: %6s req/s  p99 %-9s %6s µs user + %6s µs system edge CPU/request\n' "$r" "$v" "$RATE" "$rate" "$p99" "$us" "$ss" >&2
+	done
+done
+bu=$(median <<<"${ucpu[${variants[0]}]}")
+bs=$(median <<<"${scpu[${variants[0]}]}")
+echo
+echo "at a fixed $RATE requests/s (loadclient -c$conns), $rounds rounds of ${duration}s; edge CPU per request, medians; baseline: ${variants[0]}"
+printf '%-15s %10s %9s %9s %9s %11s %11s %11s\n' variant "got rps" "µs user" "µs sys" "µs all" "added user" "added sys" "added all"
+for v in "${variants[@]}"; do
+	g=$(median <<<"${got[$v]}")
+	u=$(median <<<"${ucpu[$v]}")
+	sy=$(median <<<"${scpu[$v]}")
+	awk -v v="$v" -v g="$g" -v u="$u" -v s="$sy" -v bu="$bu" -v bs="$bs" \
+		'BEGIN { printf "%-15s %10.0f %9.2f %9.2f %9.2f %11.2f %11.2f %11.2f\n", v, g, u, s, u + s, u - bu, s - bs, (u + s) - (bu + bs) }'
 done
