@@ -409,12 +409,13 @@ func (s *frameScanner) scan(b []byte, onHeader func(typ, flags byte, stream uint
 // handlers, and each can cost an origin request.
 type handlerGuard struct {
 	next    http.Handler
+	workers *handlerWorkers // nil: run on the server's goroutine
 	slots   chan struct{}
 	started atomic.Int64
 }
 
-func newHandlerGuard(next http.Handler, max uint32) *handlerGuard {
-	return &handlerGuard{next: next, slots: make(chan struct{}, max)}
+func newHandlerGuard(next http.Handler, max uint32, workers *handlerWorkers) *handlerGuard {
+	return &handlerGuard{next: next, workers: workers, slots: make(chan struct{}, max)}
 }
 
 func (g *handlerGuard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -432,5 +433,9 @@ func (g *handlerGuard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	g.started.Add(1)
+	if g.workers != nil {
+		g.workers.serve(g.next, w, r)
+		return
+	}
 	g.next.ServeHTTP(w, r)
 }

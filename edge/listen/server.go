@@ -49,6 +49,7 @@ type Server struct {
 	h1ln      *connQueue
 	h2conns   map[*h2Conn]struct{}
 	h2bufs    bufferPool // the h2 connections' write queues
+	workers   *handlerWorkers
 	h2wg      sync.WaitGroup
 	serveErrs chan error
 	stopped   chan struct{}
@@ -73,10 +74,11 @@ func New(cfg Config, h http.Handler) (*Server, error) {
 		h2conns:   make(map[*h2Conn]struct{}),
 		serveErrs: make(chan error, 4),
 		stopped:   make(chan struct{}),
+		workers:   newHandlerWorkers(defaultHandlerWorkers, handlerWorkerIdle),
 	}
 	s.alt = &altSvc{next: h}
 	s.handler = HSTS(s.alt, cfg.HSTS)
-	s.h3h = HSTS(earlyDataGuard(h, cfg.AcceptEarlyData), cfg.HSTS)
+	s.h3h = onWorkers(s.workers, HSTS(earlyDataGuard(h, cfg.AcceptEarlyData), cfg.HSTS))
 	s.plain = cfg.PlainHandler
 	if s.plain == nil {
 		s.plain = h
@@ -407,7 +409,7 @@ func (s *Server) serveH2(tc *tls.Conn) {
 	s.h2.ServeConn(hc, &http2.ServeConnOpts{
 		Context:    context.Background(),
 		BaseConfig: s.h1,
-		Handler:    newHandlerGuard(s.handler, s.cfg.HTTP2.MaxConcurrentStreams),
+		Handler:    newHandlerGuard(s.handler, s.cfg.HTTP2.MaxConcurrentStreams, s.workers),
 	})
 }
 
@@ -427,6 +429,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.closeListenersLocked()
 	s.mu.Unlock()
 	defer s.stopOnce.Do(func() { close(s.stopped) })
+	// Idle workers end now; busy ones when their request is done.
+	defer s.workers.stop()
 
 	var wg sync.WaitGroup
 	errs := make([]error, 4)
