@@ -8,8 +8,6 @@ import (
 	"net/netip"
 	"time"
 
-	"github.com/tetratelabs/wazero/api"
-
 	"github.com/portico-edge/portico/runtime"
 )
 
@@ -268,11 +266,11 @@ func (s *Stream) setErr(err error) {
 	s.err = err
 }
 
-func (s *Stream) run(phase runtime.Phase, f api.Function, args ...uint64) Outcome {
+func (s *Stream) run(phase runtime.Phase, f export, args ...uint64) Outcome {
 	if o := s.outcome(); o != Continue {
 		return o
 	}
-	if f == nil {
+	if f.Function == nil {
 		return Continue
 	}
 	if err := s.ctx.Err(); err != nil {
@@ -285,7 +283,10 @@ func (s *Stream) run(phase runtime.Phase, f api.Function, args ...uint64) Outcom
 	}
 	in := s.in
 	in.effective = s
-	r, err := in.call(phase, f, append([]uint64{uint64(s.id)}, args...)...)
+	var a [3]uint64 // not an append: that allocated on every callback
+	a[0] = uint64(s.id)
+	n := 1 + copy(a[1:], args)
+	r, err := in.call(phase, f, a[:n]...)
 	in.effective = nil
 	in.finalizePending()
 	if err != nil {
@@ -421,7 +422,7 @@ func (s *Stream) Close() {
 	if !in.dead() && !s.gone {
 		in.effective = s
 		r, err := in.call(runtime.PhaseDone, in.fn.done, uint64(s.id))
-		if err == nil && in.fn.done != nil && uint32(r) == 0 {
+		if err == nil && in.fn.done.Function != nil && uint32(r) == 0 {
 			s.pendingDone = true
 			in.pending = append(in.pending, s)
 			if len(in.pending) > maxPendingDone {
