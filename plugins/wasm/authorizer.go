@@ -62,7 +62,7 @@ func (a *authorizer) serve(w http.ResponseWriter, ex *plugins.Exchange, next plu
 		}
 		d.allow = true
 		if v, ok := st.Property(principalProperty); ok {
-			d.principal = string(v)
+			d.principal = v
 		}
 		for _, name := range h.Touched {
 			// The plugin's value is the last one: a value it added comes

@@ -27,7 +27,8 @@ type StreamInfo struct {
 
 // LazyProperties is the embedder's side of StreamInfo.Lazy.
 type LazyProperties interface {
-	// Property returns an extra property by dotted path.
+	// Property returns an extra property by dotted path. path may be a
+	// view of guest memory, valid only during the call: do not keep it.
 	Property(path string) (string, bool)
 	// Addresses returns the client's and the local address of the
 	// connection.
@@ -153,7 +154,7 @@ func (s *Stream) Err() error { return s.err }
 func (s *Stream) Local() *LocalResponse { return s.local }
 
 // Property returns a property the guest set with proxy_set_property.
-func (s *Stream) Property(path string) ([]byte, bool) {
+func (s *Stream) Property(path string) (string, bool) {
 	return s.props.get(path)
 }
 
