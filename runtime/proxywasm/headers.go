@@ -3,6 +3,7 @@ package proxywasm
 import (
 	"net/http"
 	"net/textproto"
+	"net/url"
 	"slices"
 	"strings"
 	"unsafe"
@@ -24,10 +25,31 @@ type HeaderMap struct {
 	Removed []string
 	// PseudoChanged is set when the guest changed a pseudo field.
 	PseudoChanged bool
+
+	// url, when set, is where ":path" comes from: Stream.RequestHeaderMap
+	// leaves the field empty until something reads it (resolvePath).
+	url *url.URL
 }
 
-// PseudoValue returns a pseudo field's value.
+// resolvePath fills in a deferred ":path".
+func (m *HeaderMap) resolvePath() {
+	if m.url == nil {
+		return
+	}
+	u := m.url
+	m.url = nil
+	for i := range m.Pseudo {
+		if m.Pseudo[i].Key == ":path" {
+			m.Pseudo[i].Value = u.RequestURI()
+			return
+		}
+	}
+}
+
+// PseudoValue returns a pseudo field's value. Read pseudo fields through it
+// (not Pseudo) on a map from Stream.RequestHeaderMap.
 func (m *HeaderMap) PseudoValue(name string) (string, bool) {
+	m.resolvePath()
 	for _, p := range m.Pseudo {
 		if p.Key == name {
 			return p.Value, true
@@ -66,6 +88,7 @@ func (m *HeaderMap) get(key string) (string, bool) {
 }
 
 func (m *HeaderMap) pairs() []Pair {
+	m.resolvePath()
 	n := len(m.Pseudo)
 	for _, vs := range m.Header {
 		n += len(vs)
@@ -110,6 +133,7 @@ func (m *HeaderMap) touch(ck string) {
 // setPseudo sets a pseudo field from strings that may be views of guest
 // memory.
 func (m *HeaderMap) setPseudo(k, v string) {
+	m.resolvePath()
 	m.PseudoChanged = true
 	for i := range m.Pseudo {
 		if m.Pseudo[i].Key == k {

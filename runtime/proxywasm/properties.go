@@ -62,10 +62,10 @@ func (in *instance) property(path string) (string, bool) {
 	case "plugin_vm_id":
 		return in.p.cfg.VMID, true
 	}
-	if st == nil || st.info == nil {
+	if st == nil || !st.hasInfo {
 		return "", false
 	}
-	info := st.info
+	info := &st.info
 	if info.Lazy != nil {
 		if v, ok := info.Lazy.Property(path); ok {
 			return v, true

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"time"
 
 	"github.com/portico-edge/portico/runtime"
@@ -25,7 +26,9 @@ type StreamInfo struct {
 	Lazy LazyProperties
 }
 
-// LazyProperties is the embedder's side of StreamInfo.Lazy.
+// LazyProperties is the embedder's side of StreamInfo.Lazy. It may answer
+// from request-scoped state (a pooled exchange) if it also implements
+// Detacher.
 type LazyProperties interface {
 	// Property returns an extra property by dotted path. path may be a
 	// view of guest memory, valid only during the call: do not keep it.
@@ -33,6 +36,15 @@ type LazyProperties interface {
 	// Addresses returns the client's and the local address of the
 	// connection.
 	Addresses() (source, destination netip.AddrPort)
+}
+
+// Detacher is implemented by LazyProperties that answer from state which
+// ends with the request. When a stream outlives its Close (the plugin
+// deferred proxy_done, and reads properties in its log callback later), the
+// host calls Detach before Close returns and asks what it returns from then
+// on.
+type Detacher interface {
+	Detach() LazyProperties
 }
 
 // LocalResponse is a response the plugin sent instead of the upstream's.
@@ -62,12 +74,17 @@ const (
 // Stream is one HTTP request and its response inside a plugin. It is pinned
 // to one instance for its whole life. Its methods are called from the
 // request's goroutine only.
+//
+// Streams are pooled: after Close the Stream, and the header map
+// RequestHeaderMap returned, belong to the plugin again and may serve
+// another request. Copy out anything that must outlive the request first.
 type Stream struct {
-	p    *Plugin
-	in   *instance
-	id   uint32
-	ctx  context.Context
-	info *StreamInfo
+	p       *Plugin
+	in      *instance
+	id      uint32
+	ctx     context.Context
+	info    StreamInfo
+	hasInfo bool
 
 	holding bool // holds the instance's pool slot
 	closed  bool
@@ -93,11 +110,43 @@ type Stream struct {
 	err    error
 	events chan *httpResult
 	wake   chan struct{}
+
+	// Storage for RequestHeaderMap, reused with the stream.
+	reqMap HeaderMap
+	pseudo [4]Pair
+	url    url.URL
+}
+
+// newStream takes a stream from the plugin's pool.
+func (p *Plugin) newStream() *Stream {
+	if s, ok := p.streamPool.Get().(*Stream); ok {
+		return s
+	}
+	return new(Stream)
+}
+
+// recycle puts a stream back in the pool; the caller makes sure nothing
+// refers to it any more: its owner has closed it, and the instance has run
+// its delete callback (or is gone). A stream that made an http call is
+// left to the collector: the call's goroutine holds it until the response
+// comes.
+func (p *Plugin) recycle(s *Stream) {
+	if s.events != nil {
+		return
+	}
+	clear(s.props)
+	clear(s.reqMap.Touched)
+	clear(s.reqMap.Removed)
+	*s = Stream{
+		props:  s.props[:0],
+		reqMap: HeaderMap{Touched: s.reqMap.Touched[:0], Removed: s.reqMap.Removed[:0]},
+	}
+	p.streamPool.Put(s)
 }
 
 // NewStream starts a stream: it waits for a free instance (giving up when
 // ctx is done, so a cancelled request never runs the plugin) and creates
-// the stream's context in it.
+// the stream's context in it. The stream keeps a copy of *info.
 func (p *Plugin) NewStream(ctx context.Context, info *StreamInfo) (*Stream, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -126,7 +175,11 @@ func (p *Plugin) NewStream(ctx context.Context, info *StreamInfo) (*Stream, erro
 			}
 			return nil, runtime.ErrUnavailable
 		}
-		s := &Stream{p: p, in: in, ctx: ctx, info: info, holding: true, respStatus: 0}
+		s := p.newStream()
+		s.p, s.in, s.ctx, s.holding = p, in, ctx, true
+		if info != nil {
+			s.info, s.hasInfo = *info, true
+		}
 		s.id = in.nextID
 		in.nextID++
 		if in.nextID == 0 {
@@ -171,6 +224,22 @@ func b2u(b bool) uint64 {
 		return 1
 	}
 	return 0
+}
+
+// RequestHeaderMap returns a header map of r that the stream owns: r's
+// pseudo fields, with scheme as ":scheme", and r.Header, which the guest
+// changes in place. It is valid until Close.
+func (s *Stream) RequestHeaderMap(r *http.Request, scheme string) *HeaderMap {
+	m := &s.reqMap
+	m.Header = r.Header
+	s.pseudo = [4]Pair{{":method", r.Method}, {":path", ""}, {":authority", r.Host}, {":scheme", scheme}}
+	m.Pseudo = s.pseudo[:]
+	// ":path" is built when first read: with a query that costs an
+	// allocation, and most guests never read it. The URL is copied so
+	// that a late read sees the request as it was now.
+	s.url = *r.URL
+	m.url = &s.url
+	return m
 }
 
 // RequestHeaders runs proxy_on_request_headers over h, which the guest may
@@ -412,19 +481,23 @@ func (s *Stream) instanceGone() {
 
 // Close ends the stream: proxy_on_done, then proxy_on_log and
 // proxy_on_delete (at once, or when the plugin calls proxy_done), and gives
-// the instance back. Always call it, whatever the outcome.
+// the instance back. Always call it once, whatever the outcome; the stream
+// must not be used after it.
 func (s *Stream) Close() {
 	if s.closed {
 		return
 	}
-	in := s.in
+	in, p := s.in, s.p
 	in.mu.Lock()
 	s.closed = true
+	pending := false
 	if !in.dead() && !s.gone {
 		in.effective = s
 		r, err := in.call(runtime.PhaseDone, in.fn.done, uint64(s.id))
 		if err == nil && in.fn.done.Function != nil && uint32(r) == 0 {
 			s.pendingDone = true
+			pending = true
+			s.detach()
 			in.pending = append(in.pending, s)
 			if len(in.pending) > maxPendingDone {
 				// A plugin that never calls proxy_done must not hold
@@ -440,25 +513,44 @@ func (s *Stream) Close() {
 		}
 		in.effective = nil
 		in.finalizePending()
-		if err != nil && s.err == nil {
+		if err != nil && !pending && s.err == nil {
 			s.setErr(err)
 		}
 	} else if in.streams != nil {
 		delete(in.streams, s.id)
 	}
+	if !pending && in.streams != nil {
+		// A failed call above leaves the context behind.
+		delete(in.streams, s.id)
+	}
 	dead := in.dead()
+	holding := s.holding
+	s.holding = false
+	s.reqBody, s.respBody = nil, nil
+	// A pending stream is not touched after this: once the lock is free,
+	// another request's callback may finish it and recycle it.
 	in.mu.Unlock()
-	if s.holding {
-		s.holding = false
+	if holding {
 		if dead {
-			s.p.pool.Discard(in)
+			p.pool.Discard(in)
 		} else {
-			s.p.pool.Release(in)
+			p.pool.Release(in)
 		}
 	} else if dead {
-		s.p.instanceFailed(in, false)
+		p.instanceFailed(in, false)
 	}
-	s.reqBody, s.respBody = nil, nil
+	if !pending {
+		p.recycle(s)
+	}
+}
+
+// detach readies a stream that outlives Close: what it refers to of the
+// request must not change or go away under a later callback.
+func (s *Stream) detach() {
+	if d, ok := s.info.Lazy.(Detacher); ok {
+		s.info.Lazy = d.Detach()
+	}
+	s.reqMap.resolvePath()
 }
 
 const maxPendingDone = 1024
@@ -481,6 +573,8 @@ func (in *instance) finalizePending() {
 		}
 		in.effective = nil
 		delete(in.streams, s.id)
+		// Its owner closed it (only Close makes a stream pending).
+		in.p.recycle(s)
 	}
 	in.pending = keep
 }
