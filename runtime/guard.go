@@ -25,6 +25,7 @@ type Guard struct {
 	start    atomic.Int64 // monotonic nanoseconds when the outer call began; 0 when idle
 	depth    int          // nesting of Begin/End; only touched by the instance's owner
 	done     chan struct{}
+	dead     atomic.Bool // set before done is closed; cheaper to poll
 	once     sync.Once
 	timedOut atomic.Bool
 	killed   atomic.Bool
@@ -107,14 +108,7 @@ func (g *Guard) Kill() {
 
 // Dead reports whether the guard has fired (timeout or kill): the instance
 // must not be called again.
-func (g *Guard) Dead() bool {
-	select {
-	case <-g.done:
-		return true
-	default:
-		return false
-	}
-}
+func (g *Guard) Dead() bool { return g.dead.Load() }
 
 // Close unregisters the guard from the watchdog.
 func (g *Guard) Close() { g.wd.remove(g) }
@@ -126,6 +120,7 @@ func (g *Guard) OnFire(f func()) { g.onFire = f }
 
 func (g *Guard) fire() {
 	g.once.Do(func() {
+		g.dead.Store(true)
 		close(g.done)
 		if g.onFire != nil {
 			g.onFire()
