@@ -183,12 +183,9 @@ func tlsVersion(v uint16) string {
 }
 
 func builtinProperty(path string) bool {
-	for _, p := range []string{"plugin_", "request.", "source.", "destination.", "connection.", "response."} {
-		if strings.HasPrefix(path, p) {
-			return true
-		}
-	}
-	return false
+	return strings.HasPrefix(path, "plugin_") || strings.HasPrefix(path, "request.") ||
+		strings.HasPrefix(path, "source.") || strings.HasPrefix(path, "destination.") ||
+		strings.HasPrefix(path, "connection.") || strings.HasPrefix(path, "response.")
 }
 
 func (in *instance) getProperty(s []uint64) Status {
