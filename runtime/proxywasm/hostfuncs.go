@@ -315,8 +315,8 @@ func (p *Plugin) defineHostFunctions(b wazero.HostModuleBuilder) map[string]bool
 			in.effective = nil
 			return StatusOK
 		}
-		st, ok := in.streams[id]
-		if !ok {
+		st := in.streams.byID(id)
+		if st == nil {
 			return StatusBadArgument
 		}
 		in.effective = st

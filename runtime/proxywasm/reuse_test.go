@@ -207,3 +207,32 @@ func TestDeferredDoneKeepsItsStream(t *testing.T) {
 	run("e", "lazy-e")
 	want("INFO d", "WARN d", "ERROR lazy-d")
 }
+
+func TestStreamSet(t *testing.T) {
+	var ss streamSet
+	var st [5]Stream
+	for i := range st {
+		st[i].id = uint32(10 + i)
+		ss.add(&st[i])
+	}
+	ss.remove(&st[1])
+	ss.remove(&st[1]) // twice: no effect
+	ss.remove(&st[4])
+	var stale Stream // never added, slot 0
+	ss.remove(&stale)
+	for i, want := range []bool{true, false, true, true, false} {
+		if ss.has(&st[i]) != want {
+			t.Fatalf("stream %d: has %v", i, !want)
+		}
+		if got := ss.byID(uint32(10+i)) == &st[i]; got != want {
+			t.Fatalf("stream %d: byID finds it: %v", i, got)
+		}
+	}
+	if len(ss.live) != 3 {
+		t.Fatalf("%d live", len(ss.live))
+	}
+	ss.clear()
+	if ss.has(&st[0]) || ss.byID(10) != nil {
+		t.Fatal("a cleared set still has a stream")
+	}
+}

@@ -82,6 +82,7 @@ type Stream struct {
 	p       *Plugin
 	in      *instance
 	id      uint32
+	slot    int // in in.streams
 	ctx     context.Context
 	info    StreamInfo
 	hasInfo bool
@@ -185,7 +186,7 @@ func (p *Plugin) NewStream(ctx context.Context, info *StreamInfo) (*Stream, erro
 		if in.nextID == 0 {
 			in.nextID = rootID + 1
 		}
-		in.streams[s.id] = s
+		in.streams.add(s)
 		p.metrics.Streams.Add(1)
 		in.effective = s
 		_, err = in.call(runtime.PhaseDone, in.fn.contextCreate, uint64(s.id), rootID)
@@ -509,19 +510,17 @@ func (s *Stream) Close() {
 			if _, err = in.call(runtime.PhaseDone, in.fn.log, uint64(s.id)); err == nil {
 				_, err = in.call(runtime.PhaseDone, in.fn.delete, uint64(s.id))
 			}
-			delete(in.streams, s.id)
+			in.streams.remove(s)
 		}
 		in.effective = nil
 		in.finalizePending()
 		if err != nil && !pending && s.err == nil {
 			s.setErr(err)
 		}
-	} else if in.streams != nil {
-		delete(in.streams, s.id)
 	}
-	if !pending && in.streams != nil {
-		// A failed call above leaves the context behind.
-		delete(in.streams, s.id)
+	if !pending {
+		// Also when a callback above failed, or the instance is gone.
+		in.streams.remove(s)
 	}
 	dead := in.dead()
 	holding := s.holding
@@ -572,7 +571,7 @@ func (in *instance) finalizePending() {
 			_, _ = in.call(runtime.PhaseDone, in.fn.delete, uint64(s.id))
 		}
 		in.effective = nil
-		delete(in.streams, s.id)
+		in.streams.remove(s)
 		// Its owner closed it (only Close makes a stream pending).
 		in.p.recycle(s)
 	}
