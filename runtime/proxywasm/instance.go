@@ -192,6 +192,12 @@ func (in *instance) export(name string) export {
 // call runs one callback under the deadline. A trap or timeout marks the
 // instance broken; the caller then discards it.
 func (in *instance) call(phase runtime.Phase, fn export, args ...uint64) (uint64, error) {
+	return in.callAfter(false, phase, fn, args...)
+}
+
+// callAfter is call; with next, the callback follows the one that just
+// returned at once, and starts when it ended (Guard.BeginNext).
+func (in *instance) callAfter(next bool, phase runtime.Phase, fn export, args ...uint64) (uint64, error) {
 	if fn.Function == nil {
 		return 0, nil
 	}
@@ -201,7 +207,11 @@ func (in *instance) call(phase runtime.Phase, fn export, args ...uint64) (uint64
 	n := copy(in.stack[:], args)
 	n = max(n, fn.results)
 	st := in.stack[:n]
-	in.guard.Begin()
+	if next {
+		in.guard.BeginNext()
+	} else {
+		in.guard.Begin()
+	}
 	err := fn.CallWithStack(in.guard, st)
 	in.p.metrics.Observe(phase, in.guard.End())
 	if err != nil {
