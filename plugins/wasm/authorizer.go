@@ -72,7 +72,7 @@ func (a *authorizer) serve(w http.ResponseWriter, ex *plugins.Exchange, next plu
 		for _, name := range h.Touched {
 			// The plugin's value is the last one: a value it added comes
 			// after any the client sent, and the client's never counts.
-			if v := r.Header.Values(name); len(v) > 0 {
+			if v := r.Header[name]; len(v) > 0 { // Touched names are canonical
 				last := v[len(v)-1]
 				ex.Identity.SetHeader(name, last)
 				if cacheable {
