@@ -299,8 +299,8 @@ func (o *Origin) Terminal() plugins.Handler {
 		h["X-Forwarded-Host"] = []string{ex.Host}
 		h["X-Forwarded-Proto"] = []string{proto}
 		h["Forwarded"] = []string{"for=" + forwardedFor(client) + ";host=\"" + ex.Host + "\";proto=" + proto}
-		for k, v := range ex.Identity.Headers {
-			h[k] = v
+		for k, v := range ex.Identity.Headers() {
+			h[k] = []string{v}
 		}
 		r.Trailer = nil
 		o.invoker.Serve(w, r, &integration.Call{Route: ex.Route, Variables: ex.Stage.Variables, Params: ex.PathParams, RequestID: ex.RequestID})

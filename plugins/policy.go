@@ -15,8 +15,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"iter"
 	"net/http"
 	"net/netip"
+	"net/textproto"
 	"slices"
 	"time"
 
@@ -131,19 +133,74 @@ type Identity struct {
 	Source string
 	// APIKeyID is set when an API key was presented and accepted.
 	APIKeyID string
-	// Headers are added to the request sent to the origin (claims, the
-	// decision context of an authorizer). The edge removes every
-	// client-sent header of the same name first, so the origin and the
-	// backend can trust what arrives under these names.
-	Headers http.Header
+
+	// The identity headers (SetHeader), kept in the exchange itself: as an
+	// http.Header they cost a WASM authorizer three allocations and a
+	// tenth of its request. Policies set one to three; past four they go
+	// to more.
+	headers [4]Param
+	n       int
+	more    []Param
 }
 
-// SetHeader records an identity header for the origin.
+// SetHeader records an identity header for the origin, replacing one of
+// the same name. The edge removes every client-sent header of the same
+// name before adding these, so the origin and the backend can trust what
+// arrives under these names.
 func (id *Identity) SetHeader(name, value string) {
-	if id.Headers == nil {
-		id.Headers = make(http.Header, 4)
+	name = textproto.CanonicalMIMEHeaderKey(name)
+	if p := id.find(name); p != nil {
+		p.Value = value
+		return
 	}
-	id.Headers.Set(name, value)
+	if id.n < len(id.headers) {
+		id.headers[id.n] = Param{name, value}
+		id.n++
+		return
+	}
+	id.more = append(id.more, Param{name, value})
+}
+
+func (id *Identity) find(name string) *Param {
+	for i := range id.n {
+		if id.headers[i].Name == name {
+			return &id.headers[i]
+		}
+	}
+	for i := range id.more {
+		if id.more[i].Name == name {
+			return &id.more[i]
+		}
+	}
+	return nil
+}
+
+// Header returns an identity header's value, or "".
+func (id *Identity) Header(name string) string {
+	if p := id.find(textproto.CanonicalMIMEHeaderKey(name)); p != nil {
+		return p.Value
+	}
+	return ""
+}
+
+// NumHeaders returns the number of identity headers.
+func (id *Identity) NumHeaders() int { return id.n + len(id.more) }
+
+// Headers yields the identity headers, names in canonical form, in the
+// order they were first set.
+func (id *Identity) Headers() iter.Seq2[string, string] {
+	return func(yield func(name, value string) bool) {
+		for i := range id.n {
+			if !yield(id.headers[i].Name, id.headers[i].Value) {
+				return
+			}
+		}
+		for _, p := range id.more {
+			if !yield(p.Name, p.Value) {
+				return
+			}
+		}
+	}
 }
 
 // Handler serves an exchange. It is the type every policy wraps.

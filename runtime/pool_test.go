@@ -202,6 +202,32 @@ func TestGuardWithShorterTimeoutAddedDuringSleep(t *testing.T) {
 	}
 }
 
+// BeginNext starts a call where the previous one ended: the deadline
+// covers the gap, and End measures it.
+func TestGuardBeginNext(t *testing.T) {
+	e := newTestEngine(t)
+	g := e.NewGuard(30 * time.Millisecond)
+	defer g.Close()
+	g.BeginNext() // no call before: an ordinary Begin
+	if g.start.Load() == 0 {
+		t.Fatal("BeginNext with no call before did not begin one")
+	}
+	g.End()
+	ended := g.lastEnd
+	time.Sleep(5 * time.Millisecond)
+	g.BeginNext()
+	if s := g.start.Load(); s != ended {
+		t.Fatalf("BeginNext started at %d, the last call ended at %d", s, ended)
+	}
+	if d := g.End(); d < 5*time.Millisecond {
+		t.Fatalf("the call measured %v, less than the gap before it", d)
+	}
+	g.lastEnd = nanotime() - int64(time.Second)
+	g.BeginNext() // a start long past: the watchdog stops it at once
+	waitFired(t, g, 2*time.Second, "a call begun past its deadline was not stopped")
+	g.End()
+}
+
 func BenchmarkPoolAcquireRelease(b *testing.B) {
 	p, err := NewPool(context.Background(), PoolConfig[*fakeInst]{
 		Size: 4, New: func(context.Context) (*fakeInst, error) { return &fakeInst{}, nil }, Destroy: func(*fakeInst) {},

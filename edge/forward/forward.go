@@ -168,8 +168,15 @@ func (f *Forwarder) setHeaders(h http.Header, ex *plugins.Exchange) {
 	h["X-Forwarded-Host"] = vs[5:6:6]
 	h["X-Forwarded-Proto"] = vs[6:7:7]
 	h["Forwarded"] = vs[7:8:8]
-	for k, v := range ex.Identity.Headers {
-		h[k] = v
+	if n := ex.Identity.NumHeaders(); n > 0 {
+		// One allocation for the identity's values too.
+		ids := make([]string, n)
+		i := 0
+		for k, v := range ex.Identity.Headers() {
+			ids[i] = v
+			h[k] = ids[i : i+1 : i+1]
+			i++
+		}
 	}
 }
 

@@ -174,7 +174,11 @@ func (e *edgeFront) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header()["X-Request-Id"] = []string{"req-1"} // as the edge does
 	hygiene.WrapBody(r, e.MaxBody)
 	ex := testExchange(r)
-	ex.Identity.Headers = e.Identity
+	for k, vs := range e.Identity {
+		for _, v := range vs {
+			ex.Identity.SetHeader(k, v)
+		}
+	}
 	if wsrelay.IsUpgrade(r) {
 		e.f.Upgrade(r.Context(), w, ex, e.relay)
 		return

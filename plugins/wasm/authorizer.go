@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -42,17 +43,16 @@ func (a *authorizer) serve(w http.ResponseWriter, ex *plugins.Exchange, next plu
 			return
 		}
 	}
-	st, err := a.p.NewStream(r.Context(), streamInfo(ex))
+	info := streamInfo(ex)
+	st, err := a.p.NewStream(r.Context(), &info)
 	if err != nil {
 		if a.fail(w, r, err) {
 			next.ServeExchange(w, ex)
 		}
 		return
 	}
-	h := requestHeaders(r, ex.TLS)
+	h := st.RequestHeaderMap(r, scheme(r, ex.TLS))
 	outcome := st.RequestHeaders(h, r.Body == nil || r.Body == http.NoBody)
-	var dv decision
-	d := &dv
 	switch outcome {
 	case proxywasm.Continue:
 		if err := applyPseudo(r, h); err != nil {
@@ -60,23 +60,42 @@ func (a *authorizer) serve(w http.ResponseWriter, ex *plugins.Exchange, next plu
 			a.fail(w, r, err)
 			return
 		}
-		d.allow = true
-		if v, ok := st.Property(principalProperty); ok {
-			d.principal = string(v)
+		// Headers are already on the request; record them as identity,
+		// and in a decision only when it is cached.
+		var principal string
+		var headers [][2]string
+		ex.Identity.Source = TypeAuthorizer
+		if v, ok := st.Property(principalProperty); ok && v != "" {
+			ex.Identity.Principal = v
+			principal = v
 		}
 		for _, name := range h.Touched {
 			// The plugin's value is the last one: a value it added comes
 			// after any the client sent, and the client's never counts.
-			if v := r.Header.Values(name); len(v) > 0 {
-				d.headers = append(d.headers, [2]string{name, v[len(v)-1]})
+			if v := r.Header[name]; len(v) > 0 { // Touched names are canonical
+				last := v[len(v)-1]
+				ex.Identity.SetHeader(name, last)
+				if cacheable {
+					headers = append(headers, [2]string{name, last})
+				}
 				if len(v) > 1 {
-					r.Header.Set(name, v[len(v)-1])
+					r.Header.Set(name, last)
 				}
 			}
 		}
-		d.removed = h.Removed
+		if cacheable {
+			// h.Removed is the stream's, reused after Close.
+			a.cache.put(key, &decision{allow: true, principal: principal, headers: headers, removed: slices.Clone(h.Removed)})
+		}
+		st.Close()
+		next.ServeExchange(w, ex)
 	case proxywasm.Respond:
-		d.local = st.Local()
+		l := st.Local()
+		st.Close()
+		if cacheable {
+			a.cache.put(key, &decision{local: l})
+		}
+		writeLocal(w, l)
 	case proxywasm.Reset:
 		st.Close()
 		panic(http.ErrAbortHandler)
@@ -86,20 +105,7 @@ func (a *authorizer) serve(w http.ResponseWriter, ex *plugins.Exchange, next plu
 		if a.fail(w, r, err) {
 			next.ServeExchange(w, ex)
 		}
-		return
 	}
-	st.Close()
-	if cacheable {
-		c := dv
-		a.cache.put(key, &c)
-	}
-	if d.allow {
-		// Headers are already on the request; record them as identity.
-		a.identify(ex, d)
-		next.ServeExchange(w, ex)
-		return
-	}
-	writeLocal(w, d.local)
 }
 
 func (a *authorizer) identify(ex *plugins.Exchange, d *decision) {

@@ -36,24 +36,38 @@ func enter(r *http.Request) bool {
 	return r.Context().Err() == nil
 }
 
-func streamInfo(ex *plugins.Exchange) *proxywasm.StreamInfo {
+// streamInfo describes a request to a stream. Addresses and the portico.*
+// properties are worked out only when a plugin reads them: parsing the
+// peer address and building a map for every request cost more than the
+// rest of a small authorizer's setup. They are answered from the exchange,
+// which is pooled; a stream that outlives the request (a plugin that delays
+// its log callback reads properties after it) detaches a copy.
+func streamInfo(ex *plugins.Exchange) proxywasm.StreamInfo {
 	r := ex.Request
-	// Addresses and the portico.* properties are worked out only when a
-	// plugin reads them: parsing the peer address and building a map for
-	// every request cost more than the rest of a small authorizer's setup.
-	// What they need is copied here, in the same allocation, because a
-	// stream can outlive the exchange, which is pooled: a plugin that
-	// delays its log callback reads its properties after the request.
-	si := &streamInfoWithProperties{
-		props: exchangeProperties{request: r, client: ex.Client, api: ex.API, stage: ex.Stage, route: ex.Route},
-	}
-	si.info = proxywasm.StreamInfo{Request: r, RequestID: ex.RequestID, TLS: r.TLS, Lazy: &si.props}
-	return &si.info
+	return proxywasm.StreamInfo{Request: r, RequestID: ex.RequestID, TLS: r.TLS, Lazy: (*exchangeView)(ex)}
 }
 
-type streamInfoWithProperties struct {
-	info  proxywasm.StreamInfo
-	props exchangeProperties
+// exchangeView answers a stream's lazy properties from its exchange while
+// the request lasts.
+type exchangeView plugins.Exchange
+
+func (v *exchangeView) props() exchangeProperties {
+	return exchangeProperties{request: v.Request, client: v.Client, api: v.API, stage: v.Stage, route: v.Route}
+}
+
+func (v *exchangeView) Property(path string) (string, bool) {
+	p := v.props()
+	return p.Property(path)
+}
+
+func (v *exchangeView) Addresses() (source, destination netip.AddrPort) {
+	p := v.props()
+	return p.Addresses()
+}
+
+func (v *exchangeView) Detach() proxywasm.LazyProperties {
+	p := v.props()
+	return &p
 }
 
 // exchangeProperties answers a stream's lazy properties.
@@ -101,17 +115,11 @@ func (p *exchangeProperties) Addresses() (source, destination netip.AddrPort) {
 	return source, destination
 }
 
-func requestHeaders(r *http.Request, tls bool) *proxywasm.HeaderMap {
-	scheme := "http"
+func scheme(r *http.Request, tls bool) string {
 	if tls || r.TLS != nil {
-		scheme = "https"
+		return "https"
 	}
-	return &proxywasm.HeaderMap{Header: r.Header, Pseudo: []proxywasm.Pair{
-		{Key: ":method", Value: r.Method},
-		{Key: ":path", Value: r.URL.RequestURI()},
-		{Key: ":authority", Value: r.Host},
-		{Key: ":scheme", Value: scheme},
-	}}
+	return "http"
 }
 
 // applyPseudo carries a guest's changes to ":path", ":method" and

@@ -32,7 +32,8 @@ func (t *transform) serve(w http.ResponseWriter, ex *plugins.Exchange, next plug
 	if !enter(r) {
 		return
 	}
-	st, err := t.p.NewStream(r.Context(), streamInfo(ex))
+	info := streamInfo(ex)
+	st, err := t.p.NewStream(r.Context(), &info)
 	if err != nil {
 		if t.fail(w, r, err) {
 			next.ServeExchange(w, ex)
@@ -44,7 +45,7 @@ func (t *transform) serve(w http.ResponseWriter, ex *plugins.Exchange, next plug
 
 	// Request.
 	hasBody := r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0
-	h := requestHeaders(r, ex.TLS)
+	h := st.RequestHeaderMap(r, scheme(r, ex.TLS))
 	if !t.handle(w, ex, next, st, st.RequestHeaders(h, !hasBody)) {
 		return
 	}

@@ -3,8 +3,10 @@ package proxywasm
 import (
 	"net/http"
 	"net/textproto"
+	"net/url"
 	"slices"
 	"strings"
+	"unsafe"
 
 	"golang.org/x/net/http/httpguts"
 )
@@ -23,10 +25,31 @@ type HeaderMap struct {
 	Removed []string
 	// PseudoChanged is set when the guest changed a pseudo field.
 	PseudoChanged bool
+
+	// url, when set, is where ":path" comes from: Stream.RequestHeaderMap
+	// leaves the field empty until something reads it (resolvePath).
+	url *url.URL
 }
 
-// PseudoValue returns a pseudo field's value.
+// resolvePath fills in a deferred ":path".
+func (m *HeaderMap) resolvePath() {
+	if m.url == nil {
+		return
+	}
+	u := m.url
+	m.url = nil
+	for i := range m.Pseudo {
+		if m.Pseudo[i].Key == ":path" {
+			m.Pseudo[i].Value = u.RequestURI()
+			return
+		}
+	}
+}
+
+// PseudoValue returns a pseudo field's value. Read pseudo fields through it
+// (not Pseudo) on a map from Stream.RequestHeaderMap.
 func (m *HeaderMap) PseudoValue(name string) (string, bool) {
+	m.resolvePath()
 	for _, p := range m.Pseudo {
 		if p.Key == name {
 			return p.Value, true
@@ -65,6 +88,7 @@ func (m *HeaderMap) get(key string) (string, bool) {
 }
 
 func (m *HeaderMap) pairs() []Pair {
+	m.resolvePath()
 	n := len(m.Pseudo)
 	for _, vs := range m.Header {
 		n += len(vs)
@@ -106,18 +130,23 @@ func (m *HeaderMap) touch(ck string) {
 	}
 }
 
+// setPseudo sets a pseudo field from strings that may be views of guest
+// memory.
 func (m *HeaderMap) setPseudo(k, v string) {
+	m.resolvePath()
 	m.PseudoChanged = true
 	for i := range m.Pseudo {
 		if m.Pseudo[i].Key == k {
-			m.Pseudo[i].Value = v
+			m.Pseudo[i].Value = strings.Clone(v)
 			return
 		}
 	}
-	m.Pseudo = append(m.Pseudo, Pair{k, v})
+	m.Pseudo = append(m.Pseudo, Pair{strings.Clone(k), strings.Clone(v)})
 }
 
-func (m *HeaderMap) add(k, v string) bool {
+// set adds a field, or with replace sets it to this one value. k and v may
+// be views of guest memory (see readView): what the map keeps is copied.
+func (m *HeaderMap) set(k, v string, replace bool) bool {
 	if !validField(k, v) {
 		return false
 	}
@@ -128,38 +157,80 @@ func (m *HeaderMap) add(k, v string) bool {
 	if m.Header == nil {
 		m.Header = make(http.Header)
 	}
-	ck := textproto.CanonicalMIMEHeaderKey(k)
-	m.Header[ck] = append(m.Header[ck], v)
+	var ck string
+	if replace {
+		var vs []string
+		ck, vs = newField(k, v)
+		m.Header[ck] = vs
+	} else {
+		var cv string
+		ck, cv = ownField(k, v)
+		m.Header[ck] = append(m.Header[ck], cv)
+	}
 	m.touch(ck)
 	return true
 }
 
-func (m *HeaderMap) replace(k, v string) bool {
-	if !validField(k, v) {
-		return false
-	}
-	if strings.HasPrefix(k, ":") {
-		m.setPseudo(k, v)
-		return true
-	}
-	if m.Header == nil {
-		m.Header = make(http.Header)
-	}
-	ck := textproto.CanonicalMIMEHeaderKey(k)
-	m.Header[ck] = []string{v}
-	m.touch(ck)
-	return true
+// ownField copies a valid field's name, in canonical form, and its value in
+// one allocation.
+func ownField(k, v string) (ck, cv string) {
+	b := make([]byte, len(k)+len(v))
+	copy(b[copy(b, k):], v)
+	canonicalKey(b[:len(k)])
+	s := unsafe.String(unsafe.SliceData(b), len(b))
+	return s[:len(k)], s[len(k):]
 }
 
+// field holds a header's name, its value and the one-element slice the map
+// keeps the value in, in one allocation instead of three: replacing a
+// header is the write guests make on most requests (an authorizer's
+// identity header).
+type field struct {
+	vs  [1]string
+	buf [48]byte
+}
+
+// newField returns a valid field's canonical name and a slice holding its
+// value, copied out of k and v.
+func newField(k, v string) (string, []string) {
+	if len(k)+len(v) > len(field{}.buf) {
+		ck, cv := ownField(k, v)
+		return ck, []string{cv}
+	}
+	f := new(field)
+	n := copy(f.buf[:], k)
+	copy(f.buf[n:], v)
+	canonicalKey(f.buf[:n])
+	if len(v) > 0 {
+		f.vs[0] = unsafe.String(&f.buf[n], len(v))
+	}
+	return unsafe.String(&f.buf[0], n), f.vs[:]
+}
+
+// canonicalKey is textproto.CanonicalMIMEHeaderKey in place, for a name
+// validField accepted (so made of token bytes only).
+func canonicalKey(b []byte) {
+	upper := true
+	for i, c := range b {
+		if upper && 'a' <= c && c <= 'z' {
+			b[i] = c - ('a' - 'A')
+		} else if !upper && 'A' <= c && c <= 'Z' {
+			b[i] = c + ('a' - 'A')
+		}
+		upper = c == '-'
+	}
+}
+
+// remove deletes a field; k may be a view of guest memory.
 func (m *HeaderMap) remove(k string) {
 	if strings.HasPrefix(k, ":") {
 		// Pseudo fields cannot be removed; the request would be malformed.
 		return
 	}
-	ck := textproto.CanonicalMIMEHeaderKey(k)
+	ck := textproto.CanonicalMIMEHeaderKey(k) // k itself when already canonical
 	if _, ok := m.Header[ck]; ok {
 		delete(m.Header, ck)
-		m.Removed = append(m.Removed, ck)
+		m.Removed = append(m.Removed, strings.Clone(ck))
 	}
 	if i := slices.Index(m.Touched, ck); i >= 0 {
 		m.Touched = slices.Delete(m.Touched, i, i+1)
@@ -176,7 +247,7 @@ func (m *HeaderMap) setPairs(ps []Pair) bool {
 		m.remove(k)
 	}
 	for _, p := range ps {
-		m.add(p.Key, p.Value)
+		m.set(p.Key, p.Value, false)
 	}
 	return true
 }

@@ -83,7 +83,7 @@ func testAuthorizer(t *testing.T, mod []byte) {
 			if got := r.Header.Get("X-Portico-User"); got != tc.user {
 				t.Fatalf("%q: x-portico-user %q, want %q", tc.auth, got, tc.user)
 			}
-			if v, _ := s.Property("portico.principal"); string(v) != tc.user {
+			if v, _ := s.Property("portico.principal"); v != tc.user {
 				t.Fatalf("%q: principal %q", tc.auth, v)
 			}
 		}

@@ -172,18 +172,12 @@ func (p *Plugin) defineHostFunctions(b wazero.HostModuleBuilder) map[string]bool
 			if st != StatusOK {
 				return st
 			}
-			key, ok1 := in.readString(kp, ks)
-			val, ok2 := in.readString(vp, vs)
+			key, ok1 := in.readView(kp, ks)
+			val, ok2 := in.readView(vp, vs)
 			if !ok1 || !ok2 {
 				return StatusInvalidMemoryAccess
 			}
-			var good bool
-			if replace {
-				good = m.replace(key, val)
-			} else {
-				good = m.add(key, val)
-			}
-			if !good {
+			if !m.set(key, val, replace) {
 				return StatusBadArgument
 			}
 			return StatusOK
@@ -197,7 +191,7 @@ func (p *Plugin) defineHostFunctions(b wazero.HostModuleBuilder) map[string]bool
 		if st != StatusOK {
 			return st
 		}
-		key, ok := in.readString(kp, ks)
+		key, ok := in.readView(kp, ks)
 		if !ok {
 			return StatusInvalidMemoryAccess
 		}
@@ -321,8 +315,8 @@ func (p *Plugin) defineHostFunctions(b wazero.HostModuleBuilder) map[string]bool
 			in.effective = nil
 			return StatusOK
 		}
-		st, ok := in.streams[id]
-		if !ok {
+		st := in.streams.byID(id)
+		if st == nil {
 			return StatusBadArgument
 		}
 		in.effective = st

@@ -157,7 +157,7 @@ func (p *Plugin) doCall(req *http.Request, timeout time.Duration) *httpResult {
 // still waiting, or else straight to the root context.
 func (in *instance) route(st *Stream, res *httpResult) {
 	in.mu.Lock()
-	if st != nil && !st.closed && in.streams[st.id] == st {
+	if st != nil && !st.closed && in.streams.has(st) {
 		st.events <- res
 		st.signal()
 		in.mu.Unlock()

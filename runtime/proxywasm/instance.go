@@ -32,16 +32,16 @@ type instance struct {
 	broken bool // trapped, timed out, or closed: never called again
 
 	fn struct {
-		contextCreate, vmStart, configure, done, log, delete                  api.Function
-		reqHeaders, reqBody, reqTrailers, respHeaders, respBody, respTrailers api.Function
-		httpCallResponse, tick, queueReady                                    api.Function
+		contextCreate, vmStart, configure, done, log, delete                  export
+		reqHeaders, reqBody, reqTrailers, respHeaders, respBody, respTrailers export
+		httpCallResponse, tick, queueReady                                    export
 		alloc                                                                 api.Function
 	}
 	stack      [8]uint64
 	allocStack [1]uint64
 
 	nextID    uint32
-	streams   map[uint32]*Stream
+	streams   streamSet
 	pending   []*Stream // streams whose on_done returned false
 	rootProps propSet
 	nextToken uint32
@@ -59,7 +59,7 @@ func (p *Plugin) newInstance(ctx context.Context) (*instance, error) {
 	if p.closed.Load() {
 		return nil, runtime.ErrPoolClosed
 	}
-	in := &instance{p: p, nextID: rootID + 1, streams: make(map[uint32]*Stream)}
+	in := &instance{p: p, nextID: rootID + 1}
 	in.guard = p.engine.NewGuard(p.cfg.StartTimeout)
 	in.guard.Data = in
 	in.starting = true
@@ -78,7 +78,7 @@ func (p *Plugin) newInstance(ctx context.Context) (*instance, error) {
 	}
 	in.interrupt = interrupt
 	in.guard.OnFire(in.interrupt)
-	f := func(name string) api.Function { return mod.ExportedFunction(name) }
+	f := in.export
 	in.fn.contextCreate = f("proxy_on_context_create")
 	in.fn.vmStart = f("proxy_on_vm_start")
 	in.fn.configure = f("proxy_on_configure")
@@ -94,8 +94,8 @@ func (p *Plugin) newInstance(ctx context.Context) (*instance, error) {
 	in.fn.httpCallResponse = f("proxy_on_http_call_response")
 	in.fn.tick = f("proxy_on_tick")
 	in.fn.queueReady = f("proxy_on_queue_ready")
-	if in.fn.alloc = f("proxy_on_memory_allocate"); in.fn.alloc == nil {
-		in.fn.alloc = f("malloc")
+	if in.fn.alloc = mod.ExportedFunction("proxy_on_memory_allocate"); in.fn.alloc == nil {
+		in.fn.alloc = mod.ExportedFunction("malloc")
 	}
 	if err := in.start(); err != nil {
 		in.close()
@@ -120,14 +120,14 @@ func (in *instance) start() error {
 	var startErr error
 	switch {
 	case ex["_initialize"]:
-		_, startErr = in.call(runtime.PhaseStart, in.mod.ExportedFunction("_initialize"))
+		_, startErr = in.call(runtime.PhaseStart, in.export("_initialize"))
 		if startErr == nil && ex["main"] {
 			if def := in.mod.ExportedFunction("main").Definition(); len(def.ParamTypes()) == 2 {
-				_, startErr = in.call(runtime.PhaseStart, in.mod.ExportedFunction("main"), 0, 0)
+				_, startErr = in.call(runtime.PhaseStart, in.export("main"), 0, 0)
 			}
 		}
 	case ex["_start"]:
-		_, startErr = in.call(runtime.PhaseStart, in.mod.ExportedFunction("_start"))
+		_, startErr = in.call(runtime.PhaseStart, in.export("_start"))
 	}
 	if startErr != nil {
 		return in.startError("starting the module (_initialize)", startErr)
@@ -135,7 +135,7 @@ func (in *instance) start() error {
 	if _, err := in.call(runtime.PhaseStart, in.fn.contextCreate, rootID, 0); err != nil {
 		return in.startError("creating the root context", err)
 	}
-	if in.fn.vmStart != nil {
+	if in.fn.vmStart.Function != nil {
 		ok, err := in.call(runtime.PhaseStart, in.fn.vmStart, rootID, uint64(len(in.p.cfg.VMConfig)))
 		if err != nil {
 			return in.startError("proxy_on_vm_start", err)
@@ -144,7 +144,7 @@ func (in *instance) start() error {
 			return in.startError("proxy_on_vm_start", errors.New("the plugin refused its VM configuration (returned false)"))
 		}
 	}
-	if in.fn.configure != nil {
+	if in.fn.configure.Function != nil {
 		ok, err := in.call(runtime.PhaseStart, in.fn.configure, rootID, uint64(len(in.p.cfg.PluginConfig)))
 		if err != nil {
 			return in.startError("proxy_on_configure", err)
@@ -172,21 +172,46 @@ func (in *instance) dead() bool {
 	return in.broken || in.guard.Dead() || in.mod == nil || in.mod.IsClosed()
 }
 
+// export is a guest function and the number of its results, which call
+// needs for the size of the stack: wazero converts the result types anew,
+// on every Definition().ResultTypes(), which cost 3% of a small
+// authorizer's request.
+type export struct {
+	api.Function
+	results int
+}
+
+func (in *instance) export(name string) export {
+	f := in.mod.ExportedFunction(name)
+	if f == nil {
+		return export{}
+	}
+	return export{f, len(f.Definition().ResultTypes())}
+}
+
 // call runs one callback under the deadline. A trap or timeout marks the
 // instance broken; the caller then discards it.
-func (in *instance) call(phase runtime.Phase, fn api.Function, args ...uint64) (uint64, error) {
-	if fn == nil {
+func (in *instance) call(phase runtime.Phase, fn export, args ...uint64) (uint64, error) {
+	return in.callAfter(false, phase, fn, args...)
+}
+
+// callAfter is call; with next, the callback follows the one that just
+// returned at once, and starts when it ended (Guard.BeginNext).
+func (in *instance) callAfter(next bool, phase runtime.Phase, fn export, args ...uint64) (uint64, error) {
+	if fn.Function == nil {
 		return 0, nil
 	}
 	if in.dead() {
 		return 0, errInstanceBroken
 	}
 	n := copy(in.stack[:], args)
-	if r := len(fn.Definition().ResultTypes()); r > n {
-		n = r
-	}
+	n = max(n, fn.results)
 	st := in.stack[:n]
-	in.guard.Begin()
+	if next {
+		in.guard.BeginNext()
+	} else {
+		in.guard.Begin()
+	}
 	err := fn.CallWithStack(in.guard, st)
 	in.p.metrics.Observe(phase, in.guard.End())
 	if err != nil {
@@ -234,15 +259,56 @@ func (in *instance) close() {
 func (p *Plugin) destroyInstance(in *instance) {
 	in.mu.Lock()
 	in.close()
-	for _, s := range in.streams {
+	for _, s := range in.streams.live {
 		s.instanceGone()
 	}
-	in.streams = nil
+	in.streams.clear()
 	in.pending = nil
 	in.mu.Unlock()
 	p.closeMu.Lock()
 	delete(p.live, in)
 	p.closeMu.Unlock()
+}
+
+// streamSet holds an instance's live streams. A stream knows its slot, so
+// adding and removing one costs no hashing (a map was 2% of a small
+// authorizer's request); finding one by id, which only
+// proxy_set_effective_context does, scans.
+type streamSet struct{ live []*Stream }
+
+func (ss *streamSet) add(s *Stream) {
+	s.slot = len(ss.live)
+	ss.live = append(ss.live, s)
+}
+
+func (ss *streamSet) has(s *Stream) bool {
+	return s.slot < len(ss.live) && ss.live[s.slot] == s
+}
+
+func (ss *streamSet) remove(s *Stream) {
+	if !ss.has(s) {
+		return
+	}
+	last := len(ss.live) - 1
+	moved := ss.live[last]
+	ss.live[s.slot] = moved
+	moved.slot = s.slot
+	ss.live[last] = nil
+	ss.live = ss.live[:last]
+}
+
+func (ss *streamSet) byID(id uint32) *Stream {
+	for _, s := range ss.live {
+		if s.id == id {
+			return s
+		}
+	}
+	return nil
+}
+
+func (ss *streamSet) clear() {
+	clear(ss.live)
+	ss.live = ss.live[:0]
 }
 
 // --- guest memory ---

@@ -1,32 +1,39 @@
 package proxywasm
 
 import (
+	"bytes"
 	"encoding/binary"
 	"net"
 	"net/netip"
 	"strconv"
 	"strings"
 	"time"
+	"unsafe"
 )
 
 // Property paths arrive with their segments separated by NUL bytes
-// ("request\x00path"); some SDKs send dotted paths. Both are accepted.
+// ("request\x00path"); some SDKs send dotted paths. Both are accepted. The
+// path of b is returned as a view of b when it has no NUL byte (see
+// readView): only a path the host keeps is copied.
 func propertyPath(b []byte) string {
+	if bytes.IndexByte(b, 0) < 0 {
+		return unsafe.String(unsafe.SliceData(b), len(b))
+	}
 	s := strings.TrimRight(string(b), "\x00")
 	return strings.ReplaceAll(s, "\x00", ".")
 }
 
-func int64Bytes(v int64) []byte {
-	b := make([]byte, 8)
-	binary.LittleEndian.PutUint64(b, uint64(v))
-	return b
+func int64String(v int64) string {
+	var b [8]byte
+	binary.LittleEndian.PutUint64(b[:], uint64(v))
+	return string(b[:])
 }
 
-func boolBytes(v bool) []byte {
+func boolString(v bool) string {
 	if v {
-		return []byte{1}
+		return "\x01"
 	}
-	return []byte{0}
+	return "\x00"
 }
 
 const (
@@ -36,8 +43,9 @@ const (
 
 // property returns the value of a property for the effective context, or
 // false when there is none. Strings are raw bytes, integers 8-byte
-// little-endian, booleans one byte, as Envoy encodes them.
-func (in *instance) property(path string) ([]byte, bool) {
+// little-endian, booleans one byte, as Envoy encodes them. path may be a
+// view of guest memory: nothing keeps it.
+func (in *instance) property(path string) (string, bool) {
 	st := in.effective
 	if st != nil {
 		if v, ok := st.props.get(path); ok {
@@ -48,65 +56,65 @@ func (in *instance) property(path string) ([]byte, bool) {
 	}
 	switch path {
 	case "plugin_name":
-		return []byte(in.p.cfg.Name), true
+		return in.p.cfg.Name, true
 	case "plugin_root_id":
-		return []byte(in.p.cfg.RootID), true
+		return in.p.cfg.RootID, true
 	case "plugin_vm_id":
-		return []byte(in.p.cfg.VMID), true
+		return in.p.cfg.VMID, true
 	}
-	if st == nil || st.info == nil {
-		return nil, false
+	if st == nil || !st.hasInfo {
+		return "", false
 	}
-	info := st.info
+	info := &st.info
 	if info.Lazy != nil {
 		if v, ok := info.Lazy.Property(path); ok {
-			return []byte(v), true
+			return v, true
 		}
 	}
 	r := info.Request
 	switch {
 	case strings.HasPrefix(path, "request."):
 		if r == nil {
-			return nil, false
+			return "", false
 		}
 		if name, ok := strings.CutPrefix(path, "request.headers."); ok {
 			if v := r.Header.Values(name); len(v) > 0 {
-				return []byte(strings.Join(v, ",")), true
+				return strings.Join(v, ","), true
 			}
-			return nil, false
+			return "", false
 		}
 		switch path {
 		case "request.path":
-			return []byte(r.URL.RequestURI()), true
+			return r.URL.RequestURI(), true
 		case "request.url_path":
-			return []byte(r.URL.Path), true
+			return r.URL.Path, true
 		case "request.host":
-			return []byte(r.Host), true
+			return r.Host, true
 		case "request.scheme":
 			if r.TLS != nil || info.TLS != nil {
-				return []byte("https"), true
+				return "https", true
 			}
-			return []byte("http"), true
+			return "http", true
 		case "request.method":
-			return []byte(r.Method), true
+			return r.Method, true
 		case "request.query":
-			return []byte(r.URL.RawQuery), true
+			return r.URL.RawQuery, true
 		case "request.protocol":
-			return []byte(r.Proto), true
+			return r.Proto, true
 		case "request.id":
-			return []byte(info.RequestID), true
+			return info.RequestID, true
 		case "request.referer":
-			return []byte(r.Referer()), true
+			return r.Referer(), true
 		case "request.useragent":
-			return []byte(r.UserAgent()), true
+			return r.UserAgent(), true
 		case "request.time":
-			return int64Bytes(time.Now().UnixNano()), true
+			return int64String(time.Now().UnixNano()), true
 		case "request.size":
 			if r.ContentLength >= 0 {
-				return int64Bytes(r.ContentLength), true
+				return int64String(r.ContentLength), true
 			}
 		}
-		return nil, false
+		return "", false
 	case strings.HasPrefix(path, "source."):
 		src, _ := info.addresses()
 		return addrProperty(path[len("source."):], src)
@@ -120,44 +128,44 @@ func (in *instance) property(path string) ([]byte, bool) {
 		}
 		switch path {
 		case "connection.mtls":
-			return boolBytes(tlsState != nil && len(tlsState.PeerCertificates) > 0), true
+			return boolString(tlsState != nil && len(tlsState.PeerCertificates) > 0), true
 		case "connection.tls_version":
 			if tlsState == nil {
-				return nil, false
+				return "", false
 			}
-			return []byte(tlsVersion(tlsState.Version)), true
+			return tlsVersion(tlsState.Version), true
 		case "connection.requested_server_name":
 			if tlsState == nil {
-				return nil, false
+				return "", false
 			}
-			return []byte(tlsState.ServerName), true
+			return tlsState.ServerName, true
 		}
-		return nil, false
+		return "", false
 	case path == "response.code":
 		if st.respStatus == 0 {
-			return nil, false
+			return "", false
 		}
-		return int64Bytes(int64(st.respStatus)), true
+		return int64String(int64(st.respStatus)), true
 	case path == "response.code_details":
 		if st.local != nil {
-			return []byte(st.local.Details), true
+			return st.local.Details, true
 		}
-		return nil, false
+		return "", false
 	}
-	return nil, false
+	return "", false
 }
 
-func addrProperty(field string, a netip.AddrPort) ([]byte, bool) {
+func addrProperty(field string, a netip.AddrPort) (string, bool) {
 	if !a.IsValid() {
-		return nil, false
+		return "", false
 	}
 	switch field {
 	case "address":
-		return []byte(net.JoinHostPort(a.Addr().Unmap().String(), strconv.Itoa(int(a.Port())))), true
+		return net.JoinHostPort(a.Addr().Unmap().String(), strconv.Itoa(int(a.Port()))), true
 	case "port":
-		return int64Bytes(int64(a.Port())), true
+		return int64String(int64(a.Port())), true
 	}
-	return nil, false
+	return "", false
 }
 
 func tlsVersion(v uint16) string {
@@ -175,12 +183,9 @@ func tlsVersion(v uint16) string {
 }
 
 func builtinProperty(path string) bool {
-	for _, p := range []string{"plugin_", "request.", "source.", "destination.", "connection.", "response."} {
-		if strings.HasPrefix(path, p) {
-			return true
-		}
-	}
-	return false
+	return strings.HasPrefix(path, "plugin_") || strings.HasPrefix(path, "request.") ||
+		strings.HasPrefix(path, "source.") || strings.HasPrefix(path, "destination.") ||
+		strings.HasPrefix(path, "connection.") || strings.HasPrefix(path, "response.")
 }
 
 func (in *instance) getProperty(s []uint64) Status {
@@ -193,7 +198,7 @@ func (in *instance) getProperty(s []uint64) Status {
 	if !found {
 		return StatusNotFound
 	}
-	return in.give(v, retPtr, retSize)
+	return in.giveString(v, retPtr, retSize)
 }
 
 func (in *instance) setProperty(s []uint64) Status {
@@ -223,15 +228,17 @@ func (in *instance) setProperty(s []uint64) Status {
 // propSet holds the properties a guest set; a few per context, so a slice.
 type propSet []Pair
 
-func (ps propSet) get(path string) ([]byte, bool) {
+func (ps propSet) get(path string) (string, bool) {
 	for _, p := range ps {
 		if p.Key == path {
-			return []byte(p.Value), true
+			return p.Value, true
 		}
 	}
-	return nil, false
+	return "", false
 }
 
+// set stores a copy of path and v, which may be views of guest memory; a
+// new property's path and value share one allocation.
 func (ps *propSet) set(path string, v []byte) bool {
 	for i := range *ps {
 		if (*ps)[i].Key == path {
@@ -242,7 +249,10 @@ func (ps *propSet) set(path string, v []byte) bool {
 	if len(*ps) >= maxProps {
 		return false
 	}
-	*ps = append(*ps, Pair{path, string(v)})
+	b := make([]byte, len(path)+len(v))
+	copy(b[copy(b, path):], v)
+	kv := unsafe.String(unsafe.SliceData(b), len(b))
+	*ps = append(*ps, Pair{kv[:len(path)], kv[len(path):]})
 	return true
 }
 

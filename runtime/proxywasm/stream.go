@@ -6,9 +6,8 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"time"
-
-	"github.com/tetratelabs/wazero/api"
 
 	"github.com/portico-edge/portico/runtime"
 )
@@ -27,13 +26,25 @@ type StreamInfo struct {
 	Lazy LazyProperties
 }
 
-// LazyProperties is the embedder's side of StreamInfo.Lazy.
+// LazyProperties is the embedder's side of StreamInfo.Lazy. It may answer
+// from request-scoped state (a pooled exchange) if it also implements
+// Detacher.
 type LazyProperties interface {
-	// Property returns an extra property by dotted path.
+	// Property returns an extra property by dotted path. path may be a
+	// view of guest memory, valid only during the call: do not keep it.
 	Property(path string) (string, bool)
 	// Addresses returns the client's and the local address of the
 	// connection.
 	Addresses() (source, destination netip.AddrPort)
+}
+
+// Detacher is implemented by LazyProperties that answer from state which
+// ends with the request. When a stream outlives its Close (the plugin
+// deferred proxy_done, and reads properties in its log callback later), the
+// host calls Detach before Close returns and asks what it returns from then
+// on.
+type Detacher interface {
+	Detach() LazyProperties
 }
 
 // LocalResponse is a response the plugin sent instead of the upstream's.
@@ -63,12 +74,18 @@ const (
 // Stream is one HTTP request and its response inside a plugin. It is pinned
 // to one instance for its whole life. Its methods are called from the
 // request's goroutine only.
+//
+// Streams are pooled: after Close the Stream, and the header map
+// RequestHeaderMap returned, belong to the plugin again and may serve
+// another request. Copy out anything that must outlive the request first.
 type Stream struct {
-	p    *Plugin
-	in   *instance
-	id   uint32
-	ctx  context.Context
-	info *StreamInfo
+	p       *Plugin
+	in      *instance
+	id      uint32
+	slot    int // in in.streams
+	ctx     context.Context
+	info    StreamInfo
+	hasInfo bool
 
 	holding bool // holds the instance's pool slot
 	closed  bool
@@ -94,11 +111,43 @@ type Stream struct {
 	err    error
 	events chan *httpResult
 	wake   chan struct{}
+
+	// Storage for RequestHeaderMap, reused with the stream.
+	reqMap HeaderMap
+	pseudo [4]Pair
+	url    url.URL
+}
+
+// newStream takes a stream from the plugin's pool.
+func (p *Plugin) newStream() *Stream {
+	if s, ok := p.streamPool.Get().(*Stream); ok {
+		return s
+	}
+	return new(Stream)
+}
+
+// recycle puts a stream back in the pool; the caller makes sure nothing
+// refers to it any more: its owner has closed it, and the instance has run
+// its delete callback (or is gone). A stream that made an http call is
+// left to the collector: the call's goroutine holds it until the response
+// comes.
+func (p *Plugin) recycle(s *Stream) {
+	if s.events != nil {
+		return
+	}
+	clear(s.props)
+	clear(s.reqMap.Touched)
+	clear(s.reqMap.Removed)
+	*s = Stream{
+		props:  s.props[:0],
+		reqMap: HeaderMap{Touched: s.reqMap.Touched[:0], Removed: s.reqMap.Removed[:0]},
+	}
+	p.streamPool.Put(s)
 }
 
 // NewStream starts a stream: it waits for a free instance (giving up when
 // ctx is done, so a cancelled request never runs the plugin) and creates
-// the stream's context in it.
+// the stream's context in it. The stream keeps a copy of *info.
 func (p *Plugin) NewStream(ctx context.Context, info *StreamInfo) (*Stream, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -127,13 +176,17 @@ func (p *Plugin) NewStream(ctx context.Context, info *StreamInfo) (*Stream, erro
 			}
 			return nil, runtime.ErrUnavailable
 		}
-		s := &Stream{p: p, in: in, ctx: ctx, info: info, holding: true, respStatus: 0}
+		s := p.newStream()
+		s.p, s.in, s.ctx, s.holding = p, in, ctx, true
+		if info != nil {
+			s.info, s.hasInfo = *info, true
+		}
 		s.id = in.nextID
 		in.nextID++
 		if in.nextID == 0 {
 			in.nextID = rootID + 1
 		}
-		in.streams[s.id] = s
+		in.streams.add(s)
 		p.metrics.Streams.Add(1)
 		in.effective = s
 		_, err = in.call(runtime.PhaseDone, in.fn.contextCreate, uint64(s.id), rootID)
@@ -155,7 +208,7 @@ func (s *Stream) Err() error { return s.err }
 func (s *Stream) Local() *LocalResponse { return s.local }
 
 // Property returns a property the guest set with proxy_set_property.
-func (s *Stream) Property(path string) ([]byte, bool) {
+func (s *Stream) Property(path string) (string, bool) {
 	return s.props.get(path)
 }
 
@@ -172,6 +225,22 @@ func b2u(b bool) uint64 {
 		return 1
 	}
 	return 0
+}
+
+// RequestHeaderMap returns a header map of r that the stream owns: r's
+// pseudo fields, with scheme as ":scheme", and r.Header, which the guest
+// changes in place. It is valid until Close.
+func (s *Stream) RequestHeaderMap(r *http.Request, scheme string) *HeaderMap {
+	m := &s.reqMap
+	m.Header = r.Header
+	s.pseudo = [4]Pair{{":method", r.Method}, {":path", ""}, {":authority", r.Host}, {":scheme", scheme}}
+	m.Pseudo = s.pseudo[:]
+	// ":path" is built when first read: with a query that costs an
+	// allocation, and most guests never read it. The URL is copied so
+	// that a late read sees the request as it was now.
+	s.url = *r.URL
+	m.url = &s.url
+	return m
 }
 
 // RequestHeaders runs proxy_on_request_headers over h, which the guest may
@@ -268,11 +337,11 @@ func (s *Stream) setErr(err error) {
 	s.err = err
 }
 
-func (s *Stream) run(phase runtime.Phase, f api.Function, args ...uint64) Outcome {
+func (s *Stream) run(phase runtime.Phase, f export, args ...uint64) Outcome {
 	if o := s.outcome(); o != Continue {
 		return o
 	}
-	if f == nil {
+	if f.Function == nil {
 		return Continue
 	}
 	if err := s.ctx.Err(); err != nil {
@@ -285,7 +354,10 @@ func (s *Stream) run(phase runtime.Phase, f api.Function, args ...uint64) Outcom
 	}
 	in := s.in
 	in.effective = s
-	r, err := in.call(phase, f, append([]uint64{uint64(s.id)}, args...)...)
+	var a [3]uint64 // not an append: that allocated on every callback
+	a[0] = uint64(s.id)
+	n := 1 + copy(a[1:], args)
+	r, err := in.call(phase, f, a[:n]...)
 	in.effective = nil
 	in.finalizePending()
 	if err != nil {
@@ -410,19 +482,23 @@ func (s *Stream) instanceGone() {
 
 // Close ends the stream: proxy_on_done, then proxy_on_log and
 // proxy_on_delete (at once, or when the plugin calls proxy_done), and gives
-// the instance back. Always call it, whatever the outcome.
+// the instance back. Always call it once, whatever the outcome; the stream
+// must not be used after it.
 func (s *Stream) Close() {
 	if s.closed {
 		return
 	}
-	in := s.in
+	in, p := s.in, s.p
 	in.mu.Lock()
 	s.closed = true
+	pending := false
 	if !in.dead() && !s.gone {
 		in.effective = s
 		r, err := in.call(runtime.PhaseDone, in.fn.done, uint64(s.id))
-		if err == nil && in.fn.done != nil && uint32(r) == 0 {
+		if err == nil && in.fn.done.Function != nil && uint32(r) == 0 {
 			s.pendingDone = true
+			pending = true
+			s.detach()
 			in.pending = append(in.pending, s)
 			if len(in.pending) > maxPendingDone {
 				// A plugin that never calls proxy_done must not hold
@@ -431,32 +507,51 @@ func (s *Stream) Close() {
 			}
 		} else if err == nil {
 			in.effective = s
-			if _, err = in.call(runtime.PhaseDone, in.fn.log, uint64(s.id)); err == nil {
-				_, err = in.call(runtime.PhaseDone, in.fn.delete, uint64(s.id))
+			next := in.fn.done.Function != nil
+			if _, err = in.callAfter(next, runtime.PhaseDone, in.fn.log, uint64(s.id)); err == nil {
+				next = next || in.fn.log.Function != nil
+				_, err = in.callAfter(next, runtime.PhaseDone, in.fn.delete, uint64(s.id))
 			}
-			delete(in.streams, s.id)
+			in.streams.remove(s)
 		}
 		in.effective = nil
 		in.finalizePending()
-		if err != nil && s.err == nil {
+		if err != nil && !pending && s.err == nil {
 			s.setErr(err)
 		}
-	} else if in.streams != nil {
-		delete(in.streams, s.id)
+	}
+	if !pending {
+		// Also when a callback above failed, or the instance is gone.
+		in.streams.remove(s)
 	}
 	dead := in.dead()
+	holding := s.holding
+	s.holding = false
+	s.reqBody, s.respBody = nil, nil
+	// A pending stream is not touched after this: once the lock is free,
+	// another request's callback may finish it and recycle it.
 	in.mu.Unlock()
-	if s.holding {
-		s.holding = false
+	if holding {
 		if dead {
-			s.p.pool.Discard(in)
+			p.pool.Discard(in)
 		} else {
-			s.p.pool.Release(in)
+			p.pool.Release(in)
 		}
 	} else if dead {
-		s.p.instanceFailed(in, false)
+		p.instanceFailed(in, false)
 	}
-	s.reqBody, s.respBody = nil, nil
+	if !pending {
+		p.recycle(s)
+	}
+}
+
+// detach readies a stream that outlives Close: what it refers to of the
+// request must not change or go away under a later callback.
+func (s *Stream) detach() {
+	if d, ok := s.info.Lazy.(Detacher); ok {
+		s.info.Lazy = d.Detach()
+	}
+	s.reqMap.resolvePath()
 }
 
 const maxPendingDone = 1024
@@ -475,10 +570,12 @@ func (in *instance) finalizePending() {
 		}
 		in.effective = s
 		if _, err := in.call(runtime.PhaseDone, in.fn.log, uint64(s.id)); err == nil {
-			_, _ = in.call(runtime.PhaseDone, in.fn.delete, uint64(s.id))
+			_, _ = in.callAfter(in.fn.log.Function != nil, runtime.PhaseDone, in.fn.delete, uint64(s.id))
 		}
 		in.effective = nil
-		delete(in.streams, s.id)
+		in.streams.remove(s)
+		// Its owner closed it (only Close makes a stream pending).
+		in.p.recycle(s)
 	}
 	in.pending = keep
 }

@@ -151,8 +151,8 @@ func (h *Handler) forward(w http.ResponseWriter, ex *plugins.Exchange) {
 	for k, v := range r.Header {
 		out.Header[k] = v
 	}
-	for k, v := range ex.Identity.Headers {
-		out.Header[k] = v
+	for k, v := range ex.Identity.Headers() {
+		out.Header[k] = []string{v}
 	}
 	out.Header.Set("X-Forwarded-For", ex.Client.String())
 	resp, err := h.client.Do(out)

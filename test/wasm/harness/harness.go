@@ -181,8 +181,8 @@ func NewEdge(ctx context.Context, cfg EdgeConfig) (*Edge, error) {
 	}
 	terminal := plugins.HandlerFunc(func(w http.ResponseWriter, ex *plugins.Exchange) {
 		r := ex.Request
-		for k, vs := range ex.Identity.Headers {
-			r.Header[k] = vs
+		for k, v := range ex.Identity.Headers() {
+			r.Header[k] = []string{v}
 		}
 		if ex.Identity.Principal != "" {
 			r.Header.Set("X-Test-Principal", ex.Identity.Principal)
