@@ -167,6 +167,7 @@ func TestDeferredDoneKeepsItsStream(t *testing.T) {
 	}
 	defer closePlugin(p)
 	lazy := &lazyProps{} // one, reused like a pooled exchange
+	var forwarded sync.WaitGroup
 	run := func(id, lazyValue string) {
 		t.Helper()
 		r, _ := http.NewRequest("GET", "http://example.test/", nil)
@@ -183,7 +184,21 @@ func TestDeferredDoneKeepsItsStream(t *testing.T) {
 		}
 		s.Close()
 		lazy.value = "reused"
+		// The request goes on to the origin, whose forwarder rewrites its
+		// headers while the next request's callback may finish this stream
+		// (its on_log reads x-id): the stream must read its own copy, as
+		// the request was at Close. Under -race a shared map is also a
+		// reported race.
+		forwarded.Add(1)
+		go func() {
+			defer forwarded.Done()
+			for range 50 {
+				r.Header.Set("X-Id", "forwarded")
+				r.URL.Path = "/forwarded"
+			}
+		}()
 	}
+	defer forwarded.Wait()
 	want := func(lines ...string) {
 		t.Helper()
 		got := rec.take()

@@ -547,11 +547,31 @@ func (s *Stream) Close() {
 
 // detach readies a stream that outlives Close: what it refers to of the
 // request must not change or go away under a later callback.
+//
+// The request itself goes on after Close: the forwarder rewrites its
+// headers and URL while sending it, and net/http reads the response's
+// header map as it finishes. A later on_log that read them through the
+// originals would race with that (a concurrent map access ends the
+// process), so the stream keeps copies as they were at Close.
 func (s *Stream) detach() {
 	if d, ok := s.info.Lazy.(Detacher); ok {
 		s.info.Lazy = d.Detach()
 	}
 	s.reqMap.resolvePath()
+	if r := s.info.Request; r != nil {
+		c := *r
+		if r.URL != nil {
+			u := *r.URL
+			c.URL = &u
+		}
+		c.Header = r.Header.Clone()
+		s.info.Request = &c
+	}
+	for _, m := range [...]*HeaderMap{s.req, s.reqTrailers, s.resp, s.respTrailers} {
+		if m != nil {
+			m.Header = m.Header.Clone()
+		}
+	}
 }
 
 const maxPendingDone = 1024
