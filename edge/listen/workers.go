@@ -2,6 +2,7 @@ package listen
 
 import (
 	"net/http"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -80,7 +81,11 @@ func (p *handlerWorkers) serve(h http.Handler, w http.ResponseWriter, r *http.Re
 	v := <-j.done
 	j.h, j.w, j.r = nil, nil, nil
 	p.jobs.Put(j)
-	if v != nil {
+	switch v.(type) {
+	case nil:
+	case goexit:
+		runtime.Goexit()
+	default:
 		panic(v)
 	}
 }
@@ -90,7 +95,7 @@ func (p *handlerWorkers) worker(j *handlerJob) {
 	t := time.NewTimer(p.idle)
 	defer t.Stop()
 	for {
-		j.done <- runJob(j)
+		runJob(j)
 		t.Reset(p.idle)
 		select {
 		case j = <-p.work:
@@ -102,12 +107,28 @@ func (p *handlerWorkers) worker(j *handlerJob) {
 	}
 }
 
-// runJob calls the job's handler and returns what it panicked with, if it did.
-func runJob(j *handlerJob) (panicked any) {
-	defer func() { panicked = recover() }()
+// runJob calls the job's handler and sends on j.done nil when it returned,
+// what it panicked with, or goexit when it called runtime.Goexit (which
+// also ends this worker).
+func runJob(j *handlerJob) {
+	returned := false
+	defer func() {
+		switch v := recover(); {
+		case returned:
+			j.done <- nil
+		case v != nil:
+			j.done <- v
+		default:
+			j.done <- goexit{}
+		}
+	}()
 	j.h.ServeHTTP(j.w, j.r)
-	return nil
+	returned = true
 }
+
+// goexit reports a handler that called runtime.Goexit: the server's
+// goroutine then ends the same way, as it would have without the worker.
+type goexit struct{}
 
 // onWorkers returns h running on p's workers.
 func onWorkers(p *handlerWorkers, h http.Handler) http.Handler {

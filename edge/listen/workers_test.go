@@ -3,6 +3,7 @@ package listen
 import (
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -120,6 +121,31 @@ func TestHandlerWorkersStop(t *testing.T) {
 	for p.workers.Load() != 0 {
 		if time.Now().After(deadline) {
 			t.Fatalf("%d workers still running after stop", p.workers.Load())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// A handler that calls runtime.Goexit ends the server's goroutine as it
+// would without the pool, and its worker; nothing waits for ever.
+func TestHandlerWorkersGoexit(t *testing.T) {
+	p := newHandlerWorkers(4, time.Hour)
+	ended := make(chan struct{})
+	go func() {
+		defer close(ended)
+		p.serve(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { runtime.Goexit() }),
+			httptest.NewRecorder(), httptest.NewRequest("GET", "/", nil))
+		t.Error("serve returned after the handler called Goexit")
+	}()
+	select {
+	case <-ended:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the server's goroutine still waits for a handler that called Goexit")
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for p.workers.Load() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d workers left after Goexit", p.workers.Load())
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
