@@ -28,10 +28,12 @@
 #
 # RATE adds rounds at that many requests per second for every variant
 # (test/bench/loadclient -rate, CONNS connections), below what the slowest
-# variant serves: the edge does the same work per second in each, so the
-# difference in its CPU per request is what the plugin costs, without the
-# change in how system calls and wake-ups batch when a slower variant runs
-# at saturation. Those rounds print user and system CPU separately.
+# variant serves: the edge does the same work per second in each, so a
+# slower variant does not also change how system calls and wake-ups batch,
+# as it does at saturation. But the edge idles between requests then, and
+# every request starts with colder caches, which magnifies what a plugin
+# costs in situ (docs/plugins.md, "Cost"). Those rounds print user and
+# system CPU separately.
 #
 # PORTICO_BIN runs a prebuilt binary instead of building one; EDGE_FLAGS are
 # added to the edge's command line.
