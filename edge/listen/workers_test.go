@@ -99,13 +99,7 @@ func TestHandlerWorkersIdleExit(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	deadline := time.Now().Add(10 * time.Second)
-	for p.workers.Load() != 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d workers still running long after the idle time", p.workers.Load())
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitNoWorkers(t, p, "still running long after the idle time")
 }
 
 // After stop, idle workers end at once, and a request that still comes is
@@ -117,13 +111,7 @@ func TestHandlerWorkersStop(t *testing.T) {
 	p.stop()
 	p.stop() // twice is fine
 	p.serve(h, httptest.NewRecorder(), httptest.NewRequest("GET", "/", nil))
-	deadline := time.Now().Add(10 * time.Second)
-	for p.workers.Load() != 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d workers still running after stop", p.workers.Load())
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitNoWorkers(t, p, "still running after stop")
 }
 
 // A handler that calls runtime.Goexit ends the server's goroutine as it
@@ -142,10 +130,16 @@ func TestHandlerWorkersGoexit(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the server's goroutine still waits for a handler that called Goexit")
 	}
+	waitNoWorkers(t, p, "left after Goexit")
+}
+
+// waitNoWorkers fails the test if p still has workers 10 s from now.
+func waitNoWorkers(t *testing.T, p *handlerWorkers, when string) {
+	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for p.workers.Load() != 0 {
 		if time.Now().After(deadline) {
-			t.Fatalf("%d workers left after Goexit", p.workers.Load())
+			t.Fatalf("%d workers %s", p.workers.Load(), when)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}

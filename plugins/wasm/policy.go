@@ -182,5 +182,3 @@ func (b *base) fail(w http.ResponseWriter, r *http.Request, err error) bool {
 	}
 	return false
 }
-
-var errResetByPlugin = errors.New("plugin closed the stream")

@@ -5,22 +5,14 @@ import (
 	"net/http"
 	"syscall"
 	"testing"
-
-	"github.com/portico-edge/portico/test/wasm/wasmbuild"
 )
 
 // BenchmarkStreamC runs the C authorizer's whole stream (create, request
 // headers, done, delete) on one instance, with the header map the stream
 // provides, as the embedder does.
 func BenchmarkStreamC(b *testing.B) {
-	mod := wasmbuild.C(b, "examples/plugins/authorizer-c/authorizer.c")
-	e := newEngine(b)
 	ctx := context.Background()
-	p, err := NewPlugin(ctx, e, Config{Name: "authz", Module: mod, PluginConfig: []byte("s3cr3t=alice"), Instances: 1})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer p.Close(ctx)
+	p := newCAuthorizer(b)
 	r, _ := http.NewRequest("GET", "http://example.test/", nil)
 	r.Header.Set("Authorization", "Bearer s3cr3t")
 	info := &StreamInfo{Request: r}

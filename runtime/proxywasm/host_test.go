@@ -20,6 +20,19 @@ func newEngine(t testing.TB) *runtime.Engine {
 	return e
 }
 
+// newCAuthorizer admits the C example authorizer (config "s3cr3t=alice")
+// with one instance; it is closed when tb ends.
+func newCAuthorizer(tb testing.TB) *Plugin {
+	tb.Helper()
+	mod := wasmbuild.C(tb, "examples/plugins/authorizer-c/authorizer.c")
+	p, err := NewPlugin(context.Background(), newEngine(tb), Config{Name: "authz", Module: mod, PluginConfig: []byte("s3cr3t=alice"), Instances: 1})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { closePlugin(p) })
+	return p
+}
+
 func requestMap(r *http.Request) *HeaderMap {
 	return &HeaderMap{Header: r.Header, Pseudo: []Pair{
 		{":method", r.Method}, {":path", r.URL.RequestURI()}, {":authority", r.Host}, {":scheme", "http"},
@@ -113,14 +126,8 @@ func TestRejectsBadConfig(t *testing.T) {
 // module that has been closed before it reports the closure; the host must
 // refuse to act for it.
 func TestHostCallsRefusedAfterClose(t *testing.T) {
-	mod := wasmbuild.C(t, "examples/plugins/authorizer-c/authorizer.c")
-	e := newEngine(t)
 	ctx := context.Background()
-	p, err := NewPlugin(ctx, e, Config{Name: "authz", Module: mod, PluginConfig: []byte("s3cr3t=alice"), Instances: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close(ctx)
+	p := newCAuthorizer(t)
 	r, _ := http.NewRequest("GET", "http://example.test/", nil)
 	s, err := p.NewStream(ctx, &StreamInfo{Request: r})
 	if err != nil {

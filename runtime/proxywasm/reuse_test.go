@@ -16,14 +16,8 @@ import (
 // follows another on the same instance sees none of the other's headers,
 // properties or outcome.
 func TestStreamReuseForgetsTheLastRequest(t *testing.T) {
-	mod := wasmbuild.C(t, "examples/plugins/authorizer-c/authorizer.c")
-	e := newEngine(t)
 	ctx := context.Background()
-	p, err := NewPlugin(ctx, e, Config{Name: "authz", Module: mod, PluginConfig: []byte("s3cr3t=alice"), Instances: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer closePlugin(p)
+	p := newCAuthorizer(t)
 	for i := range 20 {
 		good := i%2 == 0
 		r, _ := http.NewRequest("GET", "http://example.test/pets?limit=10", nil)

@@ -36,29 +36,8 @@ func BenchmarkAuthorizer(b *testing.B) {
 }
 
 func benchChain(b *testing.B, mod []byte) {
-	ctx := context.Background()
-	src := &harness.MemSource{}
-	host, err := wasm.NewHost(ctx, wasm.HostConfig{DataDir: b.TempDir(), Source: src})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer host.Close(ctx)
-	reg, _ := plugins.NewRegistry(host.Authorizer())
-	var attached []plugins.Attached
-	if mod != nil {
-		attached = append(attached, plugins.Attached{Spec: spec(wasm.TypeAuthorizer, map[string]any{
-			"module": src.Add(mod), "config": "s3cr3t=alice", "instances": 1,
-			// Shared machines can stall a process for longer than the
-			// default deadline; a benchmark must not fail for that.
-			"limits": map[string]any{"callbackTimeout": "2s"},
-		})})
-	}
 	terminal := plugins.HandlerFunc(func(w http.ResponseWriter, ex *plugins.Exchange) { w.WriteHeader(200) })
-	chain, ps, err := reg.Build(ctx, attached, terminal)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer plugins.CloseAll(ps)
+	chain, _ := authorizerChain(b, mod, terminal)
 	r, _ := http.NewRequest("GET", "http://api.example.test/pets?limit=10", nil)
 	r.RemoteAddr = "127.0.0.1:40000"
 	r.Header.Set("Authorization", "Bearer s3cr3t")
@@ -87,6 +66,37 @@ func benchChain(b *testing.B, mod []byte) {
 	// The machines are shared: wall time per op includes time the process
 	// was not running. CPU time used by the process is the fairer figure.
 	b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/op")
+}
+
+// authorizerChain builds a policy chain with mod attached as the bearer-token
+// authorizer (config "s3cr3t=alice", one instance) in front of terminal, on
+// a host of its own; with mod nil, the bare chain. Everything is closed when
+// tb ends.
+func authorizerChain(tb testing.TB, mod []byte, terminal plugins.Handler) (plugins.Handler, *wasm.Host) {
+	tb.Helper()
+	ctx := context.Background()
+	src := &harness.MemSource{}
+	host, err := wasm.NewHost(ctx, wasm.HostConfig{DataDir: tb.TempDir(), Source: src})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = host.Close(ctx) })
+	reg, _ := plugins.NewRegistry(host.Authorizer())
+	var attached []plugins.Attached
+	if mod != nil {
+		attached = append(attached, plugins.Attached{Spec: spec(wasm.TypeAuthorizer, map[string]any{
+			"module": src.Add(mod), "config": "s3cr3t=alice", "instances": 1,
+			// Shared machines can stall a process for longer than the
+			// default deadline; a benchmark must not fail for that.
+			"limits": map[string]any{"callbackTimeout": "2s"},
+		})})
+	}
+	chain, ps, err := reg.Build(ctx, attached, terminal)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { plugins.CloseAll(ps) })
+	return chain, host
 }
 
 // cpuTime is the user and system CPU time this process has used.

@@ -108,23 +108,9 @@ func TestRapidResetDoesNotRunPlugins(t *testing.T) {
 // the same request with a live context does.
 func TestCancelledRequestSkipsPlugin(t *testing.T) {
 	ctx := context.Background()
-	src := &harness.MemSource{}
-	host, err := wasm.NewHost(ctx, wasm.HostConfig{DataDir: t.TempDir(), Source: src})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer host.Close(ctx)
-	reg, _ := plugins.NewRegistry(host.Authorizer())
-	attached := []plugins.Attached{{Spec: spec(wasm.TypeAuthorizer, map[string]any{
-		"module": src.Add(wasmbuild.C(t, "examples/plugins/authorizer-c/authorizer.c")), "config": "s3cr3t=alice", "instances": 1,
-	})}}
 	reached := 0
 	terminal := plugins.HandlerFunc(func(w http.ResponseWriter, ex *plugins.Exchange) { reached++; w.WriteHeader(200) })
-	chain, ps, err := reg.Build(ctx, attached, terminal)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer plugins.CloseAll(ps)
+	chain, host := authorizerChain(t, wasmbuild.C(t, "examples/plugins/authorizer-c/authorizer.c"), terminal)
 	serve := func(rctx context.Context) {
 		r, _ := http.NewRequestWithContext(rctx, "GET", "http://api.example.test/pets", nil)
 		r.RemoteAddr = "127.0.0.1:40000"
