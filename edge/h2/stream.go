@@ -1,0 +1,430 @@
+package h2
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"runtime/debug"
+	"sync"
+	"time"
+)
+
+// stream is one request and its response. Streams are pooled: nothing a
+// handler may keep after it returns (the request, its context, body and
+// response writer) points into a stream once the stream is recycled.
+type stream struct {
+	c   *conn
+	id  uint32
+	req *http.Request
+	rs  *requestState
+	ctx *streamCtx
+
+	// Guarded by c.mu.
+	inMap        bool // in c.streams: open or half-closed
+	started      bool // handed to a worker
+	pending      bool // in c.pending
+	handlerDone  bool
+	reset        bool // reset by either side
+	remoteClosed bool // END_STREAM received (or reset)
+	localClosed  bool // END_STREAM sent (or reset)
+	sendWindow   int64
+	recvWindow   int64 // what the client may still send on the stream
+	recvUnacked  int64 // consumed octets not yet given back
+	declLen      int64 // the request's content-length, or -1
+	received     int64 // request body octets received
+	body         []byte
+	bodyOff      int
+	bodyErr      error // io.EOF after END_STREAM, or why the body failed
+	bodyDone     bool  // nobody reads the body any more: arriving data is dropped
+	bodyCond     sync.Cond
+	trailers     http.Header // request trailers as received
+	reqTrailer   http.Header // the request's Trailer map (declared names)
+	readBy       time.Time
+	writeBy      time.Time
+
+	// The response, owned by the handler's goroutine.
+	hdr         http.Header
+	status      int
+	wroteHeader bool
+	sentHeader  bool
+	isHead      bool
+	declared    int64 // the Content-Length the handler set, or -1
+	written     int64
+	buf         []byte // the handler's first writes, up to respBufSize
+	trailerKeys []string
+}
+
+// respBufSize is how much of a response is held back so that a small one
+// leaves as HEADERS and DATA(END_STREAM) together, with its length.
+const respBufSize = 4 << 10
+
+// requestState is what a request allocates: everything a handler may keep
+// after it returns, in one allocation.
+type requestState struct {
+	ctx  streamCtx
+	rw   responseWriter
+	body requestBody
+	url  url.URL
+}
+
+func (s *Server) getStream() *stream {
+	if st, ok := s.streams.Get().(*stream); ok {
+		return st
+	}
+	return &stream{buf: make([]byte, 0, respBufSize)}
+}
+
+func (s *Server) putStream(st *stream) {
+	buf, body := st.buf[:0], st.body[:0]
+	if cap(body) > 16<<10 {
+		body = nil
+	}
+	clear(st.trailerKeys)
+	keys := st.trailerKeys[:0]
+	*st = stream{buf: buf, body: body, trailerKeys: keys}
+	s.streams.Put(st)
+}
+
+// maybeRecycleLocked returns a stream to the pool once nothing refers to
+// it: off the table, and its handler finished or never to start.
+func (c *conn) maybeRecycleLocked(st *stream) {
+	if st.inMap || st.pending || st.started && !st.handlerDone {
+		return
+	}
+	c.srv.putStream(st)
+}
+
+// creditLocked gives consumed octets back to the stream's window, in
+// WINDOW_UPDATEs of at least a quarter of it, while the client still sends.
+func (st *stream) creditLocked(n int64) {
+	c := st.c
+	st.recvUnacked += n
+	if st.remoteClosed || c.closed || st.recvUnacked < int64(c.cfg.StreamWindow)/4 {
+		return
+	}
+	c.wbuf = appendWindowUpdate(c.buf(), st.id, uint32(st.recvUnacked))
+	st.recvWindow += st.recvUnacked
+	st.recvUnacked = 0
+	c.wakeWriterLocked()
+}
+
+// copyTrailersLocked fills the request's declared trailers once the body
+// is complete, as net/http does: only names the request declared.
+func (st *stream) copyTrailersLocked() {
+	for k, vv := range st.trailers {
+		if _, ok := st.reqTrailer[k]; ok {
+			st.reqTrailer[k] = vv
+		}
+	}
+}
+
+// run serves the stream on a worker.
+func (st *stream) run() {
+	panicked := true
+	defer func() {
+		var v any
+		if panicked {
+			v = recover()
+		}
+		st.handlerReturned(panicked, v)
+	}()
+	st.c.srv.handler.ServeHTTP(&st.rs.rw, st.req)
+	panicked = false
+}
+
+// handlerReturned completes the response (or resets the stream after a
+// panic), cancels the request's context, and gives the handler's slot to
+// the next waiting stream.
+func (st *stream) handlerReturned(panicked bool, v any) {
+	c := st.c
+	if panicked {
+		if v != nil && v != http.ErrAbortHandler {
+			c.srv.log.Error("http2: panic serving request", "client", c.remote, "method", st.req.Method,
+				"uri", st.req.RequestURI, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+		}
+	} else if err := st.finish(); err != nil && !st.reset {
+		c.srv.log.Debug("http2: response not completed", "client", c.remote, "stream", st.id, "error", err)
+	}
+	st.rs.rw.st = nil
+
+	c.mu.Lock()
+	if panicked && !st.localClosed {
+		if err := c.resetStreamLocked(st, ErrCodeInternal); err != nil {
+			c.killLocked(err)
+		}
+	}
+	st.handlerDone = true
+	st.bodyDone = true
+	st.rs.body.st = nil
+	if n := int64(len(st.body) - st.bodyOff); n > 0 {
+		st.bodyOff = len(st.body)
+		c.creditConnLocked(n)
+	}
+	if st.inMap && st.localClosed && !st.remoteClosed {
+		// The response is complete and the rest of the body is not
+		// wanted: RST_STREAM(NO_ERROR) tells the client to stop sending
+		// (RFC 9113 §8.1).
+		_ = c.sendRSTLocked(st.id, ErrCodeNo)
+		st.remoteClosed = true
+		c.closeStreamLocked(st)
+	}
+	st.ctx.cancel(context.Canceled)
+	c.running--
+	var next *stream
+	for len(c.pending) > 0 && next == nil {
+		p := c.pending[0]
+		c.pending[0] = nil
+		c.pending = c.pending[1:]
+		p.pending = false
+		if p.reset {
+			c.maybeRecycleLocked(p)
+			continue
+		}
+		next = p
+		next.started = true
+		c.running++
+	}
+	if c.goingAway && c.active == 0 && c.running == 0 {
+		c.finishLocked()
+	}
+	c.updateIdleLocked()
+	c.maybeRecycleLocked(st)
+	c.mu.Unlock()
+	if next != nil {
+		c.srv.workers.start(next)
+	}
+}
+
+// killLocked ends the connection from outside the frame loop (a spent
+// budget noticed by a handler or the sweeper).
+func (c *conn) killLocked(err error) {
+	var ce connError
+	if errors.As(err, &ce) {
+		c.sendGoAwayLocked(ce.Code, "")
+	}
+}
+
+// requestBody is the handler's r.Body: what the client has sent on the
+// stream, readable while more arrives.
+type requestBody struct {
+	c      *conn
+	st     *stream // nil once the handler has returned
+	closed bool
+}
+
+var errBodyClosed = errors.New("http: invalid Read on closed Body")
+
+func (b *requestBody) Read(p []byte) (int, error) {
+	c := b.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st := b.st
+	if st == nil || b.closed {
+		return 0, errBodyClosed
+	}
+	for {
+		if st.bodyOff < len(st.body) {
+			n := copy(p, st.body[st.bodyOff:])
+			st.bodyOff += n
+			if st.bodyOff == len(st.body) {
+				st.body, st.bodyOff = st.body[:0], 0
+			}
+			c.creditConnLocked(int64(n))
+			st.creditLocked(int64(n))
+			return n, nil
+		}
+		if st.bodyErr != nil {
+			return 0, st.bodyErr
+		}
+		if len(p) == 0 {
+			return 0, nil
+		}
+		st.bodyCond.Wait()
+		if b.st != st {
+			return 0, errBodyClosed
+		}
+	}
+}
+
+// Close stops reading: what arrives from now on is dropped (its window
+// given back), and once the response is complete the client is told to
+// stop sending.
+func (b *requestBody) Close() error {
+	c := b.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if b.closed || b.st == nil {
+		b.closed = true
+		return nil
+	}
+	b.closed = true
+	st := b.st
+	st.bodyDone = true
+	if n := int64(len(st.body) - st.bodyOff); n > 0 {
+		st.body, st.bodyOff = st.body[:0], 0
+		c.creditConnLocked(n)
+	}
+	st.bodyCond.Broadcast()
+	return nil
+}
+
+// streamCtx is a request's context: cancelled when the stream is reset,
+// the connection ends, or the handler returns. It is its own small
+// context type so that a request costs no cancelCtx registered with a
+// parent, and implements AfterFunc so that contexts derived from it cost
+// no goroutine either.
+type streamCtx struct {
+	parent context.Context // values and deadline; never cancelled
+	mu     sync.Mutex
+	done   chan struct{}
+	err    error
+	afters []afterFunc
+	nextID int
+}
+
+type afterFunc struct {
+	id int
+	f  func()
+}
+
+var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+func (x *streamCtx) Deadline() (time.Time, bool) { return x.parent.Deadline() }
+func (x *streamCtx) Value(key any) any           { return x.parent.Value(key) }
+
+func (x *streamCtx) Done() <-chan struct{} {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.done == nil {
+		if x.err != nil {
+			return closedChan
+		}
+		x.done = make(chan struct{})
+	}
+	return x.done
+}
+
+func (x *streamCtx) Err() error {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x.err
+}
+
+func (x *streamCtx) String() string { return "h2.streamCtx" }
+
+func (x *streamCtx) cancel(err error) {
+	x.mu.Lock()
+	if x.err != nil {
+		x.mu.Unlock()
+		return
+	}
+	if !errors.Is(err, context.Canceled) {
+		err = fmt.Errorf("%w: %w", context.Canceled, err)
+	}
+	x.err = err
+	if x.done != nil {
+		close(x.done)
+	}
+	afters := x.afters
+	x.afters = nil
+	x.mu.Unlock()
+	for _, a := range afters {
+		a.f()
+	}
+}
+
+// AfterFunc runs f when the context is cancelled (at once, if it is).
+// The context package uses it for contexts derived from this one.
+func (x *streamCtx) AfterFunc(f func()) (stop func() bool) {
+	x.mu.Lock()
+	if x.err != nil {
+		x.mu.Unlock()
+		go f()
+		return func() bool { return false }
+	}
+	x.nextID++
+	id := x.nextID
+	x.afters = append(x.afters, afterFunc{id, f})
+	x.mu.Unlock()
+	return func() bool {
+		x.mu.Lock()
+		defer x.mu.Unlock()
+		for i, a := range x.afters {
+			if a.id == id {
+				x.afters = append(x.afters[:i], x.afters[i+1:]...)
+				return true
+			}
+		}
+		return false
+	}
+}
+
+// Deadlines: one timer per connection, armed for the earliest deadline
+// of its streams (ReadTimeout, WriteTimeout, ResponseController's). A
+// stream whose write deadline passes is reset; a body whose read deadline
+// passes fails with os.ErrDeadlineExceeded.
+
+func (c *conn) armSweepLocked(t time.Time) {
+	if t.IsZero() || c.closed {
+		return
+	}
+	if !c.sweepAt.IsZero() && !t.Before(c.sweepAt) {
+		return
+	}
+	c.sweepAt = t
+	d := time.Until(t)
+	if c.sweep == nil {
+		c.sweep = time.AfterFunc(d, c.sweepDeadlines)
+	} else {
+		c.sweep.Reset(d)
+	}
+}
+
+var errReadDeadline = fmt.Errorf("http2: request body read deadline: %w", os.ErrDeadlineExceeded)
+
+func (c *conn) sweepDeadlines() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.sweepAt = time.Time{}
+	if c.closed {
+		return
+	}
+	now := time.Now()
+	var next time.Time
+	earliest := func(t time.Time) {
+		if !t.IsZero() && (next.IsZero() || t.Before(next)) {
+			next = t
+		}
+	}
+	for _, st := range c.streams {
+		if st.handlerDone {
+			continue
+		}
+		if !st.writeBy.IsZero() && !st.localClosed {
+			if !now.Before(st.writeBy) {
+				st.writeBy = time.Time{}
+				if err := c.resetStreamLocked(st, ErrCodeInternal); err != nil {
+					c.killLocked(err)
+					return
+				}
+				continue
+			}
+			earliest(st.writeBy)
+		}
+		if !st.readBy.IsZero() && !st.remoteClosed {
+			if !now.Before(st.readBy) {
+				st.readBy = time.Time{}
+				if st.bodyErr == nil {
+					st.bodyErr = errReadDeadline
+				}
+				st.bodyCond.Broadcast()
+				continue
+			}
+			earliest(st.readBy)
+		}
+	}
+	c.armSweepLocked(next)
+}
