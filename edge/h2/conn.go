@@ -176,7 +176,9 @@ func (c *conn) serve() (err error) {
 	c.br = bufio.NewReaderSize(c.nc, readBufSize)
 	c.fr = newFrameReader(c.br, minMaxFrameSize)
 	c.hdec = hpack.NewDecoder(hpackTableSize, c.hb.emit)
-	c.hdec.SetMaxStringLength(c.cfg.MaxHeaderBytes)
+	// No bound on a single string: the header list size (MaxHeaderBytes,
+	// answered with 431) bounds what is kept, and the frame size and the
+	// CONTINUATION limit bound what a block can carry.
 	c.hb.c = c
 
 	p, err := c.br.Peek(clientPrefaceLen)
@@ -682,8 +684,9 @@ func (c *conn) sendRSTLocked(id uint32, code ErrCode) error {
 // resetStreamLocked answers a stream error: the stream is aborted and
 // RST_STREAM sent.
 func (c *conn) resetStreamLocked(st *stream, code ErrCode) error {
+	id := st.id // st may be recycled by the abort
 	c.abortStreamLocked(st, fmt.Errorf("http2: stream reset by the server (%v)", code))
-	return c.sendRSTLocked(st.id, code)
+	return c.sendRSTLocked(id, code)
 }
 
 func (c *conn) rememberResetLocked(id uint32) {
@@ -721,7 +724,8 @@ func (c *conn) abortStreamLocked(st *stream, err error) {
 }
 
 // closeStreamLocked takes a stream off the table once both sides are done
-// (or it was reset).
+// (or it was reset). The stream may be recycled: callers do not touch it
+// afterwards.
 func (c *conn) closeStreamLocked(st *stream) {
 	if !st.inMap {
 		return

@@ -156,7 +156,6 @@ func (st *stream) handlerReturned(panicked bool, v any) {
 			c.killLocked(err)
 		}
 	}
-	st.handlerDone = true
 	st.bodyDone = true
 	st.rs.body.st = nil
 	if n := int64(len(st.body) - st.bodyOff); n > 0 {
@@ -191,6 +190,8 @@ func (st *stream) handlerReturned(panicked bool, v any) {
 		c.finishLocked()
 	}
 	c.updateIdleLocked()
+	// Only now may the stream be recycled.
+	st.handlerDone = true
 	c.maybeRecycleLocked(st)
 	c.mu.Unlock()
 	if next != nil {

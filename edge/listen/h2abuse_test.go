@@ -296,27 +296,3 @@ func TestNormalH2TrafficKeepsConnection(t *testing.T) {
 		t.Fatalf("a normal client was treated as abusive (%d)", n)
 	}
 }
-
-// TestFrameScannerChunks feeds frames split at every byte boundary.
-func TestFrameScannerChunks(t *testing.T) {
-	var stream bytes.Buffer
-	fr := http2.NewFramer(&stream, nil)
-	fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: []byte("abc"), EndHeaders: true})
-	fr.WriteRSTStream(1, http2.ErrCodeProtocol)
-	fr.WriteData(3, false, bytes.Repeat([]byte("d"), 100))
-	fr.WriteRSTStream(3, http2.ErrCodeNo)
-	b := stream.Bytes()
-	for chunk := 1; chunk <= len(b); chunk++ {
-		var sc frameScanner
-		var types []byte
-		var codes []uint32
-		for i := 0; i < len(b); i += chunk {
-			sc.scan(b[i:min(i+chunk, len(b))],
-				func(typ, _ byte, _ uint32) string { types = append(types, typ); return "" },
-				func(code uint32) string { codes = append(codes, code); return "" })
-		}
-		if !bytes.Equal(types, []byte{1, 3, 0, 3}) || len(codes) != 2 || codes[0] != 1 || codes[1] != 0 {
-			t.Fatalf("chunk %d: types %v codes %v", chunk, types, codes)
-		}
-	}
-}

@@ -16,7 +16,8 @@ import (
 
 	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/http3"
-	"golang.org/x/net/http2"
+
+	"github.com/portico-edge/portico/edge/h2"
 )
 
 // Server serves one handler on the configured listeners. Create it with
@@ -32,8 +33,8 @@ type Server struct {
 	tlsConf *tls.Config
 	alpnEnd []string // protocols answered during the handshake alone
 
-	h1     *http.Server // HTTP/1.1 over TLS; also h2's BaseConfig
-	h2     *http2.Server
+	h1     *http.Server // HTTP/1.1 over TLS; also h2's http.ServerContextKey
+	h2     *h2.Server
 	h3     *http3.Server
 	plain1 *http.Server
 
@@ -47,10 +48,7 @@ type Server struct {
 	quicTr    *quic.Transport
 	quicLn    *quic.EarlyListener
 	h1ln      *connQueue
-	h2conns   map[*h2Conn]struct{}
-	h2bufs    bufferPool // the h2 connections' write queues
 	workers   *handlerWorkers
-	h2wg      sync.WaitGroup
 	serveErrs chan error
 	stopped   chan struct{}
 	stopOnce  sync.Once
@@ -71,7 +69,6 @@ func New(cfg Config, h http.Handler) (*Server, error) {
 	s := &Server{
 		cfg:       cfg,
 		log:       cfg.Logger,
-		h2conns:   make(map[*h2Conn]struct{}),
 		serveErrs: make(chan error, 4),
 		stopped:   make(chan struct{}),
 		workers:   newHandlerWorkers(defaultHandlerWorkers, handlerWorkerIdle),
@@ -109,21 +106,7 @@ func New(cfg Config, h http.Handler) (*Server, error) {
 			ErrorLog:                     errLog,
 			Protocols:                    http1Only,
 		}
-		s.h2 = &http2.Server{
-			MaxConcurrentStreams:         cfg.HTTP2.MaxConcurrentStreams,
-			MaxUploadBufferPerStream:     cfg.HTTP2.StreamWindow,
-			MaxUploadBufferPerConnection: cfg.HTTP2.ConnWindow,
-			// The protocol's minimum, as Envoy: a frame larger than the
-			// 64 KiB stream window could never be sent anyway.
-			MaxReadFrameSize: 16 << 10,
-			IdleTimeout:      timeout(cfg.IdleTimeout),
-			WriteByteTimeout: timeout(cfg.WriteTimeout),
-		}
-		// Registers the HTTP/2 connections with h1 so that h1.Shutdown sends
-		// every one of them GOAWAY; h1 never sees an h2 connection itself.
-		if err := http2.ConfigureServer(s.h1, s.h2); err != nil {
-			return nil, fmt.Errorf("listen: configuring HTTP/2: %w", err)
-		}
+		s.h2 = h2.NewServer(s.h2Config(), s.handler)
 		s.h1.TLSNextProto = map[string]func(*http.Server, *tls.Conn, http.Handler){}
 		if !cfg.DisableHTTP3 {
 			s.h3 = &http3.Server{
@@ -386,31 +369,42 @@ func (s *Server) handshake(c net.Conn) {
 	}
 }
 
-func (s *Server) serveH2(tc *tls.Conn) {
-	hc := newH2Conn(tc, s.cfg.HTTP2, &s.h2bufs, func(reason string) {
-		s.h2Killed.Add(1)
-		s.log.Warn("HTTP/2 connection abusive; sending GOAWAY ENHANCE_YOUR_CALM", "client", tc.RemoteAddr().String(), "reason", reason)
-	})
-	s.mu.Lock()
-	if s.closing {
-		s.mu.Unlock()
-		_ = tc.Close()
-		return
+// h2Config maps the listener's settings onto edge/h2's: the same limits,
+// timeouts and abuse budgets, handlers on long-lived workers.
+func (s *Server) h2Config() h2.Config {
+	cfg := s.cfg
+	idle := cfg.IdleTimeout
+	if idle < 0 {
+		idle = -1 // h2's "never"
 	}
-	s.h2conns[hc] = struct{}{}
-	s.h2wg.Add(1)
-	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		delete(s.h2conns, hc)
-		s.mu.Unlock()
-		s.h2wg.Done()
-	}()
-	s.h2.ServeConn(hc, &http2.ServeConnOpts{
-		Context:    context.Background(),
-		BaseConfig: s.h1,
-		Handler:    newHandlerGuard(s.handler, s.cfg.HTTP2.MaxConcurrentStreams, s.workers),
-	})
+	return h2.Config{
+		MaxConcurrentStreams:  cfg.HTTP2.MaxConcurrentStreams,
+		StreamWindow:          cfg.HTTP2.StreamWindow,
+		ConnWindow:            cfg.HTTP2.ConnWindow,
+		MaxHeaderBytes:        cfg.MaxHeaderBytes,
+		MaxContinuationFrames: cfg.HTTP2.MaxContinuationFrames,
+		ResetBurst:            cfg.HTTP2.ResetBurst,
+		ResetRate:             cfg.HTTP2.ResetRate,
+		PrefaceTimeout:        timeout(cfg.ReadHeaderTimeout),
+		IdleTimeout:           idle,
+		ReadTimeout:           timeout(cfg.ReadTimeout),
+		WriteTimeout:          timeout(cfg.WriteTimeout),
+		Workers:               defaultHandlerWorkers,
+		BaseContext: func(c net.Conn) context.Context {
+			ctx := context.WithValue(context.Background(), http.ServerContextKey, s.h1)
+			return context.WithValue(ctx, http.LocalAddrContextKey, c.LocalAddr())
+		},
+		OnAbusive: func(client, reason string) {
+			s.h2Killed.Add(1)
+			s.log.Warn("HTTP/2 connection abusive; sending GOAWAY ENHANCE_YOUR_CALM", "client", client, "reason", reason)
+		},
+		Logger: s.log,
+	}
+}
+
+func (s *Server) serveH2(tc *tls.Conn) {
+	// After Shutdown the server refuses the connection and closes it.
+	_ = s.h2.ServeConn(tc)
 }
 
 // Shutdown stops accepting connections at once (new connections are
@@ -439,7 +433,6 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		go func() { defer wg.Done(); errs[i] = f() }()
 	}
 	if s.h1 != nil {
-		// Also sends GOAWAY on every HTTP/2 connection (ConfigureServer).
 		run(0, func() error {
 			// The listeners are closed above; http.Server may close them
 			// again before Serve has noticed, and report that.
@@ -449,7 +442,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			}
 			return err
 		})
-		run(1, func() error { return s.drainH2(ctx) })
+		// GOAWAY on every HTTP/2 connection; in-flight streams finish.
+		run(1, func() error { return s.h2.Shutdown(ctx) })
 	}
 	if s.h3 != nil && s.quicLn != nil {
 		run(2, func() error {
@@ -474,23 +468,6 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	wg.Wait()
 	return errors.Join(errs...)
-}
-
-func (s *Server) drainH2(ctx context.Context) error {
-	done := make(chan struct{})
-	go func() { s.h2wg.Wait(); close(done) }()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		s.mu.Lock()
-		for c := range s.h2conns {
-			_ = c.Close()
-		}
-		s.mu.Unlock()
-		<-done
-		return ctx.Err()
-	}
 }
 
 func (s *Server) closeListenersLocked() {
