@@ -399,6 +399,7 @@ func (c *conn) endHeaders() error {
 		c.running++
 		st.started = true
 	} else {
+		st.pending = true
 		c.pending = append(c.pending, st)
 	}
 	c.mu.Unlock()
@@ -503,6 +504,9 @@ func (c *conn) newRequest(hb *headerBlock, rs *requestState, st *stream) (*http.
 		}
 		if hb.path == "" {
 			return nil, "missing or empty :path"
+		}
+		if hb.path[0] != '/' && !(hb.path == "*" && hb.method == http.MethodOptions) {
+			return nil, fmt.Sprintf(":path %q is neither an absolute path nor \"*\" for OPTIONS", hb.path)
 		}
 		if !parseRequestPath(hb.path, u) {
 			pu, err := url.ParseRequestURI(hb.path)
@@ -631,15 +635,16 @@ func parseRequestPath(p string, u *url.URL) bool {
 	return true
 }
 
-// pathOctet reports whether b stands for itself in a URL path: unreserved
-// characters, sub-delimiters, ':', '@' and '/'.
+// pathOctet reports whether b stands for itself in a URL path as net/url
+// sees it (neither unescaped nor escaped): letters, digits, "-._~" and
+// "$&+,;=:@/".
 func pathOctet(b byte) bool {
 	switch {
 	case 'a' <= b && b <= 'z', 'A' <= b && b <= 'Z', '0' <= b && b <= '9':
 		return true
 	}
 	switch b {
-	case '-', '.', '_', '~', '!', '$', '&', '\'', '(', ')', '*', '+', ',', ';', '=', ':', '@', '/':
+	case '-', '.', '_', '~', '$', '&', '+', ',', ';', '=', ':', '@', '/':
 		return true
 	}
 	return false

@@ -172,11 +172,7 @@ func (ts *testServer) dialRaw(t testing.TB, settings ...http2.Setting) *rawConn 
 	if _, err := conn.Write([]byte(http2.ClientPreface)); err != nil {
 		t.Fatal(err)
 	}
-	c.fr = http2.NewFramer(conn, conn)
-	c.fr.AllowIllegalWrites = true
-	c.fr.AllowIllegalReads = true
-	c.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
-	c.fr.MaxHeaderListSize = 1 << 20
+	c.fr = newClientFramer(conn)
 	if err := c.fr.WriteSettings(settings...); err != nil {
 		t.Fatal(err)
 	}
@@ -319,3 +315,17 @@ func (c *rawConn) rstOrGoAway(id uint32, d time.Duration) (http2.ErrCode, bool, 
 }
 
 var errTest = errors.New("test")
+
+func newEncoder(w io.Writer) *hpack.Encoder { return hpack.NewEncoder(w) }
+
+func hf(name, value string) hpack.HeaderField { return hpack.HeaderField{Name: name, Value: value} }
+
+// newClientFramer is a Framer for raw clients: it writes anything, and
+// decodes header blocks into MetaHeadersFrames.
+func newClientFramer(conn net.Conn) *http2.Framer {
+	fr := http2.NewFramer(conn, conn)
+	fr.AllowIllegalWrites = true
+	fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
+	fr.MaxHeaderListSize = 1 << 20
+	return fr
+}

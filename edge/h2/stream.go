@@ -10,6 +10,8 @@ import (
 	"runtime/debug"
 	"sync"
 	"time"
+
+	"golang.org/x/net/http2/hpack"
 )
 
 // stream is one request and its response. Streams are pooled: nothing a
@@ -55,6 +57,11 @@ type stream struct {
 	written     int64
 	buf         []byte // the handler's first writes, up to respBufSize
 	trailerKeys []string
+	snap        []hpack.HeaderField // the header at WriteHeader, in wire form
+	hasType     bool                // ... and whether it had Content-Type,
+	hasLen      bool                // Content-Length,
+	hasTE       bool                // Transfer-Encoding,
+	hasDate     bool                // Date
 }
 
 // respBufSize is how much of a response is held back so that a small one
@@ -83,8 +90,9 @@ func (s *Server) putStream(st *stream) {
 		body = nil
 	}
 	clear(st.trailerKeys)
-	keys := st.trailerKeys[:0]
-	*st = stream{buf: buf, body: body, trailerKeys: keys}
+	clear(st.snap)
+	keys, snap := st.trailerKeys[:0], st.snap[:0]
+	*st = stream{buf: buf, body: body, trailerKeys: keys, snap: snap}
 	s.streams.Put(st)
 }
 

@@ -187,6 +187,27 @@ func (w *responseWriter) WriteHeader(code int) {
 			st.declared = n
 		}
 	}
+	st.snapshotHeader()
+}
+
+// snapshotHeader takes the header as it is at WriteHeader, as net/http
+// does: what the handler changes afterwards (trailers, typically) is not
+// part of the response header. The snapshot is a pooled slice of fields
+// sharing the header's strings.
+func (st *stream) snapshotHeader() {
+	h := st.hdr
+	_, st.hasType = h["Content-Type"]
+	_, st.hasLen = h["Content-Length"]
+	_, st.hasTE = h["Transfer-Encoding"]
+	_, st.hasDate = h["Date"]
+	st.snap = st.snap[:0]
+	if len(h) == 0 {
+		return
+	}
+	c := st.c
+	c.mu.Lock()
+	st.snap = c.appendWireFieldsLocked(st.snap, h, st)
+	c.mu.Unlock()
 }
 
 var errTooLong = errors.New("http2: handler wrote more than declared Content-Length")
@@ -294,7 +315,11 @@ func (st *stream) writeInformational(code int) error {
 	}
 	c.hbuf.b = c.hbuf.b[:0]
 	c.writeStatusLocked(code)
-	c.encodeHeaderLocked(st.hdr, nil)
+	st.snap = c.appendWireFieldsLocked(st.snap[:0], st.hdr, nil)
+	for _, f := range st.snap {
+		_ = c.henc.WriteField(f)
+	}
+	st.snap = st.snap[:0]
 	c.wbuf = appendHeaderBlock(c.buf(), st.id, c.hbuf.b, false, c.peerMaxFrame)
 	c.wakeWriterLocked()
 	return nil
@@ -422,21 +447,19 @@ func (st *stream) sendDataLocked(p []byte, end bool) error {
 	}
 }
 
-// encodeResponseHeaderLocked HPACK-encodes the final response header into
-// c.hbuf, adding what net/http adds: Date, a sniffed Content-Type, and the
-// Content-Length of a response complete within the buffer.
+// encodeResponseHeaderLocked HPACK-encodes the final response header
+// (the snapshot taken at WriteHeader) into c.hbuf, adding what net/http
+// adds: Date, a sniffed Content-Type, and the Content-Length of a response
+// complete within the buffer.
 func (st *stream) encodeResponseHeaderLocked(final bool, p []byte) {
 	c := st.c
-	h := st.hdr
 	c.hbuf.b = c.hbuf.b[:0]
 	c.writeStatusLocked(st.status)
-	c.encodeHeaderLocked(h, st)
-	_, hasType := h["Content-Type"]
-	_, hasLen := h["Content-Length"]
-	_, hasTE := h["Transfer-Encoding"]
-	_, hasDate := h["Date"]
+	for _, f := range st.snap {
+		_ = c.henc.WriteField(f)
+	}
 	allowed := bodyAllowed(st.status)
-	if !hasType && allowed {
+	if !st.hasType && allowed {
 		sniff := st.buf
 		if len(sniff) == 0 {
 			sniff = p
@@ -445,10 +468,10 @@ func (st *stream) encodeResponseHeaderLocked(final bool, p []byte) {
 			_ = c.henc.WriteField(hpack.HeaderField{Name: "content-type", Value: http.DetectContentType(sniff)})
 		}
 	}
-	if final && !hasLen && !hasTE && allowed && (len(st.buf)+len(p) > 0 || !st.isHead) {
+	if final && !st.hasLen && !st.hasTE && allowed && (len(st.buf)+len(p) > 0 || !st.isHead) {
 		_ = c.henc.WriteField(hpack.HeaderField{Name: "content-length", Value: c.lengthString(len(st.buf) + len(p))})
 	}
-	if !hasDate {
+	if !st.hasDate {
 		_ = c.henc.WriteField(hpack.HeaderField{Name: "date", Value: c.srv.date.get()})
 	}
 }
@@ -486,10 +509,10 @@ func (c *conn) writeStatusLocked(code int) {
 	_ = c.henc.WriteField(hpack.HeaderField{Name: ":status", Value: s})
 }
 
-// encodeHeaderLocked encodes h's fields that may go on the wire: valid
-// names and values, no connection-specific fields, no trailers. With st,
-// the "Trailer" names are noted as the response's declared trailers.
-func (c *conn) encodeHeaderLocked(h http.Header, st *stream) {
+// appendWireFieldsLocked appends h's fields that may go on the wire:
+// valid names and values, no connection-specific fields, no trailers. With
+// st, the "Trailer" names are noted as the response's declared trailers.
+func (c *conn) appendWireFieldsLocked(out []hpack.HeaderField, h http.Header, st *stream) []hpack.HeaderField {
 	for k, vv := range h {
 		if strings.HasPrefix(k, http.TrailerPrefix) {
 			continue
@@ -510,10 +533,10 @@ func (c *conn) encodeHeaderLocked(h http.Header, st *stream) {
 			if !httpguts.ValidHeaderFieldValue(v) {
 				continue
 			}
-			v = strings.TrimSpace(v)
-			_ = c.henc.WriteField(hpack.HeaderField{Name: name, Value: v})
+			out = append(out, hpack.HeaderField{Name: name, Value: strings.TrimSpace(v)})
 		}
 	}
+	return out
 }
 
 func (st *stream) declareTrailers(vv []string) {

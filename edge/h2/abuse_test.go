@@ -1,0 +1,220 @@
+package h2
+
+import (
+	"net/http"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/net/http2"
+)
+
+// gauge counts handler starts and the most handlers running at once.
+type gauge struct {
+	started, active, maxActive atomic.Int64
+}
+
+func (g *gauge) handler(hold time.Duration) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		g.started.Add(1)
+		n := g.active.Add(1)
+		defer g.active.Add(-1)
+		for {
+			m := g.maxActive.Load()
+			if n <= m || g.maxActive.CompareAndSwap(m, n) {
+				break
+			}
+		}
+		// The worst case: a handler that keeps working after its client
+		// went away (a slow origin call that ignores cancellation).
+		time.Sleep(hold)
+		w.Write([]byte("ok"))
+	})
+}
+
+// flood sends frames built by next until the server ends the connection,
+// n frames, or 10 s; it returns how many were sent.
+func flood(c *rawConn, n int, next func(i int) []byte) int {
+	deadline := time.Now().Add(10 * time.Second)
+	sent := 0
+	for i := 0; i < n && time.Now().Before(deadline); i++ {
+		if c.raw(next(i)) != nil {
+			break
+		}
+		sent++
+		select {
+		case <-c.closed:
+			return sent
+		default:
+		}
+	}
+	return sent
+}
+
+func expectCalm(t *testing.T, c *rawConn, ts *testServer, what string, sent int) {
+	t.Helper()
+	ga, closed := c.waitEnd(5 * time.Second)
+	t.Logf("%s: sent %d; GOAWAY %v; closed %t", what, sent, ga, closed)
+	if ga == nil || ga.ErrCode != http2.ErrCodeEnhanceYourCalm {
+		t.Errorf("%s: GOAWAY %v, want ENHANCE_YOUR_CALM", what, ga)
+	}
+	if !closed {
+		t.Errorf("%s: connection still open", what)
+	}
+}
+
+// Rapid reset (CVE-2023-44487): HEADERS then RST_STREAM, over and over.
+// The handlers running stay within MAX_CONCURRENT_STREAMS, and the reset
+// budget ends the connection.
+func TestRapidReset(t *testing.T) {
+	var g gauge
+	var abusive atomic.Int64
+	ts := startServer(t, Config{OnAbusive: func(string, string) { abusive.Add(1) }}, g.handler(200*time.Millisecond))
+	c := ts.dialRaw(t)
+	block := c.get("/")
+	sent := flood(c, 20000, func(i int) []byte {
+		id := uint32(1 + 2*i)
+		return append(frame(frameHeaders, flagEndHeaders|flagEndStream, id, block...), frame(frameRSTStream, 0, id, u32(uint32(http2.ErrCodeCancel))...)...)
+	})
+	expectCalm(t, c, ts, "rapid reset", sent)
+	if m := g.maxActive.Load(); m > 100 {
+		t.Errorf("max concurrent handlers %d > 100", m)
+	}
+	if st := g.started.Load(); st > 300 {
+		t.Errorf("handlers started %d: rapid reset not contained", st)
+	}
+	if abusive.Load() != 1 || ts.Abusive() != 1 {
+		t.Errorf("OnAbusive called %d times, Abusive() %d; want 1", abusive.Load(), ts.Abusive())
+	}
+}
+
+// MadeYouReset (CVE-2025-8671): the client provokes the server into
+// resetting streams; those resets spend the same budget.
+func TestMadeYouReset(t *testing.T) {
+	var g gauge
+	ts := startServer(t, Config{}, g.handler(200*time.Millisecond))
+	c := ts.dialRaw(t)
+	block := c.get("/")
+	sent := flood(c, 20000, func(i int) []byte {
+		id := uint32(1 + 2*i)
+		return append(frame(frameHeaders, flagEndHeaders, id, block...), frame(frameWindowUpdate, 0, id, u32(0)...)...)
+	})
+	expectCalm(t, c, ts, "MadeYouReset", sent)
+	if m := g.maxActive.Load(); m > 100 {
+		t.Errorf("max concurrent handlers %d > 100", m)
+	}
+	if st := g.started.Load(); st > 300 {
+		t.Errorf("handlers started %d: MadeYouReset not contained", st)
+	}
+}
+
+// CONTINUATION flood (CVE-2023-45288): a header block that never ends.
+func TestContinuationFlood(t *testing.T) {
+	var g gauge
+	ts := startServer(t, Config{MaxContinuationFrames: 8}, g.handler(0))
+	c := ts.dialRaw(t)
+	c.raw(frame(frameHeaders, flagEndStream, 1, c.get("/")...))
+	frag := c.block("x-a", "b")
+	sent := flood(c, 1000, func(int) []byte { return frame(frameContinuation, 0, 1, frag...) })
+	expectCalm(t, c, ts, "CONTINUATION flood", sent)
+	if n := g.started.Load(); n != 0 {
+		t.Errorf("the handler ran %d times for a block that never ended", n)
+	}
+}
+
+// Floods of frames that ask for no work the server is there to do each
+// end the connection: PING, SETTINGS, PRIORITY, empty DATA, tiny
+// WINDOW_UPDATEs, unknown frames.
+func TestControlFrameFloods(t *testing.T) {
+	ts := startServer(t, Config{}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { holdIfAsked(r) }))
+	cases := map[string]func(c *rawConn, i int) []byte{
+		"PING":     func(c *rawConn, i int) []byte { return frame(framePing, 0, 0, make([]byte, 8)...) },
+		"SETTINGS": func(c *rawConn, i int) []byte { return frame(frameSettings, 0, 0, settingsPayload(4, 65535)...) },
+		"PRIORITY": func(c *rawConn, i int) []byte { return frame(framePriority, 0, uint32(1+2*i), 0, 0, 0, 0, 16) },
+		"empty DATA": func(c *rawConn, i int) []byte {
+			if i == 0 {
+				return frame(frameHeaders, flagEndHeaders, 1, c.block(":method", "POST", ":scheme", "https", ":authority", "localhost", ":path", "/", "x-hold", "1")...)
+			}
+			return frame(frameData, 0, 1)
+		},
+		"tiny WINDOW_UPDATE": func(c *rawConn, i int) []byte { return frame(frameWindowUpdate, 0, 0, u32(1)...) },
+		"unknown frame":      func(c *rawConn, i int) []byte { return frame(0xfa, 0, 0, 1, 2, 3) },
+	}
+	for name, next := range cases {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			c := ts.dialRaw(t)
+			sent := flood(c, 20000, func(i int) []byte { return next(c, i) })
+			expectCalm(t, c, ts, name+" flood", sent)
+		})
+	}
+}
+
+// A stream reset before its handler starts never starts it; a reset
+// stream whose handler still runs keeps its slot.
+func TestResetStreamNeverStarts(t *testing.T) {
+	release := make(chan struct{})
+	var started atomic.Int64
+	ts := startServer(t, Config{MaxConcurrentStreams: 2}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		started.Add(1)
+		<-release
+	}))
+	c := ts.dialRaw(t)
+	// Two handlers run and are reset: they keep their slots.
+	for _, id := range []uint32{1, 3} {
+		c.raw(frame(frameHeaders, flagEndHeaders|flagEndStream, id, c.get("/")...))
+	}
+	waitUntil(t, func() bool { return started.Load() == 2 })
+	for _, id := range []uint32{1, 3} {
+		c.raw(frame(frameRSTStream, 0, id, u32(uint32(http2.ErrCodeCancel))...))
+	}
+	// Two more streams are within the protocol limit (the reset ones are
+	// closed) but wait for a slot; reset, they never start.
+	for _, id := range []uint32{5, 7} {
+		c.raw(frame(frameHeaders, flagEndHeaders|flagEndStream, id, c.get("/")...))
+	}
+	time.Sleep(100 * time.Millisecond)
+	if n := started.Load(); n != 2 {
+		t.Fatalf("%d handlers started with 2 slots held by reset streams", n)
+	}
+	for _, id := range []uint32{5, 7} {
+		c.raw(frame(frameRSTStream, 0, id, u32(uint32(http2.ErrCodeCancel))...))
+	}
+	// A fifth waits too, then gets a slot once the handlers return.
+	c.raw(frame(frameHeaders, flagEndHeaders|flagEndStream, 9, c.get("/")...))
+	time.Sleep(50 * time.Millisecond)
+	close(release)
+	if c.next(5*time.Second, func(f http2.Frame) bool { h, ok := f.(*http2.MetaHeadersFrame); return ok && h.StreamID == 9 }) == nil {
+		t.Fatal("stream 9 never answered")
+	}
+	if n := started.Load(); n != 3 {
+		t.Fatalf("%d handlers started, want 3: reset streams 5 and 7 must never start", n)
+	}
+}
+
+// More streams than SETTINGS_MAX_CONCURRENT_STREAMS are refused with
+// REFUSED_STREAM, which the client may retry.
+func TestMaxConcurrentStreams(t *testing.T) {
+	release := make(chan struct{})
+	ts := startServer(t, Config{MaxConcurrentStreams: 3}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-release }))
+	defer close(release)
+	c := ts.dialRaw(t)
+	for id := uint32(1); id <= 7; id += 2 {
+		c.raw(frame(frameHeaders, flagEndHeaders|flagEndStream, id, c.get("/")...))
+	}
+	code, goAway, ok := c.rstOrGoAway(7, 5*time.Second)
+	if !ok || goAway || code != http2.ErrCodeRefusedStream {
+		t.Fatalf("fourth stream: %v (GOAWAY %t, seen %t), want REFUSED_STREAM", code, goAway, ok)
+	}
+}
+
+func waitUntil(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met in 5s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

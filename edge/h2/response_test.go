@@ -1,0 +1,490 @@
+package h2
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptrace"
+	"net/textproto"
+	"os"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/net/http2"
+)
+
+// The request a handler sees is the one net/http builds for HTTP/2.
+func TestRequestAsNetHTTPBuildsIt(t *testing.T) {
+	type seen struct {
+		proto, method, uri, host, path, query, remote string
+		major, minor                                  int
+		cl                                            int64
+		header                                        http.Header
+		trailer                                       http.Header
+		body                                          string
+		tls, noBody, serverKey, localAddr             bool
+	}
+	got := make(chan seen, 1)
+	ts := startServer(t, Config{}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		got <- seen{
+			proto: r.Proto, method: r.Method, uri: r.RequestURI, host: r.Host, path: r.URL.Path, query: r.URL.RawQuery,
+			remote: r.RemoteAddr, major: r.ProtoMajor, minor: r.ProtoMinor, cl: r.ContentLength, header: r.Header.Clone(),
+			trailer: r.Trailer.Clone(), body: string(b), tls: r.TLS != nil && r.TLS.NegotiatedProtocol == "h2",
+			noBody: r.Body == http.NoBody, serverKey: r.Context().Value(http.ServerContextKey) != nil,
+			localAddr: r.Context().Value(http.LocalAddrContextKey) != nil,
+		}
+	}))
+	c := ts.dialRaw(t)
+	// Two cookie fields, a declared trailer, a body in two DATA frames.
+	c.raw(frame(frameHeaders, flagEndHeaders, 1, c.block(":method", "POST", ":scheme", "https", ":authority", "example.test:8443",
+		":path", "/a/b?x=1&y=2", "cookie", "a=1", "user-agent", "raw", "cookie", "b=2", "trailer", "x-sum", "content-length", "5",
+		"x-multi", "1", "x-multi", "2")...))
+	c.raw(frame(frameData, 0, 1, []byte("abc")...))
+	c.raw(frame(frameData, 0, 1, []byte("de")...))
+	c.raw(frame(frameHeaders, flagEndHeaders|flagEndStream, 1, c.block("x-sum", "42")...))
+	s := <-got
+	if s.proto != "HTTP/2.0" || s.major != 2 || s.minor != 0 || s.method != "POST" || s.uri != "/a/b?x=1&y=2" ||
+		s.host != "example.test:8443" || s.path != "/a/b" || s.query != "x=1&y=2" || s.cl != 5 || s.body != "abcde" ||
+		!s.tls || s.noBody || !s.serverKey || !s.localAddr || !strings.HasPrefix(s.remote, "127.0.0.1:") {
+		t.Fatalf("request: %+v", s)
+	}
+	if v := s.header["Cookie"]; len(v) != 1 || v[0] != "a=1; b=2" {
+		t.Errorf("Cookie %q, want one field \"a=1; b=2\"", v)
+	}
+	if v := s.header["X-Multi"]; len(v) != 2 || v[0] != "1" || v[1] != "2" {
+		t.Errorf("X-Multi %q", v)
+	}
+	if _, ok := s.header["Trailer"]; ok {
+		t.Errorf("Trailer left in the header: %v", s.header)
+	}
+	if v := s.trailer.Get("X-Sum"); v != "42" {
+		t.Errorf("trailer X-Sum %q, want 42 (trailers %v)", v, s.trailer)
+	}
+	if s.header.Get("Content-Length") != "5" || s.header.Get("User-Agent") != "raw" {
+		t.Errorf("header %v", s.header)
+	}
+
+	// No body: END_STREAM on HEADERS.
+	c.raw(frame(frameHeaders, flagEndHeaders|flagEndStream, 3, c.get("/nobody")...))
+	s = <-got
+	if !s.noBody || s.cl != 0 {
+		t.Errorf("bodiless request: NoBody %t ContentLength %d", s.noBody, s.cl)
+	}
+	// A body without content-length.
+	c.raw(frame(frameHeaders, flagEndHeaders, 5, c.block(":method", "PUT", ":scheme", "https", ":authority", "localhost", ":path", "/put")...))
+	c.raw(frame(frameData, flagEndStream, 5, 'x'))
+	s = <-got
+	if s.noBody || s.cl != -1 || s.body != "x" {
+		t.Errorf("body without content-length: %+v", s)
+	}
+	// CONNECT: authority only.
+	c.raw(frame(frameHeaders, flagEndHeaders|flagEndStream, 7, c.block(":method", "CONNECT", ":authority", "origin.test:443")...))
+	s = <-got
+	if s.method != "CONNECT" || s.uri != "origin.test:443" || s.host != "origin.test:443" || s.path != "" {
+		t.Errorf("CONNECT: %+v", s)
+	}
+	// Escaped paths go through url.ParseRequestURI.
+	c.raw(frame(frameHeaders, flagEndHeaders|flagEndStream, 9, c.get("/a%20b/c")...))
+	s = <-got
+	if s.path != "/a b/c" || s.uri != "/a%20b/c" {
+		t.Errorf("escaped path: %+v", s)
+	}
+}
+
+// The context is cancelled when the client resets the stream, when the
+// connection ends, and when the handler returns.
+func TestRequestContextCancelled(t *testing.T) {
+	started := make(chan context.Context, 4)
+	ended := make(chan error, 4)
+	var kept context.Context
+	var keptMu sync.Mutex
+	ts := startServer(t, Config{}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/quick" {
+			keptMu.Lock()
+			kept = r.Context()
+			keptMu.Unlock()
+			return
+		}
+		// A derived context follows (through AfterFunc, no goroutine).
+		ctx, cancel := context.WithTimeout(r.Context(), time.Minute)
+		defer cancel()
+		started <- ctx
+		<-ctx.Done()
+		ended <- context.Cause(ctx)
+	}))
+	c := ts.dialRaw(t)
+	c.raw(frame(frameHeaders, flagEndHeaders|flagEndStream, 1, c.get("/wait")...))
+	<-started
+	c.raw(frame(frameRSTStream, 0, 1, u32(uint32(http2.ErrCodeCancel))...))
+	select {
+	case err := <-ended:
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("after RST_STREAM: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("context not cancelled by RST_STREAM")
+	}
+	c.raw(frame(frameHeaders, flagEndHeaders|flagEndStream, 3, c.get("/wait")...))
+	<-started
+	c.conn.Close()
+	select {
+	case <-ended:
+	case <-time.After(5 * time.Second):
+		t.Fatal("context not cancelled when the connection closed")
+	}
+	resp, err := ts.client().Get(ts.url() + "/quick")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	keptMu.Lock()
+	defer keptMu.Unlock()
+	if kept.Err() == nil {
+		t.Fatal("context still live after the handler returned")
+	}
+}
+
+// The response writer behaves as net/http's HTTP/2 one for what the
+// gateway's handlers use.
+func TestResponseWriterParity(t *testing.T) {
+	ts := startServer(t, Config{}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/html":
+			io.WriteString(w, "<!DOCTYPE html><html><body>hi</body></html>")
+		case "/nosniff":
+			w.Header()["Content-Type"] = nil
+			io.WriteString(w, "<html></html>")
+		case "/status":
+			w.WriteHeader(http.StatusCreated)
+			w.WriteHeader(http.StatusTeapot) // ignored
+			io.WriteString(w, "made")
+		case "/204":
+			w.WriteHeader(http.StatusNoContent)
+			if _, err := w.Write([]byte("x")); err != http.ErrBodyNotAllowed {
+				panic(fmt.Sprintf("write on 204: %v", err))
+			}
+		case "/304":
+			w.WriteHeader(http.StatusNotModified)
+		case "/declared":
+			w.Header().Set("Content-Length", "3")
+			io.WriteString(w, "abc")
+			if _, err := io.WriteString(w, "d"); err == nil {
+				panic("write past Content-Length succeeded")
+			}
+		case "/big":
+			w.Write(bytes.Repeat([]byte("b"), 100<<10))
+		case "/date":
+			w.Header().Set("Date", "custom")
+		case "/empty":
+		case "/hop":
+			w.Header().Set("Connection", "close")
+			w.Header().Set("Transfer-Encoding", "chunked")
+			w.Header().Set("Keep-Alive", "5")
+			w.Header().Set("Upgrade", "h2c")
+			w.Header().Set("X-Bad", "a\nb")
+			w.Header().Set("X-Good", "yes")
+		}
+	}))
+	c := ts.client()
+	get := func(method, path string) (*http.Response, string) {
+		t.Helper()
+		req, _ := http.NewRequest(method, ts.url()+path, nil)
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatalf("%s %s: %v", method, path, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return resp, string(b)
+	}
+	resp, body := get("GET", "/html")
+	if ct := resp.Header.Get("Content-Type"); ct != "text/html; charset=utf-8" || resp.ContentLength != int64(len(body)) {
+		t.Errorf("/html: %q, length %d", ct, resp.ContentLength)
+	}
+	resp, _ = get("GET", "/nosniff")
+	if _, ok := resp.Header["Content-Type"]; ok {
+		t.Errorf("/nosniff: Content-Type %q sent", resp.Header.Get("Content-Type"))
+	}
+	resp, body = get("GET", "/status")
+	if resp.StatusCode != http.StatusCreated || body != "made" {
+		t.Errorf("/status: %d %q", resp.StatusCode, body)
+	}
+	resp, body = get("GET", "/204")
+	if resp.StatusCode != 204 || body != "" || resp.Header.Get("Content-Length") != "" {
+		t.Errorf("/204: %d %q %v", resp.StatusCode, body, resp.Header)
+	}
+	resp, body = get("GET", "/304")
+	if resp.StatusCode != 304 || body != "" {
+		t.Errorf("/304: %d %q", resp.StatusCode, body)
+	}
+	resp, body = get("GET", "/declared")
+	if body != "abc" || resp.ContentLength != 3 {
+		t.Errorf("/declared: %q %d", body, resp.ContentLength)
+	}
+	resp, body = get("HEAD", "/html")
+	if body != "" || resp.ContentLength != int64(len("<!DOCTYPE html><html><body>hi</body></html>")) || resp.Header.Get("Content-Type") != "text/html; charset=utf-8" {
+		t.Errorf("HEAD /html: %q, length %d, %v", body, resp.ContentLength, resp.Header)
+	}
+	resp, body = get("HEAD", "/big")
+	if body != "" || resp.ContentLength != -1 && resp.ContentLength != 0 {
+		t.Errorf("HEAD /big: %q, length %d", body, resp.ContentLength)
+	}
+	resp, body = get("GET", "/big")
+	if len(body) != 100<<10 || resp.ContentLength != -1 {
+		t.Errorf("/big: %d octets, length %d", len(body), resp.ContentLength)
+	}
+	resp, _ = get("GET", "/date")
+	if d := resp.Header.Get("Date"); d != "custom" {
+		t.Errorf("/date: %q", d)
+	}
+	resp, body = get("GET", "/empty")
+	if resp.StatusCode != 200 || body != "" || resp.Header.Get("Content-Length") != "0" || resp.Header.Get("Date") == "" {
+		t.Errorf("/empty: %d %q %v", resp.StatusCode, body, resp.Header)
+	}
+	if _, err := time.Parse(http.TimeFormat, resp.Header.Get("Date")); err != nil {
+		t.Errorf("Date %q: %v", resp.Header.Get("Date"), err)
+	}
+	resp, _ = get("GET", "/hop")
+	for _, k := range []string{"Connection", "Transfer-Encoding", "Keep-Alive", "Upgrade", "X-Bad"} {
+		if v, ok := resp.Header[k]; ok {
+			t.Errorf("/hop: %s %q sent", k, v)
+		}
+	}
+	if resp.Header.Get("X-Good") != "yes" {
+		t.Errorf("/hop: X-Good missing")
+	}
+}
+
+// 1xx responses leave as their own HEADERS before the final one.
+func TestInformationalResponses(t *testing.T) {
+	ts := startServer(t, Config{}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Link", "</style.css>; rel=preload")
+		w.WriteHeader(http.StatusEarlyHints)
+		w.WriteHeader(http.StatusEarlyHints)
+		w.Header().Set("X-Final", "1")
+		io.WriteString(w, "final")
+	}))
+	var got []int
+	var links []string
+	trace := &httptrace.ClientTrace{Got1xxResponse: func(code int, h textproto.MIMEHeader) error {
+		got = append(got, code)
+		links = append(links, h.Get("Link"))
+		return nil
+	}}
+	req, _ := http.NewRequestWithContext(httptrace.WithClientTrace(context.Background(), trace), "GET", ts.url()+"/", nil)
+	resp, err := ts.client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if len(got) != 2 || got[0] != 103 || links[0] != "</style.css>; rel=preload" {
+		t.Errorf("1xx seen %v %q", got, links)
+	}
+	if resp.StatusCode != 200 || string(b) != "final" || resp.Header.Get("X-Final") != "1" || resp.Header.Get("Link") == "" {
+		t.Errorf("final: %d %q %v", resp.StatusCode, b, resp.Header)
+	}
+}
+
+// Declared and undeclared (http.TrailerPrefix) trailers reach the client
+// after the body.
+func TestResponseTrailers(t *testing.T) {
+	ts := startServer(t, Config{}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Trailer", "X-Declared")
+		io.WriteString(w, "body")
+		w.Header().Set("X-Declared", "d")
+		w.Header().Set(http.TrailerPrefix+"X-Undeclared", "u")
+	}))
+	resp, err := ts.client().Get(ts.url() + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(b) != "body" || resp.Trailer.Get("X-Declared") != "d" || resp.Trailer.Get("X-Undeclared") != "u" {
+		t.Fatalf("body %q trailers %v", b, resp.Trailer)
+	}
+	if resp.Header.Get("X-Declared") != "" {
+		t.Fatalf("trailer sent as a header: %v", resp.Header)
+	}
+}
+
+// Flush sends the headers and what was written, before the handler ends.
+func TestFlushStreams(t *testing.T) {
+	release := make(chan struct{})
+	ts := startServer(t, Config{}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "first")
+		if err := http.NewResponseController(w).Flush(); err != nil {
+			panic(err)
+		}
+		<-release
+		io.WriteString(w, "second")
+	}))
+	resp, err := ts.client().Get(ts.url() + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	buf := make([]byte, 5)
+	if _, err := io.ReadFull(resp.Body, buf); err != nil || string(buf) != "first" {
+		t.Fatalf("before the handler ended: %q %v", buf, err)
+	}
+	close(release)
+	rest, _ := io.ReadAll(resp.Body)
+	if string(rest) != "second" {
+		t.Fatalf("rest %q", rest)
+	}
+}
+
+// The request body streams in while the handler answers: full duplex.
+func TestFullDuplex(t *testing.T) {
+	ts := startServer(t, Config{}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rc := http.NewResponseController(w)
+		if err := rc.EnableFullDuplex(); err != nil {
+			panic(err)
+		}
+		rc.Flush() // the headers first: the client waits for them
+		buf := make([]byte, 64)
+		for {
+			n, err := r.Body.Read(buf)
+			if n > 0 {
+				w.Write(bytes.ToUpper(buf[:n]))
+				rc.Flush()
+			}
+			if err != nil {
+				return
+			}
+		}
+	}))
+	pr, pw := io.Pipe()
+	req, _ := http.NewRequest("POST", ts.url()+"/", pr)
+	resp, err := ts.client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	for _, word := range []string{"ping", "pong", "done"} {
+		pw.Write([]byte(word))
+		buf := make([]byte, 4)
+		if _, err := io.ReadFull(resp.Body, buf); err != nil || string(buf) != strings.ToUpper(word) {
+			t.Fatalf("echo of %q: %q %v", word, buf, err)
+		}
+	}
+	pw.Close()
+	if rest, _ := io.ReadAll(resp.Body); len(rest) != 0 {
+		t.Fatalf("trailing %q", rest)
+	}
+}
+
+// Panics reset the stream (INTERNAL_ERROR); other panics are logged with
+// their stack; the connection survives both.
+func TestHandlerPanics(t *testing.T) {
+	var logged bytes.Buffer
+	var logMu sync.Mutex
+	log := slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
+		logMu.Lock()
+		defer logMu.Unlock()
+		return logged.Write(p)
+	}), nil))
+	ts := startServer(t, Config{Logger: log}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/abort":
+			panic(http.ErrAbortHandler)
+		case "/boom":
+			panic("boom")
+		case "/exit":
+			// runtime.Goexit ends the worker; the stream is reset too.
+			panicGoexit()
+		}
+		io.WriteString(w, "fine")
+	}))
+	c := ts.dialRaw(t)
+	for i, path := range []string{"/abort", "/boom", "/exit"} {
+		id := uint32(1 + 2*i)
+		c.raw(frame(frameHeaders, flagEndHeaders|flagEndStream, id, c.get(path)...))
+		code, goAway, ok := c.rstOrGoAway(id, 5*time.Second)
+		if !ok || goAway || code != http2.ErrCodeInternal {
+			t.Errorf("%s: %v (GOAWAY %t, seen %t), want RST_STREAM INTERNAL_ERROR", path, code, goAway, ok)
+		}
+	}
+	c.raw(frame(frameHeaders, flagEndHeaders|flagEndStream, 7, c.get("/fine")...))
+	if c.next(5*time.Second, func(f http2.Frame) bool { h, ok := f.(*http2.MetaHeadersFrame); return ok && h.StreamID == 7 }) == nil {
+		t.Fatal("connection does not serve after the panics")
+	}
+	logMu.Lock()
+	defer logMu.Unlock()
+	out := logged.String()
+	if !strings.Contains(out, "boom") || !strings.Contains(out, "goroutine") {
+		t.Errorf("panic not logged with its stack:\n%s", out)
+	}
+	if strings.Contains(out, "abort handler") {
+		t.Errorf("http.ErrAbortHandler logged:\n%s", out)
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+// Hijack is HTTP/1 only: over HTTP/2 it fails with a clear error.
+func TestHijackNotSupported(t *testing.T) {
+	errc := make(chan error, 1)
+	ts := startServer(t, Config{}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _, err := http.NewResponseController(w).Hijack()
+		errc <- err
+	}))
+	resp, err := ts.client().Get(ts.url() + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if err := <-errc; !errors.Is(err, http.ErrNotSupported) {
+		t.Fatalf("Hijack over HTTP/2: %v, want http.ErrNotSupported", err)
+	}
+}
+
+// ResponseController's deadlines: past the write deadline the stream is
+// reset; past the read deadline the body fails with
+// os.ErrDeadlineExceeded.
+func TestResponseControllerDeadlines(t *testing.T) {
+	readErr := make(chan error, 1)
+	ts := startServer(t, Config{}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rc := http.NewResponseController(w)
+		switch r.URL.Path {
+		case "/read":
+			rc.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+			_, err := io.ReadAll(r.Body)
+			readErr <- err
+		case "/write":
+			rc.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+			<-r.Context().Done()
+		}
+	}))
+	c := ts.dialRaw(t)
+	c.raw(frame(frameHeaders, flagEndHeaders, 1, c.block(":method", "POST", ":scheme", "https", ":authority", "localhost", ":path", "/read")...))
+	select {
+	case err := <-readErr:
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Errorf("body read past its deadline: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("read deadline not applied")
+	}
+	c.raw(frame(frameHeaders, flagEndHeaders|flagEndStream, 3, c.get("/write")...))
+	code, goAway, ok := c.rstOrGoAway(3, 5*time.Second)
+	if !ok || goAway || code != http2.ErrCodeInternal {
+		t.Errorf("write deadline: %v (GOAWAY %t, seen %t), want RST_STREAM INTERNAL_ERROR", code, goAway, ok)
+	}
+}
+
+var _ = http2.ErrCodeNo
+
+func panicGoexit() { runtime.Goexit() }
