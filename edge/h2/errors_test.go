@@ -138,7 +138,10 @@ func TestConnectionErrors(t *testing.T) {
 			if tc.name == "DATA on a closed stream" {
 				// The stream must be closed on both sides first.
 				c.raw(frame(frameHeaders, flagEndHeaders|flagEndStream, 1, c.get("/")...))
-				if c.next(5*time.Second, func(f http2.Frame) bool { _, ok := f.(*dataFrame); return ok && f.Header().Flags.Has(http2.FlagDataEndStream) }) == nil {
+				if c.next(5*time.Second, func(f http2.Frame) bool {
+					_, ok := f.(*dataFrame)
+					return ok && f.Header().Flags.Has(http2.FlagDataEndStream)
+				}) == nil {
 					t.Fatal("no response on stream 1")
 				}
 				c.raw(frame(frameData, 0, 1, 'x'))

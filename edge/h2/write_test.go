@@ -48,10 +48,12 @@ func (c *fakeConn) Write(p []byte) (int, error) {
 	return c.buf.Write(p)
 }
 
-func (c *fakeConn) Read([]byte) (int, error)         { <-c.closed; return 0, net.ErrClosed }
-func (c *fakeConn) Close() error                     { c.once.Do(func() { close(c.closed) }); return nil }
-func (c *fakeConn) LocalAddr() net.Addr              { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 443} }
-func (c *fakeConn) RemoteAddr() net.Addr             { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 50000} }
+func (c *fakeConn) Read([]byte) (int, error) { <-c.closed; return 0, net.ErrClosed }
+func (c *fakeConn) Close() error             { c.once.Do(func() { close(c.closed) }); return nil }
+func (c *fakeConn) LocalAddr() net.Addr      { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 443} }
+func (c *fakeConn) RemoteAddr() net.Addr {
+	return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 50000}
+}
 func (c *fakeConn) SetDeadline(time.Time) error      { return nil }
 func (c *fakeConn) SetReadDeadline(time.Time) error  { return nil }
 func (c *fakeConn) SetWriteDeadline(time.Time) error { return nil }
