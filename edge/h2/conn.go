@@ -215,6 +215,9 @@ func (c *conn) serve() (err error) {
 			}
 			first = false
 			c.mu.Lock()
+			if c.cfg.IdleTimeout < 0 {
+				_ = c.nc.SetReadDeadline(time.Time{}) // the preface's
+			}
 			c.updateIdleLocked()
 			c.mu.Unlock()
 		}
@@ -373,8 +376,8 @@ func (c *conn) processData(fh frameHeader, p []byte) error {
 	st := c.streams[id]
 	if st == nil {
 		c.creditConnLocked(flowLen)
-		if c.wasResetLocked(id) {
-			return nil
+		if c.wasResetLocked(id) || c.goingAway && id > c.lastStreamID {
+			return nil // we reset or ignored the stream
 		}
 		return connError{ErrCodeStreamClosed, fmt.Sprintf("DATA on closed stream %d", id)}
 	}

@@ -284,7 +284,7 @@ func (c *conn) processHeaders(fh frameHeader, p []byte) error {
 	case st != nil:
 		hb.kind, hb.st = blockTrailers, st
 	case id <= c.maxClientID:
-		reset := c.wasResetLocked(id)
+		reset := c.wasResetLocked(id) || c.goingAway && id > c.lastStreamID
 		c.mu.Unlock()
 		if !reset {
 			return connError{ErrCodeProtocol, fmt.Sprintf("HEADERS on stream %d, not above the last one opened (%d)", id, c.maxClientID)}

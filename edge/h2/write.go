@@ -331,8 +331,22 @@ func (st *stream) finish() error {
 	if !st.wroteHeader {
 		st.rs.rw.WriteHeader(http.StatusOK)
 	}
+	if st.declared > st.written && bodyAllowed(st.status) && !st.isHead {
+		// Ending the stream would pass a truncated body off as complete.
+		c := st.c
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if !st.localClosed {
+			if err := c.resetStreamLocked(st, ErrCodeInternal); err != nil {
+				c.killLocked(err)
+			}
+		}
+		return errTooShort
+	}
 	return st.writeChunk(nil, true)
 }
+
+var errTooShort = errors.New("http2: handler wrote less than declared Content-Length; stream reset")
 
 // writeChunk sends the headers if not yet sent, the buffered data and p;
 // final ends the stream.
