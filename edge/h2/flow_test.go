@@ -1,0 +1,185 @@
+package h2
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/net/http2"
+)
+
+// dataOn collects DATA octets on a stream for d, and reports whether
+// END_STREAM was seen.
+func (c *rawConn) dataOn(id uint32, d time.Duration) (int, bool) {
+	n := 0
+	deadline := time.After(d)
+	for {
+		select {
+		case f := <-c.frames:
+			if df, ok := f.(*dataFrame); ok && df.StreamID == id {
+				n += len(df.Data())
+				if df.StreamEnded() {
+					return n, true
+				}
+			}
+		case <-deadline:
+			return n, false
+		}
+	}
+}
+
+// The response follows the client's windows: the stream's initial window
+// (SETTINGS_INITIAL_WINDOW_SIZE), changes to it that drive the window
+// negative, and WINDOW_UPDATEs.
+func TestSendFlowControl(t *testing.T) {
+	body := bytes.Repeat([]byte("w"), 1000)
+	ts := startServer(t, Config{}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(body) }))
+	c := ts.dialRaw(t, http2.Setting{ID: http2.SettingInitialWindowSize, Val: 100})
+	c.raw(frame(frameHeaders, flagEndHeaders|flagEndStream, 1, c.get("/")...))
+	if n, end := c.dataOn(1, 300*time.Millisecond); n != 100 || end {
+		t.Fatalf("with a 100-octet window: %d octets, end %t", n, end)
+	}
+	// 100 sent; a new initial window of 40 makes the window -60.
+	c.raw(frame(frameSettings, 0, 0, settingsPayload(4, 40)...))
+	c.raw(frame(frameWindowUpdate, 0, 1, u32(50)...))
+	if n, _ := c.dataOn(1, 300*time.Millisecond); n != 0 {
+		t.Fatalf("window -10: %d octets sent", n)
+	}
+	c.raw(frame(frameWindowUpdate, 0, 1, u32(30)...))
+	if n, _ := c.dataOn(1, 300*time.Millisecond); n != 20 {
+		t.Fatalf("window 20: %d octets sent", n)
+	}
+	c.raw(frame(frameWindowUpdate, 0, 1, u32(10000)...))
+	if n, end := c.dataOn(1, 2*time.Second); n != 880 || !end {
+		t.Fatalf("window open: %d octets, end %t; want the last 880", n, end)
+	}
+	// The connection window: 65535 - 1000 left; a response of 70000 on a
+	// new stream stops at the connection window until it opens.
+	big := strings.Repeat("b", 70000)
+	ts2 := startServer(t, Config{}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, big) }))
+	c2 := ts2.dialRaw(t, http2.Setting{ID: http2.SettingInitialWindowSize, Val: 1 << 20})
+	c2.raw(frame(frameHeaders, flagEndHeaders|flagEndStream, 1, c2.get("/")...))
+	if n, end := c2.dataOn(1, 300*time.Millisecond); n != 65535 || end {
+		t.Fatalf("connection window 65535: %d octets, end %t", n, end)
+	}
+	c2.raw(frame(frameWindowUpdate, 0, 0, u32(10000)...))
+	if n, end := c2.dataOn(1, 2*time.Second); n != 70000-65535 || !end {
+		t.Fatalf("after the connection WINDOW_UPDATE: %d octets, end %t", n, end)
+	}
+}
+
+// Request bodies: the windows are given back as the handler reads, in
+// WINDOW_UPDATEs of a quarter window at least, and the client is never
+// allowed more than the windows.
+func TestReceiveFlowControl(t *testing.T) {
+	got := make(chan int, 1)
+	ts := startServer(t, Config{}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n, _ := io.Copy(io.Discard, r.Body)
+		got <- int(n)
+	}))
+	c := ts.dialRaw(t)
+	c.raw(frame(frameHeaders, flagEndHeaders, 1, c.block(":method", "POST", ":scheme", "https", ":authority", "localhost", ":path", "/")...))
+	const total = 4 << 20
+	streamWin, connWin := 65535, 65535 // what the client may send; grows with WINDOW_UPDATEs
+	sent, updates := 0, 0
+	chunk := make([]byte, 16384)
+	deadline := time.Now().Add(10 * time.Second)
+	for sent < total && time.Now().Before(deadline) {
+		n := min(len(chunk), streamWin, connWin, total-sent)
+		if n > 0 {
+			flags := byte(0)
+			if sent+n == total {
+				flags = flagEndStream
+			}
+			if err := c.raw(frame(frameData, flags, 1, chunk[:n]...)); err != nil {
+				t.Fatal(err)
+			}
+			sent += n
+			streamWin -= n
+			connWin -= n
+			continue
+		}
+		f := c.next(2*time.Second, func(f http2.Frame) bool { _, ok := f.(*http2.WindowUpdateFrame); return ok })
+		if f == nil {
+			t.Fatalf("stalled after %d octets: no WINDOW_UPDATE", sent)
+		}
+		wu := f.(*http2.WindowUpdateFrame)
+		updates++
+		if wu.StreamID == 0 {
+			connWin += int(wu.Increment)
+		} else {
+			streamWin += int(wu.Increment)
+		}
+	}
+	select {
+	case n := <-got:
+		if n != total {
+			t.Fatalf("handler read %d octets of %d", n, total)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("handler did not finish")
+	}
+	// One update per 16 KiB read on the stream, one per 256 KiB on the
+	// connection, at most.
+	if max := total/16384 + total/(256<<10) + 4; updates > max {
+		t.Fatalf("%d WINDOW_UPDATEs for %d octets (at most %d expected)", updates, total, max)
+	}
+	t.Logf("%d octets in, %d WINDOW_UPDATEs seen", total, updates)
+}
+
+// A client that uploads to a handler that never reads cannot make the
+// connection buffer more than its windows.
+func TestUnreadBodyBounded(t *testing.T) {
+	release := make(chan struct{})
+	ts := startServer(t, Config{StreamWindow: 32 << 10, ConnWindow: 64 << 10}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		<-release
+	}))
+	defer close(release)
+	c := ts.dialRaw(t)
+	c.raw(frame(frameHeaders, flagEndHeaders, 1, c.block(":method", "POST", ":scheme", "https", ":authority", "localhost", ":path", "/")...))
+	c.raw(frame(frameHeaders, flagEndHeaders, 3, c.block(":method", "POST", ":scheme", "https", ":authority", "localhost", ":path", "/")...))
+	// The windows settle at 32 KiB per stream (once our SETTINGS are
+	// acknowledged) and 64 KiB for the connection: 16 KiB more on stream 1
+	// than its window is a stream error.
+	for range 3 {
+		c.raw(frame(frameData, 0, 1, make([]byte, 16384)...))
+	}
+	code, goAway, ok := c.rstOrGoAway(1, 5*time.Second)
+	if !ok || goAway || code != http2.ErrCodeFlowControl {
+		t.Fatalf("beyond the stream window: %v (GOAWAY %t, seen %t)", code, goAway, ok)
+	}
+	// The reset stream's octets went back to the connection window; the
+	// second stream may fill it, not more.
+	for range 4 {
+		c.raw(frame(frameData, 0, 3, make([]byte, 8192)...))
+	}
+	c.raw(frame(frameData, 0, 3, make([]byte, 1)...))
+	code, goAway, ok = c.rstOrGoAway(3, 5*time.Second)
+	if !ok || goAway || code != http2.ErrCodeFlowControl {
+		t.Fatalf("beyond the second stream's window: %v (GOAWAY %t, seen %t)", code, goAway, ok)
+	}
+}
+
+// A big upload and download through Go's client on one connection.
+func TestLargeBodiesBothWays(t *testing.T) {
+	ts := startServer(t, Config{}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(w, r.Body)
+	}))
+	body := bytes.Repeat([]byte("0123456789abcdef"), 1<<18) // 4 MiB
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "POST", ts.url()+"/", bytes.NewReader(body))
+	resp, err := ts.client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || !bytes.Equal(got, body) {
+		t.Fatalf("echo of 4 MiB: %d octets, %v", len(got), err)
+	}
+}

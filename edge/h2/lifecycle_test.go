@@ -1,0 +1,283 @@
+package h2
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/net/http2"
+)
+
+// Graceful shutdown: GOAWAY(NO_ERROR) with the last stream id, the
+// streams in flight finish, then the connection closes; new streams
+// above the last id are ignored.
+func TestGracefulShutdown(t *testing.T) {
+	release := make(chan struct{})
+	var started atomic.Int64
+	ts := startServer(t, Config{}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		started.Add(1)
+		if r.URL.Path == "/slow" {
+			<-release
+		}
+		io.WriteString(w, "done")
+	}))
+	c := ts.dialRaw(t)
+	idle := ts.dialRaw(t)
+	c.raw(frame(frameHeaders, flagEndHeaders|flagEndStream, 1, c.get("/slow")...))
+	waitUntil(t, func() bool { return started.Load() == 1 })
+	shut := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		shut <- ts.Shutdown(ctx)
+	}()
+	waitUntil(t, func() bool { return c.goAway.Load() != nil })
+	if ga := c.goAway.Load(); ga.ErrCode != http2.ErrCodeNo || ga.LastStreamID != 1 {
+		t.Fatalf("GOAWAY %v last stream %d, want NO_ERROR and 1", ga.ErrCode, ga.LastStreamID)
+	}
+	// The idle connection closes at once.
+	if ga, closed := idle.waitEnd(5 * time.Second); !closed || ga == nil {
+		t.Fatalf("idle connection: GOAWAY %v, closed %t", ga, closed)
+	}
+	// A stream opened after the GOAWAY is ignored.
+	c.raw(frame(frameHeaders, flagEndHeaders|flagEndStream, 3, c.get("/late")...))
+	time.Sleep(50 * time.Millisecond)
+	if started.Load() != 1 {
+		t.Fatal("a stream above the GOAWAY's last stream id was served")
+	}
+	close(release)
+	if n, end := c.dataOn(1, 5*time.Second); n != 4 || !end {
+		t.Fatalf("in-flight response: %d octets, end %t", n, end)
+	}
+	if _, closed := c.waitEnd(5 * time.Second); !closed {
+		t.Fatal("connection open after its last stream finished")
+	}
+	if err := <-shut; err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	// New connections are refused.
+	conn, err := tls.Dial("tcp", ts.addr, ts.pki.clientTLS())
+	if err == nil {
+		conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+		_, rerr := conn.Read(make([]byte, 1))
+		conn.Close()
+		if rerr == nil {
+			t.Fatal("a connection after Shutdown was served")
+		}
+	}
+}
+
+// Shutdown past its deadline cuts what still runs and says so.
+func TestShutdownDeadline(t *testing.T) {
+	started := make(chan struct{})
+	ts := startServer(t, Config{}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		close(started)
+		<-r.Context().Done()
+	}))
+	c := ts.dialRaw(t)
+	c.raw(frame(frameHeaders, flagEndHeaders|flagEndStream, 1, c.get("/")...))
+	<-started
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	t0 := time.Now()
+	if err := ts.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Shutdown: %v, want DeadlineExceeded", err)
+	}
+	if d := time.Since(t0); d > 5*time.Second {
+		t.Fatalf("Shutdown took %v", d)
+	}
+	if _, closed := c.waitEnd(5 * time.Second); !closed {
+		t.Fatal("connection still open after the drain deadline")
+	}
+}
+
+// A connection without streams for IdleTimeout gets GOAWAY and is closed;
+// one with a stream in flight is not.
+func TestIdleTimeout(t *testing.T) {
+	release := make(chan struct{})
+	ts := startServer(t, Config{IdleTimeout: 300 * time.Millisecond}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			<-release
+		}
+	}))
+	busy := ts.dialRaw(t)
+	busy.raw(frame(frameHeaders, flagEndHeaders|flagEndStream, 1, busy.get("/slow")...))
+	c := ts.dialRaw(t)
+	c.raw(frame(frameHeaders, flagEndHeaders|flagEndStream, 1, c.get("/")...))
+	ga, closed := c.waitEnd(5 * time.Second)
+	if !closed || ga == nil || ga.ErrCode != http2.ErrCodeNo || ga.LastStreamID != 1 {
+		t.Fatalf("idle connection: GOAWAY %v, closed %t", ga, closed)
+	}
+	if _, closed := busy.waitEnd(500 * time.Millisecond); closed {
+		t.Fatal("a connection with a stream in flight was closed as idle")
+	}
+	close(release)
+	if _, closed := busy.waitEnd(5 * time.Second); !closed {
+		t.Fatal("connection not closed once idle")
+	}
+}
+
+// A client that connects and sends no preface is cut after
+// PrefaceTimeout; one that sends a broken preface at once.
+func TestPrefaceTimeout(t *testing.T) {
+	ts := startServer(t, Config{PrefaceTimeout: 300 * time.Millisecond}, http.NotFoundHandler())
+	for _, send := range []string{"", "PRI * HTTP/2.0\r\n\r\n", "GET / HTTP/1.1\r\nHost: x\r\n\r\n"} {
+		conn, err := tls.Dial("tcp", ts.addr, ts.pki.clientTLS())
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.WriteString(conn, send)
+		t0 := time.Now()
+		conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, err = io.Copy(io.Discard, conn)
+		conn.Close()
+		if errors.Is(err, context.DeadlineExceeded) || time.Since(t0) > 3*time.Second {
+			t.Fatalf("after %q: connection still open after %v", send, time.Since(t0))
+		}
+	}
+}
+
+// Workers are reused; when all are busy a handler still runs at once on
+// a goroutine of its own; idle workers end.
+func TestWorkers(t *testing.T) {
+	p := newWorkers(2, 50*time.Millisecond)
+	var wg sync.WaitGroup
+	release := make(chan struct{})
+	started := make(chan struct{}, 5)
+	for range 5 {
+		wg.Add(1)
+		p.start(jobFunc(func() { defer wg.Done(); started <- struct{}{}; <-release }))
+	}
+	for range 5 {
+		select {
+		case <-started:
+		case <-time.After(5 * time.Second):
+			t.Fatal("5 blocking jobs did not all start with a pool of 2")
+		}
+	}
+	if n := p.n.Load(); n > 2 {
+		t.Fatalf("%d workers, the pool's size is 2", n)
+	}
+	close(release)
+	wg.Wait()
+	// Sequential jobs reuse the workers.
+	for range 100 {
+		done := make(chan struct{})
+		p.start(jobFunc(func() { close(done) }))
+		<-done
+	}
+	if n := p.n.Load(); n > 2 {
+		t.Fatalf("%d workers after sequential jobs", n)
+	}
+	// Goexit ends the job's worker, not the count.
+	done := make(chan struct{})
+	p.start(jobFunc(func() { defer close(done); runtime.Goexit() }))
+	<-done
+	waitUntil(t, func() bool { return p.n.Load() == 0 }) // idle exit, Goexit included
+	p.stop()
+	p.stop()
+}
+
+type jobFunc func()
+
+func (f jobFunc) run() { f() }
+
+// The Date header is formatted once a second.
+func TestDateCache(t *testing.T) {
+	var d dateCache
+	a := d.get()
+	if _, err := time.Parse(http.TimeFormat, a); err != nil {
+		t.Fatalf("Date %q: %v", a, err)
+	}
+	if b := d.get(); b != a && !strings.HasSuffix(b, "GMT") {
+		t.Fatalf("second Date %q", b)
+	}
+}
+
+// curl (Debian's 7.88) over HTTP/2: a plain GET, a POST whose body the
+// handler does not read (the response must survive the RST_STREAM that
+// follows it), and many requests on one connection.
+func TestCurl(t *testing.T) {
+	curl, err := exec.LookPath("curl")
+	if err != nil {
+		t.Skip("curl is not installed")
+	}
+	ts := startServer(t, Config{}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/reject" {
+			w.WriteHeader(http.StatusRequestEntityTooLarge)
+			io.WriteString(w, "too big")
+			return
+		}
+		io.WriteString(w, "hello "+r.Proto)
+	}))
+	_, port, _ := strings.Cut(ts.addr, ":")
+	base := "https://localhost:" + port
+	run := func(args ...string) string {
+		t.Helper()
+		cmd := exec.Command(curl, append([]string{"-sS", "--http2", "-k", "--resolve", "localhost:" + port + ":127.0.0.1", "--max-time", "20"}, args...)...)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("curl %.200v: %v\n%.2000s", args, err, out)
+		}
+		return string(out)
+	}
+	if out := run(base + "/"); out != "hello HTTP/2.0" {
+		t.Fatalf("GET: %q", out)
+	}
+	bodyFile := filepath.Join(t.TempDir(), "body")
+	if err := os.WriteFile(bodyFile, []byte(strings.Repeat("x", 1<<20)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := run("-X", "POST", "--data-binary", "@"+bodyFile, "-w", " %{http_code}", base+"/reject")
+	if out != "too big 413" {
+		t.Fatalf("POST with an unread body: %q", out)
+	}
+	var urls []string
+	for range 50 {
+		urls = append(urls, base+"/")
+	}
+	out = run(urls...)
+	if strings.Count(out, "hello HTTP/2.0") != 50 {
+		t.Fatalf("50 requests on one connection: %q", out)
+	}
+}
+
+// h2load: many connections and streams, all answered.
+func TestH2Load(t *testing.T) {
+	h2load, err := exec.LookPath("h2load")
+	if err != nil {
+		t.Skip("h2load is not installed (Debian package nghttp2-client)")
+	}
+	ts := startServer(t, Config{}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		w.Write(make([]byte, 1024))
+	}))
+	_, port, _ := strings.Cut(ts.addr, ":")
+	cmd := exec.Command(h2load, "-n", "20000", "-c", "8", "-m", "32", "https://127.0.0.1:"+port+"/")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("h2load: %v\n%s", err, out)
+	}
+	m := regexp.MustCompile(`requests: (\d+) total, \d+ started, \d+ done, (\d+) succeeded, (\d+) failed, (\d+) errored`).FindStringSubmatch(string(out))
+	if m == nil {
+		t.Fatalf("no summary from h2load:\n%s", out)
+	}
+	if m[1] != "20000" || m[2] != "20000" || m[3] != "0" || m[4] != "0" {
+		t.Fatalf("h2load: %s total, %s succeeded, %s failed, %s errored\n%s", m[1], m[2], m[3], m[4], out)
+	}
+	n, _ := strconv.Atoi(m[2])
+	t.Logf("h2load: %d requests succeeded", n)
+}
