@@ -226,25 +226,27 @@ func TestStreamErrors(t *testing.T) {
 		t.Errorf("the handler saw %d malformed requests", n)
 	}
 
+	// The streams stay open (x-hold): a handler that answered at once
+	// would close them before the offending frame arrives.
 	streamCases := []struct {
 		name string
 		send func(id uint32) []byte
 		code http2.ErrCode
 	}{
 		{"content-length above the DATA", func(id uint32) []byte {
-			b := frame(frameHeaders, flagEndHeaders, id, c.block(with("content-length", "10")...)...)
+			b := frame(frameHeaders, flagEndHeaders, id, c.block(with("content-length", "10", "x-hold", "1")...)...)
 			return append(b, frame(frameData, flagEndStream, id, 'a', 'b')...)
 		}, http2.ErrCodeProtocol},
 		{"DATA beyond content-length", func(id uint32) []byte {
-			b := frame(frameHeaders, flagEndHeaders, id, c.block(with("content-length", "1")...)...)
+			b := frame(frameHeaders, flagEndHeaders, id, c.block(with("content-length", "1", "x-hold", "1")...)...)
 			return append(b, frame(frameData, 0, id, 'a', 'b')...)
 		}, http2.ErrCodeProtocol},
 		{"trailers without END_STREAM", func(id uint32) []byte {
-			b := frame(frameHeaders, flagEndHeaders, id, c.block(req...)...)
+			b := frame(frameHeaders, flagEndHeaders, id, c.block(with("x-hold", "1")...)...)
 			return append(b, frame(frameHeaders, flagEndHeaders, id, c.block("x-t", "1")...)...)
 		}, http2.ErrCodeProtocol},
 		{"pseudo-header in trailers", func(id uint32) []byte {
-			b := frame(frameHeaders, flagEndHeaders, id, c.block(req...)...)
+			b := frame(frameHeaders, flagEndHeaders, id, c.block(with("x-hold", "1")...)...)
 			return append(b, frame(frameHeaders, flagEndHeaders|flagEndStream, id, c.block(":path", "/x")...)...)
 		}, http2.ErrCodeProtocol},
 		{"DATA after END_STREAM", func(id uint32) []byte {
@@ -258,11 +260,11 @@ func TestStreamErrors(t *testing.T) {
 			return append(b, frame(frameHeaders, flagEndHeaders|flagEndStream, id, c.block("x-t", "1")...)...)
 		}, http2.ErrCodeStreamClosed},
 		{"WINDOW_UPDATE of 0 on a stream", func(id uint32) []byte {
-			b := frame(frameHeaders, flagEndHeaders, id, c.block(req...)...)
+			b := frame(frameHeaders, flagEndHeaders, id, c.block(with("x-hold", "1")...)...)
 			return append(b, frame(frameWindowUpdate, 0, id, u32(0)...)...)
 		}, http2.ErrCodeProtocol},
 		{"stream window overflow", func(id uint32) []byte {
-			b := frame(frameHeaders, flagEndHeaders, id, c.block(req...)...)
+			b := frame(frameHeaders, flagEndHeaders, id, c.block(with("x-hold", "1")...)...)
 			b = append(b, frame(frameWindowUpdate, 0, id, u32(1<<31-1)...)...)
 			return append(b, frame(frameWindowUpdate, 0, id, u32(1<<31-1)...)...)
 		}, http2.ErrCodeFlowControl},
