@@ -27,6 +27,7 @@ PINNED=(
 	wabt=1.0.32-1
 	testssl.sh=3.0.8+dfsg-1
 	slowhttptest=1.8.2-1+b1
+	nghttp2-client=1.52.0-1+deb12u3
 )
 
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }

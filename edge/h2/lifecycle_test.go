@@ -211,10 +211,7 @@ func TestDateCache(t *testing.T) {
 // handler does not read (the response must survive the RST_STREAM that
 // follows it), and many requests on one connection.
 func TestCurl(t *testing.T) {
-	curl, err := exec.LookPath("curl")
-	if err != nil {
-		t.Skip("curl is not installed")
-	}
+	curl := needTool(t, "curl", "Debian package curl")
 	ts := startServer(t, Config{}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/reject" {
 			w.WriteHeader(http.StatusRequestEntityTooLarge)
@@ -257,10 +254,7 @@ func TestCurl(t *testing.T) {
 
 // h2load: many connections and streams, all answered.
 func TestH2Load(t *testing.T) {
-	h2load, err := exec.LookPath("h2load")
-	if err != nil {
-		t.Skip("h2load is not installed (Debian package nghttp2-client)")
-	}
+	h2load := needTool(t, "h2load", "Debian package nghttp2-client")
 	ts := startServer(t, Config{}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.Copy(io.Discard, r.Body)
 		w.Write(make([]byte, 1024))
