@@ -19,8 +19,10 @@ import (
 const (
 	// readBufSize holds the largest frame we accept (we announce the
 	// protocol's minimum SETTINGS_MAX_FRAME_SIZE, 16 KiB) and its header,
-	// with room to read several small frames at once.
-	readBufSize = 32 << 10
+	// with room to read several small frames at once: every frame's
+	// payload is a slice of this buffer, never a copy. It is most of an
+	// idle connection's memory.
+	readBufSize = frameHeaderLen + minMaxFrameSize + 4<<10
 	// maxQueued bounds what a connection's handlers may have queued for the
 	// writer: their writes block beyond it, as on a slow client's socket.
 	maxQueued = 128 << 10

@@ -90,7 +90,7 @@ type Config struct {
 	DrainTimeout time.Duration
 
 	// MaxHeaderBytes limits a request's header block (default 64 KiB);
-	// larger gets 431 on HTTP/1.1 and a stream error on HTTP/2 and HTTP/3.
+	// larger gets 431 on HTTP/1.1 and HTTP/2 and a stream error on HTTP/3.
 	MaxHeaderBytes int
 	// MaxConns limits open TCP connections per listener (default 10000).
 	// Connections over the limit are accepted and closed at once.

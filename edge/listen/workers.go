@@ -8,7 +8,8 @@ import (
 	"time"
 )
 
-// handlerWorkers runs HTTP/2 and HTTP/3 handlers on long-lived goroutines.
+// handlerWorkers runs HTTP/3 handlers on long-lived goroutines (edge/h2
+// has its own pool for HTTP/2).
 //
 // Both servers start a fresh goroutine for every request, and a fresh
 // goroutine starts with the runtime's smallest stack. The pipeline is deep
