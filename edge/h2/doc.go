@@ -71,13 +71,14 @@
 // written around the very goroutine-per-stream design that costs.
 //
 // This server keeps the parts that are hard to get right and cheap to
-// reuse (the HPACK coder) and owns the rest. On 2026-12-06 (load average
-// about 2, other work on the machine) protocols.sh measured it at 189 394
-// requests/s median against nginx's 76 095: 2.49 times, from 0.51; the
-// CPU per request is about a third of nginx's. It also passes the whole
-// h2spec suite, where x/net failed three cases (6.5.3/1 and 8.1.2.2/1-2),
-// and the rapid-reset test starts 100 handlers for 20 000 reset streams
-// where the guarded x/net server started up to 400.
+// reuse (the HPACK coder) and owns the rest. On 2026-12-06 (load averages
+// 1.7 to 3.4, other work on the machine; docs/performance.md) protocols.sh
+// measured it in four runs at 2.58, 2.17, 2.23 and 2.49 times nginx's
+// requests/s (medians 179 088 to 198 509 against 76 095 to 84 930), from
+// 0.51, and at 6 to 7 times a bare net/http server. It also passes the
+// whole h2spec suite, where x/net failed three cases (6.5.3/1 and
+// 8.1.2.2/1-2), and the rapid-reset test starts 100 handlers for 20 000
+// reset streams where the guarded x/net server started up to 400.
 //
 // # What it does not do
 //
