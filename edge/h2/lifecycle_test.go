@@ -130,6 +130,45 @@ func TestIdleTimeout(t *testing.T) {
 	}
 }
 
+// Config.ReadTimeout and WriteTimeout bound each stream from its
+// handler's start: a body that does not come fails with
+// os.ErrDeadlineExceeded, a response not written in time is reset.
+func TestStreamTimeouts(t *testing.T) {
+	readErr := make(chan error, 1)
+	ts := startServer(t, Config{ReadTimeout: 200 * time.Millisecond, WriteTimeout: 300 * time.Millisecond}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/read":
+			_, err := io.ReadAll(r.Body)
+			readErr <- err
+		case "/slow":
+			select {
+			case <-r.Context().Done():
+			case <-time.After(5 * time.Second):
+			}
+			io.WriteString(w, "late")
+		}
+	}))
+	c := ts.dialRaw(t)
+	c.raw(frame(frameHeaders, flagEndHeaders, 1, c.block(":method", "POST", ":scheme", "https", ":authority", "localhost", ":path", "/read")...))
+	select {
+	case err := <-readErr:
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Errorf("body past ReadTimeout: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("ReadTimeout not applied")
+	}
+	t0 := time.Now()
+	c.raw(frame(frameHeaders, flagEndHeaders|flagEndStream, 3, c.get("/slow")...))
+	code, goAway, ok := c.rstOrGoAway(3, 5*time.Second)
+	if !ok || goAway || code != http2.ErrCodeInternal {
+		t.Fatalf("response past WriteTimeout: %v (GOAWAY %t, seen %t), want RST_STREAM INTERNAL_ERROR", code, goAway, ok)
+	}
+	if d := time.Since(t0); d > 3*time.Second {
+		t.Fatalf("reset after %v with a 300ms WriteTimeout", d)
+	}
+}
+
 // A client that connects and sends no preface is cut after
 // PrefaceTimeout; one that sends a broken preface at once.
 func TestPrefaceTimeout(t *testing.T) {
