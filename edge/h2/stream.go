@@ -153,7 +153,7 @@ func (st *stream) handlerReturned(panicked bool, v any) {
 			c.srv.log.Error("http2: panic serving request", "client", c.remote, "method", st.req.Method,
 				"uri", st.req.RequestURI, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
 		}
-	} else if err := st.finish(); err != nil && !st.reset {
+	} else if err := st.finish(); err != nil && err != errStreamClosed && err != errConnClosed {
 		c.srv.log.Debug("http2: response not completed", "client", c.remote, "stream", st.id, "error", err)
 	}
 	st.rs.rw.st = nil
