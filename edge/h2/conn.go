@@ -409,6 +409,13 @@ func (c *conn) processData(fh frameHeader, p []byte) error {
 			// the body.
 			c.creditConnLocked(int64(len(data)))
 		} else {
+			if st.bodyOff > 0 && cap(st.body)-len(st.body) < len(data) {
+				// Reclaim what the handler has read rather than grow: the
+				// buffer stays within the stream window however slowly
+				// the handler reads.
+				n := copy(st.body, st.body[st.bodyOff:])
+				st.body, st.bodyOff = st.body[:n], 0
+			}
 			st.body = append(st.body, data...)
 			st.bodyCond.Signal()
 		}

@@ -183,3 +183,34 @@ func TestLargeBodiesBothWays(t *testing.T) {
 		t.Fatalf("echo of 4 MiB: %d octets, %v", len(got), err)
 	}
 }
+
+// A handler that reads its body in small pieces while more keeps
+// arriving does not make the body buffer grow beyond the stream window.
+func TestBodyBufferBounded(t *testing.T) {
+	maxCap := make(chan int, 1)
+	ts := startServer(t, Config{}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		st := w.(*responseWriter).st
+		buf := make([]byte, 700)
+		most := 0
+		for {
+			_, err := r.Body.Read(buf)
+			time.Sleep(20 * time.Microsecond) // slower than the client sends
+			st.c.mu.Lock()
+			most = max(most, cap(st.body))
+			st.c.mu.Unlock()
+			if err != nil {
+				break
+			}
+		}
+		maxCap <- most
+	}))
+	body := bytes.Repeat([]byte("u"), 2<<20)
+	resp, err := ts.client().Post(ts.url()+"/", "application/octet-stream", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if most := <-maxCap; most > 2*(64<<10) {
+		t.Fatalf("body buffer grew to %d octets for a 64 KiB stream window", most)
+	}
+}
