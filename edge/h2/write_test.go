@@ -352,3 +352,34 @@ func TestStalledClientCut(t *testing.T) {
 		t.Fatal("a handler writing to a client that does not read was not stopped")
 	}
 }
+
+// Replies the client makes the server queue without reading them (PING
+// and SETTINGS acknowledgements behind a write that does not complete)
+// are capped: past controlSlack the connection ends with
+// ENHANCE_YOUR_CALM, whatever the control-frame budget has left.
+func TestUnreadRepliesCapped(t *testing.T) {
+	fc := newFakeConn()
+	fc.blocked = true // the socket accepts nothing
+	c := writerConn(t, fc)
+	ping := make([]byte, 8)
+	for i := range 100000 {
+		c.ctrlTokens = controlBurst // the budget is not what stops it
+		err := c.processPing(frameHeader{Type: framePing, Length: 8}, ping)
+		if err == nil {
+			continue
+		}
+		var ce connError
+		if !errors.As(err, &ce) || ce.Code != ErrCodeEnhanceYourCalm {
+			t.Fatalf("after %d PINGs: %v, want ENHANCE_YOUR_CALM", i, err)
+		}
+		c.mu.Lock()
+		queued := len(c.wbuf)
+		c.mu.Unlock()
+		if queued > controlSlack+64 {
+			t.Fatalf("%d octets queued before the cap", queued)
+		}
+		t.Logf("cut after %d unread PING acknowledgements (%d octets queued)", i, queued)
+		return
+	}
+	t.Fatal("100000 unread PING acknowledgements queued")
+}
