@@ -72,10 +72,10 @@
 //
 // This server keeps the parts that are hard to get right and cheap to
 // reuse (the HPACK coder) and owns the rest. On 2026-12-06 (load averages
-// 1.7 to 3.4, other work on the machine; docs/performance.md) protocols.sh
-// measured it in four runs at 2.58, 2.17, 2.23 and 2.49 times nginx's
-// requests/s (medians 179 088 to 198 509 against 76 095 to 84 930), from
-// 0.51, and at 6 to 7 times a bare net/http server. It also passes the
+// 1.7 to 4.3, other work on the machine; docs/performance.md) protocols.sh
+// measured it in five runs at 2.58, 2.17, 2.23, 2.49 and 2.03 times
+// nginx's requests/s (medians 157 689 to 198 509 against 76 095 to
+// 84 930), from 0.51, and at 6 to 7 times a bare net/http server. It also passes the
 // whole h2spec suite, where x/net failed three cases (6.5.3/1 and
 // 8.1.2.2/1-2), and the rapid-reset test starts 100 handlers for 20 000
 // reset streams where the guarded x/net server started up to 400.
