@@ -88,8 +88,8 @@ func New(cfg Config) (*Server, error) {
 	if cfg.MaxFieldSectionSize == 0 {
 		cfg.MaxFieldSectionSize = 64 << 10
 	}
-	if cfg.MaxFieldSectionSize < 1<<10 || cfg.MaxFieldSectionSize > 1<<20 {
-		return nil, fmt.Errorf("h3: MaxFieldSectionSize %d is outside 1 KiB..1 MiB", cfg.MaxFieldSectionSize)
+	if cfg.MaxFieldSectionSize < 1<<10 || cfg.MaxFieldSectionSize > 16<<20 {
+		return nil, fmt.Errorf("h3: MaxFieldSectionSize %d is outside 1 KiB..16 MiB", cfg.MaxFieldSectionSize)
 	}
 	if cfg.ReadHeaderTimeout == 0 {
 		cfg.ReadHeaderTimeout = 10 * time.Second
