@@ -319,8 +319,9 @@ func clientMain(args []string) error {
 	if err != nil {
 		return fmt.Errorf("client: %w", err)
 	}
-	fmt.Printf("proto=quic conns=%d streams=%d duration=%s requests=%d errors=%d rps=%.0f p50=%s p99=%s max=%s\n",
-		*conns, *streams, r.elapsed.Round(time.Millisecond), r.n, r.errors, float64(r.n)/r.elapsed.Seconds(), r.p(50), r.p(99), r.p(100))
+	fmt.Printf("proto=quic conns=%d streams=%d duration=%s requests=%d errors=%d rps=%.0f p50=%s p99=%s max=%s packets-in/req=%.2f packets-out/req=%.2f\n",
+		*conns, *streams, r.elapsed.Round(time.Millisecond), r.n, r.errors, float64(r.n)/r.elapsed.Seconds(), r.p(50), r.p(99), r.p(100),
+		float64(r.packetsIn)/float64(max(r.n, 1)), float64(r.packetsOut)/float64(max(r.n, 1)))
 	if r.n == 0 || r.errors*100 > r.n {
 		return fmt.Errorf("client: %d answers, %d errors: not a measurement", r.n, r.errors)
 	}
@@ -356,9 +357,10 @@ func hostPort(url string) (string, error) {
 }
 
 type result struct {
-	n, errors int64
-	elapsed   time.Duration
-	lat       []time.Duration // sorted
+	n, errors             int64
+	packetsIn, packetsOut uint64 // over the whole run, warm-up included
+	elapsed               time.Duration
+	lat                   []time.Duration // sorted
 }
 
 func (r *result) p(q int) time.Duration {
@@ -417,6 +419,11 @@ func load(addr string, tc *tls.Config, request []byte, conns, streams int, dur t
 	}
 	wg.Wait()
 	r := &result{elapsed: time.Since(start), errors: errs.Load()}
+	for _, c := range cs {
+		st := c.ConnectionStats()
+		r.packetsIn += st.PacketsReceived
+		r.packetsOut += st.PacketsSent
+	}
 	for _, l := range lats {
 		r.lat = append(r.lat, l...)
 	}
