@@ -53,6 +53,9 @@ func (w *responseWriter) Write(p []byte) (int, error) {
 // WriteString saves io.WriteString a copy of s.
 func (w *responseWriter) WriteString(s string) (int, error) {
 	st := w.stream("WriteString")
+	if !st.wroteHeader {
+		st.writeHeader(http.StatusOK)
+	}
 	if st.canBuffer(len(s)) {
 		st.written += int64(len(s))
 		st.resp = append(st.resp, s...)
@@ -165,6 +168,11 @@ func (st *stream) write(p []byte) (int, error) {
 	}
 	st.written += int64(len(p))
 	if st.isHead {
+		// Nothing goes out, but net/http still sniffs the type from the
+		// first write.
+		if !st.sentHeader && len(p) > 0 {
+			st.sniff(p)
+		}
 		return len(p), nil
 	}
 	if err := st.flush(p); err != nil {
@@ -183,6 +191,11 @@ func (st *stream) flush(p []byte) error {
 	defer st.wmu.Unlock()
 	out := st.out[:0]
 	if !st.sentHeader {
+		if len(st.resp) > 0 {
+			st.sniff(st.resp)
+		} else if len(p) > 0 {
+			st.sniff(p)
+		}
 		out = st.appendFinalHeaders(out, false)
 	}
 	if n := len(st.resp) + len(p); n > 0 {
@@ -293,9 +306,8 @@ func (st *stream) appendFinalHeaders(out []byte, complete bool) []byte {
 		h = make(http.Header, 2)
 		st.header = h
 	}
-	// As net/http: sniff a missing Content-Type from the first bytes.
-	if _, ok := h["Content-Type"]; !ok && len(st.resp) > 0 && bodyAllowed(st.status) && h.Get("Content-Encoding") == "" {
-		h["Content-Type"] = []string{http.DetectContentType(st.resp)}
+	if len(st.resp) > 0 {
+		st.sniff(st.resp)
 	}
 	if complete && bodyAllowed(st.status) {
 		if _, ok := h["Content-Length"]; !ok && (!st.isHead || st.written > 0) {
@@ -312,6 +324,20 @@ func (st *stream) appendFinalHeaders(out []byte, complete bool) []byte {
 		}
 	}
 	return st.appendHeaders(out, st.status, true)
+}
+
+// sniff sets a missing Content-Type from the body's first bytes, as
+// net/http does (not when the handler set the field, even to nil, nor for
+// an encoded body, nor when the status has no body).
+func (st *stream) sniff(body []byte) {
+	if st.header == nil {
+		st.header = make(http.Header, 2)
+	}
+	h := st.header
+	if _, ok := h["Content-Type"]; ok || !bodyAllowed(st.status) || h.Get("Content-Encoding") != "" {
+		return
+	}
+	h["Content-Type"] = []string{http.DetectContentType(body)}
 }
 
 // appendHeaders appends a HEADERS frame: :status, Date (final responses),

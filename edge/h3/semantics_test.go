@@ -288,6 +288,8 @@ func TestResponseHeadersAndBodies(t *testing.T) {
 		switch r.URL.Path {
 		case "/html":
 			io.WriteString(w, "<!DOCTYPE html><html><body>hi</body></html>")
+		case "/big-html":
+			w.Write([]byte("<!DOCTYPE html><html><body>" + strings.Repeat("x", 20_000)))
 		case "/typed":
 			w.Header().Set("Content-Type", "application/json")
 			io.WriteString(w, `{"a":1}`)
@@ -333,6 +335,12 @@ func TestResponseHeadersAndBodies(t *testing.T) {
 	}
 	if r := do("GET", "/html"); r.header.Get("content-type") != "text/html; charset=utf-8" {
 		t.Errorf("sniffed %q", r.header.Get("content-type"))
+	}
+	if r := do("GET", "/big-html"); r.header.Get("content-type") != "text/html; charset=utf-8" || r.header.Get("content-length") != "" {
+		t.Errorf("large first write: Content-Type %q, Content-Length %q", r.header.Get("content-type"), r.header.Get("content-length"))
+	}
+	if r := do("HEAD", "/html"); r.header.Get("content-type") != "text/html; charset=utf-8" || r.header.Get("content-length") != "43" || r.dataSeen != 0 {
+		t.Errorf("HEAD: Content-Type %q, Content-Length %q, %d DATA frames", r.header.Get("content-type"), r.header.Get("content-length"), r.dataSeen)
 	}
 	if r := do("GET", "/typed"); r.header.Get("content-type") != "application/json" {
 		t.Errorf("typed %q", r.header.Get("content-type"))

@@ -123,12 +123,19 @@ func (st *stream) serve() {
 	c := st.c
 	finished := false
 	defer func() {
-		if !finished {
-			// The handler ended its goroutine (runtime.Goexit): the
-			// response is incomplete.
-			st.reset(ErrInternalError)
-			st.done(c)
+		if finished {
+			return
 		}
+		// Either the handler ended its goroutine (runtime.Goexit), or
+		// this package has a bug that panicked: as net/http does, one
+		// request fails, not the whole server.
+		if v := recover(); v != nil {
+			buf := make([]byte, 64<<10)
+			buf = buf[:runtime.Stack(buf, false)]
+			st.srv.log.Error("h3: internal error serving a request (a bug: please report it)", "client", c.remoteAddr, "panic", v, "stack", string(buf))
+		}
+		st.reset(ErrInternalError)
+		st.done(c)
 	}()
 	if err := st.readRequest(); err != nil {
 		st.fail(err)
