@@ -136,7 +136,7 @@ func (st *stream) readTrailers(length uint64) error {
 	if err != nil {
 		return st.readError(err, "in the request's trailers")
 	}
-	st.fields, err = decodeFields(st.srv.decoder, block, limit, st.fields[:0])
+	st.fields, err = st.fdec.decode(block, limit, st.fields[:0])
 	if err == errFieldSectionTooLarge {
 		return streamErr(ErrExcessiveLoad, "trailer section over MaxFieldSectionSize once decoded")
 	}
@@ -146,7 +146,7 @@ func (st *stream) readTrailers(length uint64) error {
 	if st.req.Trailer == nil {
 		st.req.Trailer = make(http.Header, len(st.fields))
 	}
-	if err := parseTrailers(st.fields, st.srv.names, st.req.Trailer); err != nil {
+	if err := parseTrailers(st.fields, st.req.Trailer); err != nil {
 		return streamErr(ErrMessageError, "malformed trailers: %v", err)
 	}
 	st.trailersRead = true

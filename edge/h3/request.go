@@ -3,14 +3,12 @@ package h3
 import (
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/textproto"
 	"net/url"
 	"strconv"
 	"strings"
 
-	"github.com/quic-go/qpack"
 	"golang.org/x/net/http/httpguts"
 )
 
@@ -18,36 +16,10 @@ import (
 // counted as RFC 9114 §4.2.2 does: every field's name and value plus 32.
 var errFieldSectionTooLarge = errors.New("field section larger than MaxFieldSectionSize")
 
-// decodeFields decodes a QPACK field section into fields (reused), and
-// stops as soon as the section's decoded size passes limit: a small block
-// of static-table references can expand a hundredfold (CVE-2025-64702,
-// CVE-2026-40898), so the limit applies to what comes out, not to what
-// went in. A section QPACK cannot decode is a connection error (RFC 9204
-// §2.2.3): with a dynamic table of capacity zero, any reference into it
-// is one.
-func decodeFields(dec *qpack.Decoder, block []byte, limit int, fields []qpack.HeaderField) ([]qpack.HeaderField, error) {
-	next := dec.Decode(block)
-	size := 0
-	for {
-		f, err := next()
-		if err == io.EOF {
-			return fields, nil
-		}
-		if err != nil {
-			return fields, connErr(ErrQPACKDecompressionFailed, "decoding a field section: %v", err)
-		}
-		size += len(f.Name) + len(f.Value) + 32
-		if size > limit {
-			return fields, errFieldSectionTooLarge
-		}
-		fields = append(fields, f)
-	}
-}
-
 // validField checks what RFC 9114 §4.2 and §4.3 ask of every field: a
 // lower-case token as its name (after the colon of a pseudo-header), and a
 // value without NUL, CR or LF (nor any other control but tab).
-func validField(f qpack.HeaderField) error {
+func validField(f field) error {
 	name := f.Name
 	if strings.HasPrefix(name, ":") {
 		name = name[1:]
@@ -78,18 +50,19 @@ type requestHead struct {
 // parseRequestHead turns decoded fields into h. Every failure is a
 // malformed request (RFC 9114 §4.1.2), a stream error H3_MESSAGE_ERROR:
 // the handler never sees it.
-func parseRequestHead(fields []qpack.HeaderField, names *fieldNames, h *requestHead) error {
+func parseRequestHead(fields []field, h *requestHead) error {
 	*h = requestHead{contentLength: -1}
 	var seen struct{ method, scheme, authority, path bool }
 	regular := 0
 	var host string
 	var hostSeen bool
 	var cookies int
-	for _, f := range fields {
-		if err := validField(f); err != nil {
-			return err
+	for i := range fields {
+		f := &fields[i]
+		if !f.valid {
+			return validField(*f)
 		}
-		if !strings.HasPrefix(f.Name, ":") {
+		if !f.pseudo() {
 			regular++
 			continue
 		}
@@ -126,7 +99,8 @@ func parseRequestHead(fields []qpack.HeaderField, names *fieldNames, h *requestH
 		// One backing array for every value: a field seen once (nearly
 		// all of them) costs no allocation of its own.
 		values := make([]string, 0, regular)
-		for _, f := range fields[len(fields)-regular:] {
+		for i := len(fields) - regular; i < len(fields); i++ {
+			f := &fields[i]
 			switch f.Name {
 			case "content-length":
 				n, err := strconv.ParseUint(f.Value, 10, 63)
@@ -161,7 +135,7 @@ func parseRequestHead(fields []qpack.HeaderField, names *fieldNames, h *requestH
 					return fmt.Errorf("connection-specific field %s is not allowed in HTTP/3", f.Name)
 				}
 			}
-			key := names.canonicalKey(f.Name)
+			key := f.canonical
 			if vv := h.header[key]; vv != nil {
 				h.header[key] = append(vv, f.Value)
 				continue
@@ -174,7 +148,7 @@ func parseRequestHead(fields []qpack.HeaderField, names *fieldNames, h *requestH
 			h.header["Cookie"] = []string{strings.Join(h.header["Cookie"], "; ")}
 		}
 		if vv, ok := h.header["Trailer"]; ok {
-			h.trailer = announcedTrailers(vv, names)
+			h.trailer = announcedTrailers(vv)
 			delete(h.header, "Trailer")
 		}
 	}
@@ -209,11 +183,11 @@ func parseRequestHead(fields []qpack.HeaderField, names *fieldNames, h *requestH
 
 // announcedTrailers is the Trailer header's list as http.Request.Trailer
 // wants it: keys with nil values, filled when the trailers arrive.
-func announcedTrailers(vv []string, names *fieldNames) http.Header {
+func announcedTrailers(vv []string) http.Header {
 	var t http.Header
 	for _, v := range vv {
 		for key := range strings.SplitSeq(v, ",") {
-			key = names.canonicalKey(strings.ToLower(textproto.TrimString(key)))
+			key = http.CanonicalHeaderKey(textproto.TrimString(key))
 			switch key {
 			case "", "Transfer-Encoding", "Trailer", "Content-Length":
 				continue // never trailers (as net/http)
@@ -229,18 +203,19 @@ func announcedTrailers(vv []string, names *fieldNames) http.Header {
 
 // parseTrailers checks a trailer section (no pseudo-headers, nothing that
 // may not be a trailer) and stores it in t.
-func parseTrailers(fields []qpack.HeaderField, names *fieldNames, t http.Header) error {
-	for _, f := range fields {
-		if err := validField(f); err != nil {
-			return err
+func parseTrailers(fields []field, t http.Header) error {
+	for i := range fields {
+		f := &fields[i]
+		if !f.valid {
+			return validField(*f)
 		}
-		if strings.HasPrefix(f.Name, ":") {
+		if f.pseudo() {
 			return fmt.Errorf("pseudo-header %s in trailers", f.Name)
 		}
 		if connectionSpecific(f.Name) {
 			return fmt.Errorf("connection-specific field %s in trailers", f.Name)
 		}
-		key := names.canonicalKey(f.Name)
+		key := f.canonical
 		if !httpguts.ValidTrailerHeader(key) {
 			return fmt.Errorf("field %s is not allowed as a trailer", f.Name)
 		}

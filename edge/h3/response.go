@@ -10,7 +10,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/quic-go/qpack"
 	"github.com/quic-go/quic-go"
 	"golang.org/x/net/http/httpguts"
 )
@@ -345,12 +344,12 @@ func (st *stream) sniff(body []byte) {
 // trailers, and names or values that are not valid (dropped, as
 // x/net/http2 does).
 func (st *stream) appendHeaders(out []byte, status int, final bool) []byte {
-	st.encBuf.b = st.encBuf.b[:0]
-	_ = st.enc.WriteField(qpack.HeaderField{Name: ":status", Value: statusText(status)})
+	b := sectionPrefix(st.section[:0])
+	b = st.fenc.appendField(b, ":status", statusText(status))
 	h := st.header
 	if final {
 		if _, ok := h["Date"]; !ok {
-			st.encBuf.b = append(st.encBuf.b, st.srv.dates.encoded(time.Now())...)
+			b = append(b, st.srv.dates.encoded(time.Now())...)
 		}
 	}
 	names := st.srv.names
@@ -366,12 +365,12 @@ func (st *stream) appendHeaders(out []byte, status int, final bool) []byte {
 			if !httpguts.ValidHeaderFieldValue(v) {
 				continue
 			}
-			_ = st.enc.WriteField(qpack.HeaderField{Name: name, Value: v})
+			b = st.fenc.appendField(b, name, v)
 		}
 	}
-	_ = st.enc.Close()
-	out = appendFrameHeader(out, frameHeaders, uint64(len(st.encBuf.b)))
-	return append(out, st.encBuf.b...)
+	st.section = b
+	out = appendFrameHeader(out, frameHeaders, uint64(len(b)))
+	return append(out, b...)
 }
 
 func isTrailerKey(keys []string, k string) bool {
@@ -390,7 +389,7 @@ func (st *stream) appendTrailers(out []byte) []byte {
 	if len(st.trailerKeys) == 0 && !hasTrailerPrefix(st.header) {
 		return out
 	}
-	st.encBuf.b = st.encBuf.b[:0]
+	b := sectionPrefix(st.section[:0])
 	n := 0
 	add := func(key string, vv []string) {
 		if !httpguts.ValidTrailerHeader(key) {
@@ -402,7 +401,7 @@ func (st *stream) appendTrailers(out []byte) []byte {
 		}
 		for _, v := range vv {
 			if httpguts.ValidHeaderFieldValue(v) {
-				_ = st.enc.WriteField(qpack.HeaderField{Name: name, Value: v})
+				b = st.fenc.appendField(b, name, v)
 				n++
 			}
 		}
@@ -415,12 +414,12 @@ func (st *stream) appendTrailers(out []byte) []byte {
 			add(http.CanonicalHeaderKey(key), vv)
 		}
 	}
-	_ = st.enc.Close()
+	st.section = b
 	if n == 0 {
 		return out
 	}
-	out = appendFrameHeader(out, frameHeaders, uint64(len(st.encBuf.b)))
-	return append(out, st.encBuf.b...)
+	out = appendFrameHeader(out, frameHeaders, uint64(len(b)))
+	return append(out, b...)
 }
 
 func hasTrailerPrefix(h http.Header) bool {

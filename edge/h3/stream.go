@@ -12,7 +12,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/quic-go/qpack"
 	"github.com/quic-go/quic-go"
 )
 
@@ -45,7 +44,8 @@ type stream struct {
 	rd     streamReader
 	rbuf   []byte
 	big    []byte // a header block larger than rbuf
-	fields []qpack.HeaderField
+	fields []field
+	fdec   *fieldDecoder
 	head   requestHead
 
 	req  *http.Request
@@ -69,8 +69,8 @@ type stream struct {
 	written      int64
 	resp         []byte // response body not sent yet
 	out          []byte // frames being put together
-	enc          *qpack.Encoder
-	encBuf       appendWriter
+	fenc         *fieldEncoder
+	section      []byte // a field section being encoded
 	trailerKeys  []string
 	failed       bool  // the stream is reset; the response is over
 	writeErr     error // what writes return once failed
@@ -82,8 +82,8 @@ type stream struct {
 func (s *Server) newStream(c *conn, qs *quic.Stream) *stream {
 	st, _ := s.streams.Get().(*stream)
 	if st == nil {
-		st = &stream{srv: s, rbuf: make([]byte, readBufSize), fields: make([]qpack.HeaderField, 0, 16)}
-		st.enc = qpack.NewEncoder(&st.encBuf)
+		st = &stream{srv: s, rbuf: make([]byte, readBufSize), fields: make([]field, 0, 16),
+			fdec: newFieldDecoder(s.decoder, s.names), fenc: newFieldEncoder()}
 	}
 	st.c, st.qs, st.start = c, qs, time.Now()
 	st.declared = -1
@@ -196,7 +196,7 @@ func (st *stream) readRequest() error {
 	if err != nil {
 		return st.readError(err, "in the request's HEADERS frame")
 	}
-	st.fields, err = decodeFields(srv.decoder, block, limit, st.fields[:0])
+	st.fields, err = st.fdec.decode(block, limit, st.fields[:0])
 	if err != nil {
 		if err == errFieldSectionTooLarge {
 			return errHeadersTooLarge
@@ -204,7 +204,7 @@ func (st *stream) readRequest() error {
 		return err
 	}
 	h := &st.head
-	if err := parseRequestHead(st.fields, srv.names, h); err != nil {
+	if err := parseRequestHead(st.fields, h); err != nil {
 		return streamErr(ErrMessageError, "malformed request: %v", err)
 	}
 
