@@ -153,10 +153,14 @@ type rawConn struct {
 }
 
 func (ts *testServer) dial(t testing.TB) *rawConn {
+	return ts.dialQUIC(t, &quic.Config{MaxIdleTimeout: 30 * time.Second})
+}
+
+func (ts *testServer) dialQUIC(t testing.TB, qconf *quic.Config) *rawConn {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	qc, err := quic.DialAddr(ctx, ts.addr, &tls.Config{RootCAs: ts.pool, ServerName: "localhost", NextProtos: []string{"h3"}}, &quic.Config{MaxIdleTimeout: 30 * time.Second})
+	qc, err := quic.DialAddr(ctx, ts.addr, &tls.Config{RootCAs: ts.pool, ServerName: "localhost", NextProtos: []string{"h3"}}, qconf)
 	if err != nil {
 		t.Fatal(err)
 	}

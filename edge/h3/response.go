@@ -134,7 +134,7 @@ func (st *stream) writeInterim(code int) {
 	if code == http.StatusContinue && !st.continueSent.CompareAndSwap(0, 1) {
 		return // sent already, or no longer meaningful
 	}
-	out := st.appendHeaders(st.out[:0], code, false)
+	out := st.appendHeaders(st.out[:0], code, false, "")
 	st.out = out[:0]
 	_ = st.writeLocked(out)
 }
@@ -280,16 +280,14 @@ func (st *stream) writeLocked(b []byte) error {
 	return nil
 }
 
+// writeFailed ends a response whose write failed: the client stopped
+// reading it, the write deadline passed, or the connection is gone.
 func (st *stream) writeFailed(err error) error {
 	var ne net.Error
-	code := ErrRequestCancelled
 	if errors.As(err, &ne) && ne.Timeout() {
-		err = fmt.Errorf("h3: writing the response: %w (WriteTimeout)", err)
-	} else {
-		code = ErrInternalError
+		err = fmt.Errorf("h3: writing the response: %w (WriteTimeout or a write deadline)", err)
 	}
-	st.qs.CancelRead(strCode(code))
-	st.qs.CancelWrite(strCode(code))
+	st.abort(ErrRequestCancelled)
 	st.failed, st.writeErr = true, err
 	return err
 }
@@ -308,9 +306,12 @@ func (st *stream) appendFinalHeaders(out []byte, complete bool) []byte {
 	if len(st.resp) > 0 {
 		st.sniff(st.resp)
 	}
+	// The whole body is known: its length goes out with the header (not
+	// into the handler's map, as net/http).
+	var length string
 	if complete && bodyAllowed(st.status) {
 		if _, ok := h["Content-Length"]; !ok && (!st.isHead || st.written > 0) {
-			h["Content-Length"] = []string{strconv.FormatInt(st.written, 10)}
+			length = st.lengthText(st.written)
 		}
 	}
 	if vv, ok := h["Trailer"]; ok {
@@ -322,7 +323,16 @@ func (st *stream) appendFinalHeaders(out []byte, complete bool) []byte {
 			}
 		}
 	}
-	return st.appendHeaders(out, st.status, true)
+	return st.appendHeaders(out, st.status, true, length)
+}
+
+// lengthText is strconv.FormatInt(n, 10), remembered: a stream state
+// serving the same resource again does not allocate it again.
+func (st *stream) lengthText(n int64) string {
+	if n != st.lenVal || st.lenText == "" {
+		st.lenVal, st.lenText = n, strconv.FormatInt(n, 10)
+	}
+	return st.lenText
 }
 
 // sniff sets a missing Content-Type from the body's first bytes, as
@@ -339,17 +349,20 @@ func (st *stream) sniff(body []byte) {
 	h["Content-Type"] = []string{http.DetectContentType(body)}
 }
 
-// appendHeaders appends a HEADERS frame: :status, Date (final responses),
-// then the handler's fields, minus what HTTP/3 forbids, declared
+// appendHeaders appends a HEADERS frame: :status, Date and the computed
+// Content-Length (final responses), then the handler's fields, minus what HTTP/3 forbids, declared
 // trailers, and names or values that are not valid (dropped, as
 // x/net/http2 does).
-func (st *stream) appendHeaders(out []byte, status int, final bool) []byte {
+func (st *stream) appendHeaders(out []byte, status int, final bool, length string) []byte {
 	b := sectionPrefix(st.section[:0])
 	b = st.fenc.appendField(b, ":status", statusText(status))
 	h := st.header
 	if final {
 		if _, ok := h["Date"]; !ok {
 			b = append(b, st.srv.dates.encoded(time.Now())...)
+		}
+		if length != "" {
+			b = st.fenc.appendField(b, "content-length", length)
 		}
 	}
 	names := st.srv.names

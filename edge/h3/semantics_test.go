@@ -704,6 +704,51 @@ func TestConcurrentRequestCap(t *testing.T) {
 	}
 }
 
+// WriteTimeout ends a response the client does not take (it grants no
+// flow control), and ReadTimeout a body that does not come.
+func TestReadWriteTimeouts(t *testing.T) {
+	writeErr := make(chan error, 1)
+	readErr := make(chan error, 1)
+	ts := startServer(t, Config{ReadTimeout: 300 * time.Millisecond, WriteTimeout: 300 * time.Millisecond,
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method == "POST" {
+				_, err := io.ReadAll(r.Body)
+				readErr <- err
+				return
+			}
+			chunk := make([]byte, 64<<10)
+			for range 100 {
+				if _, err := w.Write(chunk); err != nil {
+					writeErr <- err
+					return
+				}
+			}
+			writeErr <- nil
+		})})
+	rc := ts.dialQUIC(t, &quic.Config{MaxIdleTimeout: 30 * time.Second, InitialStreamReceiveWindow: 64 << 10, MaxStreamReceiveWindow: 64 << 10})
+	s := rc.request(true, frame(frameHeaders, get("/big")))
+	select {
+	case err := <-writeErr:
+		if err == nil || !strings.Contains(err.Error(), "WriteTimeout") {
+			t.Fatalf("write to a client that reads nothing: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("write did not end at WriteTimeout")
+	}
+	wantStreamError(t, s, ErrRequestCancelled)
+
+	post := fields(":method", "POST", ":scheme", "https", ":authority", "localhost", ":path", "/")
+	rc.request(false, frame(frameHeaders, post), frame(frameData, []byte("part")))
+	select {
+	case err := <-readErr:
+		if err == nil {
+			t.Fatal("body read without its end succeeded")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("body read did not end at ReadTimeout")
+	}
+}
+
 func TestIdleTimeout(t *testing.T) {
 	ts := startServer(t, Config{Handler: okHandler(), IdleTimeout: 200 * time.Millisecond})
 	rc := ts.dial(t)

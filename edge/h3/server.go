@@ -377,6 +377,9 @@ func (c *conn) requestDone() {
 // request ran for IdleTimeout, and otherwise looks again when that could
 // next be true. Requests touch only two atomics, never the timer.
 func (c *conn) checkIdle() {
+	if c.qc.Context().Err() != nil {
+		return // closed already: the timer is not needed any more
+	}
 	d := c.srv.cfg.IdleTimeout
 	since := c.idleSince.Load()
 	if since == 0 {

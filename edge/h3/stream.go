@@ -75,6 +75,8 @@ type stream struct {
 	failed       bool  // the stream is reset; the response is over
 	writeErr     error // what writes return once failed
 	deadlineSet  bool
+	lenVal       int64 // lengthText's last answer, and its text
+	lenText      string
 	wmu          sync.Mutex   // orders 100 Continue and the response
 	continueSent atomic.Int32 // 0: may send 100 Continue, 1: sent, 2: the response started
 }
@@ -114,6 +116,9 @@ func (st *stream) release() {
 	}
 	if cap(st.out) > 4*bodyBufSize {
 		st.out = nil
+	}
+	if cap(st.section) > 64<<10 {
+		st.section = nil
 	}
 	st.srv.streams.Put(st)
 }
