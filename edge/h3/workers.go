@@ -18,31 +18,42 @@ import (
 // stack has grown already. The connection's accept loop hands a stream to
 // an idle worker; when none is idle and the pool is full, the stream gets
 // a goroutine of its own: the pool never queues a request behind another.
+//
+// An idle worker waits on the work channel alone (no timer, no select per
+// request); a janitor ends the workers that stayed idle for a whole
+// period, by handing them nil.
 type workerPool struct {
-	work    chan *stream
+	work    chan job // nil: end
+	stopped atomic.Bool
+	stop1   sync.Once
+	start1  sync.Once // the janitor starts with the first worker
 	quit    chan struct{}
-	stopped sync.Once
 	size    int32
 	running atomic.Int32
-	idle    time.Duration
+	idle    atomic.Int32 // workers waiting on work
+	period  time.Duration
 }
 
-// workerIdle is how long a worker waits for a stream before it ends.
+// job is what a worker runs: a request stream (*stream), or a test's.
+type job interface{ serve() }
+
+// workerIdle is how long a worker may wait for a stream before it ends.
 const workerIdle = 10 * time.Second
 
 func newWorkerPool(size int, idle time.Duration) *workerPool {
-	return &workerPool{work: make(chan *stream), quit: make(chan struct{}), size: int32(size), idle: idle}
+	return &workerPool{work: make(chan job), quit: make(chan struct{}), size: int32(size), period: idle}
 }
 
 // dispatch serves st on an idle worker, a new worker, or a goroutine of
 // its own, and returns at once.
-func (p *workerPool) dispatch(st *stream) {
+func (p *workerPool) dispatch(st job) {
 	select {
 	case p.work <- st:
 		return
 	default:
 	}
-	if p.running.Add(1) <= p.size {
+	if !p.stopped.Load() && p.running.Add(1) <= p.size {
+		p.start1.Do(func() { go p.janitor() })
 		go p.worker(st)
 		return
 	}
@@ -50,22 +61,65 @@ func (p *workerPool) dispatch(st *stream) {
 	go st.serve()
 }
 
-func (p *workerPool) worker(st *stream) {
+func (p *workerPool) worker(st job) {
 	defer p.running.Add(-1) // also when a handler ends the goroutine (runtime.Goexit)
-	t := time.NewTimer(p.idle)
-	defer t.Stop()
-	for {
+	for st != nil {
 		st.serve()
-		t.Reset(p.idle)
-		select {
-		case st = <-p.work:
-		case <-t.C:
+		if p.stopped.Load() {
 			return
+		}
+		p.idle.Add(1)
+		if p.stopped.Load() { // stop may have counted the idle already
+			p.idle.Add(-1)
+			return
+		}
+		st = <-p.work
+		p.idle.Add(-1)
+	}
+}
+
+// janitor ends, once a period, as many workers as were idle both at the
+// period's start and at its end (those the load did not need), and the
+// idle workers once the pool is stopped.
+func (p *workerPool) janitor() {
+	t := time.NewTicker(p.period)
+	defer t.Stop()
+	idleBefore := int32(0)
+	for {
+		select {
+		case <-t.C:
 		case <-p.quit:
+			// Workers that went idle before the stop: hand each a nil,
+			// waiting briefly for one still on its way to the channel.
+			deadline := time.Now().Add(time.Second)
+			for p.idle.Load() > 0 && time.Now().Before(deadline) {
+				select {
+				case p.work <- nil:
+				case <-time.After(10 * time.Millisecond):
+				}
+			}
+			return
+		}
+		p.retire(min(idleBefore, p.idle.Load()))
+		idleBefore = p.idle.Load()
+	}
+}
+
+// retire hands nil to up to n idle workers.
+func (p *workerPool) retire(n int32) {
+	for ; n > 0; n-- {
+		select {
+		case p.work <- nil:
+		default:
 			return
 		}
 	}
 }
 
 // stop ends idle workers, and busy ones once their stream is served.
-func (p *workerPool) stop() { p.stopped.Do(func() { close(p.quit) }) }
+func (p *workerPool) stop() {
+	p.stop1.Do(func() {
+		p.stopped.Store(true)
+		close(p.quit)
+	})
+}
