@@ -827,3 +827,18 @@ func TestConfigErrors(t *testing.T) {
 		t.Fatal("negative Workers accepted")
 	}
 }
+
+// A plain CONNECT (RFC 9114 §4.4) reaches the handler with its authority;
+// what to do with it is the handler's business.
+func TestConnectMethod(t *testing.T) {
+	got := make(chan string, 1)
+	ts := startServer(t, Config{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got <- r.Method + " " + r.Host + " " + r.URL.Host + " " + r.RequestURI
+		http.Error(w, "no tunnels here", http.StatusMethodNotAllowed)
+	})})
+	rc := ts.dial(t)
+	r := mustResponse(t, rc.request(true, frame(frameHeaders, fields(":method", "CONNECT", ":authority", "example.test:443"))))
+	if s := <-got; s != "CONNECT example.test:443 example.test:443 example.test:443" || r.status != 405 {
+		t.Fatalf("handler saw %q, status %d", s, r.status)
+	}
+}
