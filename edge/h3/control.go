@@ -137,13 +137,20 @@ func (c *conn) readControl(rd *streamReader) error {
 			if l > maxPriorityFrame {
 				return connErr(ErrExcessiveLoad, "PRIORITY_UPDATE frame of %d bytes", l)
 			}
-			b, err := rd.next(int(l))
+			if l == 0 {
+				return connErr(ErrFrameError, "PRIORITY_UPDATE without an element ID")
+			}
+			id, err := rd.varint()
 			if err != nil {
 				return c.criticalEnded(err, "control")
 			}
-			id, _, err := quicvarint.Parse(b)
-			if err != nil {
-				return connErr(ErrFrameError, "PRIORITY_UPDATE without an element ID")
+			n := uint64(quicvarint.Len(id))
+			if n > l {
+				return connErr(ErrFrameError, "PRIORITY_UPDATE's element ID runs past the frame")
+			}
+			// The priority field value is not used: skip it.
+			if err := rd.discard(l - n); err != nil {
+				return c.criticalEnded(err, "control")
 			}
 			if t == framePriorityPush {
 				return connErr(ErrIDError, "PRIORITY_UPDATE for push %d, which was never promised", id)

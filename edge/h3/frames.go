@@ -47,6 +47,10 @@ func http2Setting(id uint64) bool { return id == 0x0 || (id >= 0x2 && id <= 0x5)
 // errTruncated is a stream that ended inside a frame or a varint.
 var errTruncated = errors.New("stream ended inside a frame")
 
+// errBeyondBuffer is a read of more contiguous bytes than the buffer
+// holds: a bug of the caller, which must use readFull or discard instead.
+var errBeyondBuffer = errors.New("h3: contiguous read larger than the stream buffer")
+
 // streamReader reads a QUIC stream through one buffer: frame headers,
 // header blocks and small bodies come out of it without a call into
 // quic-go (and its locks) per byte or per field.
@@ -98,6 +102,9 @@ func (s *streamReader) fill() error {
 // first gives errTruncated, unless nothing at all was buffered and it
 // ended cleanly, which gives io.EOF.
 func (s *streamReader) ensure(n int) error {
+	if n > len(s.buf) {
+		return errBeyondBuffer
+	}
 	for s.w-s.r < n {
 		if err := s.fill(); err != nil {
 			if err == io.EOF && s.w-s.r > 0 {

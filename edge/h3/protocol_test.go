@@ -105,6 +105,15 @@ func TestControlStreamErrors(t *testing.T) {
 		{"PRIORITY_UPDATE for a stream that is not a request stream", func(rc *rawConn) {
 			rc.uni(streamControl, frame(frameSettings, nil), frame(framePriorityUpdate, append(varints(2), "u=1"...)))
 		}, ErrIDError},
+		{"PRIORITY_UPDATE too long", func(rc *rawConn) {
+			rc.uni(streamControl, frame(frameSettings, nil), frame(framePriorityUpdate, append(varints(0), make([]byte, 5000)...)))
+		}, ErrExcessiveLoad},
+		{"frames after a PRIORITY_UPDATE longer than the read buffer are still read", func(rc *rawConn) {
+			rc.uni(streamControl, frame(frameSettings, nil), frame(framePriorityUpdate, append(varints(0), make([]byte, 3000)...)), frame(frameSettings, nil))
+		}, ErrFrameUnexpected},
+		{"empty PRIORITY_UPDATE", func(rc *rawConn) {
+			rc.uni(streamControl, frame(frameSettings, nil), frame(framePriorityUpdate, nil))
+		}, ErrFrameError},
 		{"push stream from a client", func(rc *rawConn) {
 			rc.uni(streamPush, varints(0))
 		}, ErrStreamCreationError},
@@ -129,6 +138,7 @@ func TestControlStreamAllowedFrames(t *testing.T) {
 		frame(frameMaxPushID, varints(3)),
 		frame(frameMaxPushID, varints(3)),
 		frame(framePriorityUpdate, append(varints(0), "u=2"...)),
+		frame(framePriorityUpdate, append(varints(4), bytes.Repeat([]byte("u=3, i"), 500)...)), // longer than the read buffer
 		frame(frameGoAway, varints(0)),
 		frame(0xabcdef, bytes.Repeat([]byte("x"), 10000)),
 	)
