@@ -100,7 +100,7 @@ func TestZeroRTT(t *testing.T) {
 			log = nil
 			mu.Unlock()
 			s, pki := startServer(t, Config{Allow0RTT: allow, AcceptEarlyData: accept}, h)
-			cache := tls.NewLRUClientSessionCache(8)
+			cache := &ticketSignal{ClientSessionCache: tls.NewLRUClientSessionCache(8), put: make(chan struct{}, 8)}
 			tc := pki.clientTLS()
 			tc.ClientSessionCache = cache
 
@@ -111,7 +111,11 @@ func TestZeroRTT(t *testing.T) {
 				t.Fatal(err)
 			}
 			resp.Body.Close()
-			time.Sleep(100 * time.Millisecond) // let the ticket arrive
+			select { // the ticket comes after the handshake, on its own
+			case <-cache.put:
+			case <-time.After(5 * time.Second):
+				t.Fatal("no session ticket from the server")
+			}
 			tr.Close()
 
 			relay := newSlowFinishRelay(t, &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: s.TLSAddr().Port}, 300*time.Millisecond)
@@ -151,6 +155,22 @@ func TestZeroRTT(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// ticketSignal is a session cache that says when a ticket was stored.
+type ticketSignal struct {
+	tls.ClientSessionCache
+	put chan struct{}
+}
+
+func (c *ticketSignal) Put(key string, cs *tls.ClientSessionState) {
+	c.ClientSessionCache.Put(key, cs)
+	if cs != nil {
+		select {
+		case c.put <- struct{}{}:
+		default:
+		}
 	}
 }
 

@@ -15,9 +15,9 @@ import (
 	"syscall"
 
 	"github.com/quic-go/quic-go"
-	"github.com/quic-go/quic-go/http3"
 
 	"github.com/portico-edge/portico/edge/h2"
+	"github.com/portico-edge/portico/edge/h3"
 )
 
 // Server serves one handler on the configured listeners. Create it with
@@ -35,7 +35,7 @@ type Server struct {
 
 	h1     *http.Server // HTTP/1.1 over TLS; also h2's http.ServerContextKey
 	h2     *h2.Server
-	h3     *http3.Server
+	h3     *h3.Server
 	plain1 *http.Server
 
 	mu        sync.Mutex
@@ -75,7 +75,8 @@ func New(cfg Config, h http.Handler) (*Server, error) {
 	}
 	s.alt = &altSvc{next: h}
 	s.handler = HSTS(s.alt, cfg.HSTS)
-	s.h3h = onWorkers(s.workers, HSTS(earlyDataGuard(h, cfg.AcceptEarlyData), cfg.HSTS))
+	// edge/h3 serves its streams on workers of its own.
+	s.h3h = HSTS(earlyDataGuard(h, cfg.AcceptEarlyData), cfg.HSTS)
 	s.plain = cfg.PlainHandler
 	if s.plain == nil {
 		s.plain = h
@@ -109,12 +110,19 @@ func New(cfg Config, h http.Handler) (*Server, error) {
 		s.h2 = h2.NewServer(s.h2Config(), s.handler)
 		s.h1.TLSNextProto = map[string]func(*http.Server, *tls.Conn, http.Handler){}
 		if !cfg.DisableHTTP3 {
-			s.h3 = &http3.Server{
-				Handler:        s.h3h,
-				MaxHeaderBytes: cfg.MaxHeaderBytes,
-				IdleTimeout:    timeout(cfg.IdleTimeout),
-				Logger:         s.log,
+			h3s, err := h3.New(h3.Config{
+				Handler:             s.h3h,
+				MaxFieldSectionSize: cfg.MaxHeaderBytes,
+				ReadHeaderTimeout:   timeout(cfg.ReadHeaderTimeout),
+				ReadTimeout:         timeout(cfg.ReadTimeout),
+				WriteTimeout:        timeout(cfg.WriteTimeout),
+				IdleTimeout:         timeout(cfg.IdleTimeout),
+				Logger:              s.log,
+			})
+			if err != nil {
+				return nil, fmt.Errorf("listen: configuring HTTP/3: %w", err)
 			}
+			s.h3 = h3s
 		}
 	}
 	if cfg.HTTPAddr != "" {
@@ -305,13 +313,14 @@ func ignoreClosed(err error) error {
 
 func (s *Server) startHTTP3() error {
 	s.quicTr = &quic.Transport{Conn: s.udp}
-	qconf := &quic.Config{
+	// MaxConcurrentStreams caps the requests running per connection:
+	// edge/h3 gives a stream's credit back only when its handler returned.
+	qconf := h3.QUICConfig(&quic.Config{
 		Allow0RTT:            s.cfg.Allow0RTT,
-		MaxIncomingStreams:   int64(s.cfg.HTTP2.MaxConcurrentStreams),
 		HandshakeIdleTimeout: timeout(s.cfg.HandshakeTimeout),
 		MaxIdleTimeout:       timeout(s.cfg.IdleTimeout),
-	}
-	ln, err := s.quicTr.ListenEarly(http3.ConfigureTLSConfig(quicTLSConfig(s.cfg.Certificates)), qconf)
+	}, int64(s.cfg.HTTP2.MaxConcurrentStreams))
+	ln, err := s.quicTr.ListenEarly(h3.ConfigureTLSConfig(quicTLSConfig(s.cfg.Certificates)), qconf)
 	if err != nil {
 		return fmt.Errorf("listen: HTTP/3 on %s: %w (set DisableHTTP3 to serve without it)", s.udp.LocalAddr(), err)
 	}

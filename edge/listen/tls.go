@@ -39,7 +39,7 @@ func ServerTLSConfig(src CertSource) *tls.Config {
 }
 
 // quicTLSConfig is the tls.Config of the QUIC listener: QUIC is TLS 1.3
-// only; http3.ConfigureTLSConfig adds the h3 ALPN.
+// only; h3.ConfigureTLSConfig adds the h3 ALPN.
 func quicTLSConfig(src CertSource) *tls.Config {
 	return &tls.Config{
 		MinVersion:     tls.VersionTLS13,

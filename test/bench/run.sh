@@ -5,7 +5,7 @@
 #   test/bench/run.sh gateway cache
 set -euo pipefail
 cd "$(dirname "$0")"
-all=(gateway access cache wasm protocols)
+all=(gateway access cache wasm protocols h3)
 which=("$@")
 [ ${#which[@]} -eq 0 ] && which=("${all[@]}")
 status=0

@@ -29,6 +29,8 @@ import (
 	"time"
 
 	"github.com/portico-edge/portico/edge/listen"
+	"github.com/quic-go/quic-go"
+	"github.com/quic-go/quic-go/http3"
 )
 
 func main() {
@@ -38,7 +40,7 @@ func main() {
 	keyFile := flag.String("key", "", "key PEM file, with -cert")
 	certOut := flag.String("cert-out", "", "write the self-signed certificate (PEM) here, for clients to trust")
 	size := flag.Int("size", 1024, "response body bytes")
-	stdlib := flag.Bool("stdlib", false, "serve with a bare net/http server (h1, h2) instead of edge/listen: the baseline the listener's hardening costs against")
+	stdlib := flag.Bool("stdlib", false, "serve with a bare net/http server (h1, h2) and a bare quic-go http3.Server (h3) instead of edge/listen: the baseline the listener costs against")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile here until the server stops")
 	flag.Parse()
 	useStdlib = *stdlib
@@ -92,9 +94,29 @@ func run(addr, plain, certFile, keyFile, certOut string, size int, log *slog.Log
 		if err != nil {
 			return err
 		}
+		// HTTP/3 on the same port: quic-go's http3.Server as it comes,
+		// with edge/listen's QUIC settings.
+		udp, err := net.ListenPacket("udp", ln.Addr().String())
+		if err != nil {
+			return err
+		}
+		h3 := &http3.Server{
+			Handler:   h,
+			TLSConfig: http3.ConfigureTLSConfig(&tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{*cert}}),
+			QUICConfig: &quic.Config{
+				MaxIncomingStreams:   100,
+				HandshakeIdleTimeout: 10 * time.Second,
+				MaxIdleTimeout:       120 * time.Second,
+			},
+		}
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
-		go func() { <-ctx.Done(); srv.Close() }()
+		go func() { <-ctx.Done(); srv.Close(); h3.Close(); udp.Close() }()
+		go func() {
+			if err := h3.Serve(udp); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Error("bare HTTP/3 server failed", "error", err)
+			}
+		}()
 		if err := srv.ServeTLS(ln, "", ""); !errors.Is(err, http.ErrServerClosed) {
 			return err
 		}

@@ -18,6 +18,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -39,11 +40,23 @@ func main() {
 	var headers headerFlags
 	flag.Var(&headers, "H", "a request header, 'Name: value' (repeatable; 'Host: name' sets the request's host)")
 	rate := flag.Float64("rate", 0, "requests per second in all, paced evenly over the workers (0: as fast as the server answers)")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the load here")
 	flag.Parse()
 	if flag.NArg() != 1 {
 		fmt.Fprintln(os.Stderr, "usage: loadclient [flags] URL")
 		flag.PrintDefaults()
 		os.Exit(2)
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "loadclient:", err)
+			os.Exit(1)
+		}
+		defer func() { pprof.StopCPUProfile(); f.Close() }()
 	}
 	r, err := run(*proto, flag.Arg(0), headers, *conns, *streams, *dur, *caFile, *insecure, *maxReqs, *rate)
 	if err != nil {
