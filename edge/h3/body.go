@@ -154,23 +154,31 @@ func (st *stream) readTrailers(length uint64) error {
 }
 
 // bodyFailed acts on an error met while reading the body, and returns
-// what Read returns from now on.
+// what Read returns from now on. Only a client's protocol violation
+// resets the stream (or closes the connection); a client that reset its
+// upload, a connection that is gone, or a read this server stopped itself
+// fail the read alone, and the handler may still answer. Once the
+// handler has returned, the response is never touched.
 func (st *stream) bodyFailed(err error) error {
 	var ce *connError
 	var se *streamError
 	switch {
+	case err == errPeerGone, err == errReadStopped:
+		st.bodyErr = err
 	case errors.As(err, &ce):
 		st.c.close(ce)
 		st.bodyErr = err
 	case errors.As(err, &se):
-		st.srv.log.Debug("h3: resetting request stream", "client", st.c.remoteAddr, "stream", int64(st.qs.StreamID()), "code", se.code.String(), "reason", se.reason)
-		st.abort(se.code)
 		st.bodyErr = err
 		if se.code == ErrMessageError {
 			st.bodyErr = io.ErrUnexpectedEOF
 		}
+		if st.handlerDone.Load() {
+			break
+		}
+		st.srv.log.Debug("h3: resetting request stream", "client", st.c.remoteAddr, "stream", int64(st.qs.StreamID()), "code", se.code.String(), "reason", se.reason)
+		st.abort(se.code)
 	default:
-		st.abort(ErrRequestCancelled)
 		st.bodyErr = err
 	}
 	return st.bodyErr

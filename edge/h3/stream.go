@@ -79,6 +79,11 @@ type stream struct {
 	lenText      string
 	wmu          sync.Mutex   // orders 100 Continue and the response
 	continueSent atomic.Int32 // 0: may send 100 Continue, 1: sent, 2: the response started
+
+	// handlerDone is set when the handler has returned and its response
+	// is complete (or reset): from then on a body read that fails, on a
+	// goroutine the handler left behind, must not touch the response.
+	handlerDone atomic.Bool
 }
 
 func (s *Server) newStream(c *conn, qs *quic.Stream) *stream {
@@ -108,6 +113,7 @@ func (st *stream) release() {
 	st.trailerKeys = st.trailerKeys[:0]
 	st.failed, st.writeErr, st.deadlineSet = false, nil, false
 	st.continueSent.Store(0)
+	st.handlerDone.Store(false)
 	if cap(st.big) > 64<<10 {
 		st.big = nil
 	}
@@ -159,7 +165,11 @@ func (st *stream) done(c *conn) {
 	if b := st.body; b != nil {
 		// Stop a client still sending a body nobody reads (H3_NO_ERROR:
 		// RFC 9114 §4.1.1); this also wakes a handler's goroutine still
-		// blocked reading it, before the body is cut off.
+		// blocked reading it, before the body is cut off. That goroutine's
+		// read then fails, and must leave the response alone: it is
+		// complete, and its FIN may still be unacknowledged, when quic-go
+		// would still turn a CancelWrite into RESET_STREAM.
+		st.handlerDone.Store(true)
 		st.qs.CancelRead(strCode(ErrNoError))
 		b.detach()
 	}
@@ -285,6 +295,11 @@ var errHeadersTooLarge = errors.New("request header section larger than MaxField
 // connection is gone.
 var errPeerGone = errors.New("client reset the stream or closed the connection")
 
+// errReadStopped is a read of the request stream after this server
+// stopped reading it (CancelRead: the handler returned, or closed the
+// body): nothing to do about it.
+var errReadStopped = errors.New("h3: the request body is no longer read (its handler returned or closed it)")
+
 // readError turns a failed read of the request stream into what to do
 // about it.
 func (st *stream) readError(err error, where string) error {
@@ -295,7 +310,11 @@ func (st *stream) readError(err error, where string) error {
 		return streamErr(ErrRequestIncomplete, "stream ended %s", where)
 	case err == errTruncated:
 		return connErr(ErrFrameError, "request stream %d ended inside a frame %s", st.qs.StreamID(), where)
-	case errors.As(err, &se), st.c.qc.Context().Err() != nil:
+	case st.c.qc.Context().Err() != nil:
+		return errPeerGone
+	case errors.As(err, &se) && !se.Remote:
+		return errReadStopped
+	case errors.As(err, &se):
 		return errPeerGone
 	case errors.As(err, &ne) && ne.Timeout():
 		return streamErr(ErrRequestIncomplete, "no complete request in time (%s)", where)
