@@ -842,3 +842,27 @@ func TestConnectMethod(t *testing.T) {
 		t.Fatalf("handler saw %q, status %d", s, r.status)
 	}
 }
+
+// Config.BaseContext's values reach every request's context (edge/listen
+// puts http.ServerContextKey there); without it there are none.
+func TestBaseContext(t *testing.T) {
+	type key struct{}
+	hs := &http.Server{}
+	got := make(chan [3]any, 1)
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx := r.Context()
+		got <- [3]any{ctx.Value(http.ServerContextKey), ctx.Value(key{}), ctx.Value(http.LocalAddrContextKey)}
+	})
+	ts := startServer(t, Config{Handler: handler, BaseContext: func(*quic.Conn) context.Context {
+		return context.WithValue(context.WithValue(context.Background(), http.ServerContextKey, hs), key{}, "v")
+	}})
+	mustResponse(t, ts.dial(t).request(true, frame(frameHeaders, get("/"))))
+	if v := <-got; v[0] != hs || v[1] != "v" || v[2] == nil {
+		t.Fatalf("context values %v: want the BaseContext's server and value, and the local address", v)
+	}
+	plain := startServer(t, Config{Handler: handler})
+	mustResponse(t, plain.dial(t).request(true, frame(frameHeaders, get("/"))))
+	if v := <-got; v[0] != nil || v[1] != nil {
+		t.Fatalf("context values %v without a BaseContext", v)
+	}
+}

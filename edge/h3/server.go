@@ -45,6 +45,13 @@ type Config struct {
 	// in flight for this long. QUIC's own idle timeout still applies to a
 	// silent peer. Zero or negative: never.
 	IdleTimeout time.Duration
+	// BaseContext, when set, is called once per connection; every request
+	// on it sees the values of the context it returns (edge/listen puts
+	// http.ServerContextKey there, as net/http does for HTTP/1.1 and
+	// HTTP/2, which tells a handler that panicking with
+	// http.ErrAbortHandler aborts the response). Only its values are
+	// used: a request's context is the stream's (see requestContext).
+	BaseContext func(*quic.Conn) context.Context
 	// Workers is how many long-lived goroutines serve request streams
 	// (default 256); see workers.go for why.
 	Workers int
@@ -274,6 +281,7 @@ type conn struct {
 	qc         *quic.Conn
 	remoteAddr string
 	localAddr  net.Addr
+	base       context.Context // Config.BaseContext's, or nil
 	tlsState   atomic.Pointer[tls.ConnectionState] // once the handshake is complete
 
 	ctrl *quic.SendStream // our control stream
@@ -293,6 +301,9 @@ type conn struct {
 
 func (s *Server) newConn(qc *quic.Conn) *conn {
 	c := &conn{srv: s, qc: qc, remoteAddr: qc.RemoteAddr().String(), localAddr: qc.LocalAddr()}
+	if s.cfg.BaseContext != nil {
+		c.base = s.cfg.BaseContext(qc)
+	}
 	c.acceptCtx, c.stopAccept = context.WithCancel(qc.Context())
 	return c
 }

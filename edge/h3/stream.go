@@ -407,7 +407,8 @@ func (st *stream) runHandler() (returned bool) {
 // cancels when the response ends, when the client stops reading it
 // (STOP_SENDING, which a client sends when it abandons a request), when
 // this server resets the stream, and when the connection closes. No
-// goroutine or timer watches it.
+// goroutine or timer watches it. Its values are http.LocalAddrContextKey,
+// then those of Config.BaseContext's context, then the stream's.
 type requestContext struct {
 	context.Context
 	c *conn
@@ -416,6 +417,11 @@ type requestContext struct {
 func (r *requestContext) Value(key any) any {
 	if key == http.LocalAddrContextKey {
 		return r.c.localAddr
+	}
+	if r.c.base != nil {
+		if v := r.c.base.Value(key); v != nil {
+			return v
+		}
 	}
 	return r.Context.Value(key)
 }
