@@ -155,7 +155,8 @@ func (st *stream) readTrailers(length uint64) error {
 
 // bodyFailed acts on an error met while reading the body, and returns
 // what Read returns from now on. Only a client's protocol violation
-// resets the stream (or closes the connection); a client that reset its
+// resets the stream (or closes the connection); a read deadline that
+// passed stops the reading side alone; a client that reset its
 // upload, a connection that is gone, or a read this server stopped itself
 // fail the read alone, and the handler may still answer. Once the
 // handler has returned, the response is never touched.
@@ -168,6 +169,11 @@ func (st *stream) bodyFailed(err error) error {
 	case errors.As(err, &ce):
 		st.c.close(ce)
 		st.bodyErr = err
+	case errors.As(err, &se) && se.readOnly:
+		// A read deadline passed: stop reading (x/net/http2 fails the
+		// read alone too); the handler may still answer.
+		st.bodyErr = err
+		st.qs.CancelRead(strCode(se.code))
 	case errors.As(err, &se):
 		st.bodyErr = err
 		if se.code == ErrMessageError {

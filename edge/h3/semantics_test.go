@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptrace"
 	"net/textproto"
@@ -478,24 +479,43 @@ func TestResponseController(t *testing.T) {
 	}
 }
 
-// A read deadline set through the ResponseController ends a body read.
+// A read deadline set through the ResponseController ends a body read
+// with a timeout; only the reading side is stopped, so the handler's 408
+// reaches the client.
 func TestReadDeadline(t *testing.T) {
 	errc := make(chan error, 1)
 	ts := startServer(t, Config{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		http.NewResponseController(w).SetReadDeadline(time.Now().Add(100 * time.Millisecond))
 		_, err := io.ReadAll(r.Body)
 		errc <- err
+		http.Error(w, "body too slow", http.StatusRequestTimeout)
 	})})
 	rc := ts.dial(t)
 	post := fields(":method", "POST", ":scheme", "https", ":authority", "localhost", ":path", "/")
-	rc.request(false, frame(frameHeaders, post), frame(frameData, []byte("x")))
+	s := rc.request(false, frame(frameHeaders, post), frame(frameData, []byte("x")))
 	select {
 	case err := <-errc:
-		if err == nil {
-			t.Fatal("body read ended without an error at the deadline")
+		var ne net.Error
+		if !errors.As(err, &ne) || !ne.Timeout() {
+			t.Fatalf("body read at the deadline: %v; want a timeout (net.Error)", err)
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("body read did not end at its deadline")
+	}
+	r, err := readResponse(t, s)
+	if err != nil {
+		t.Fatalf("the handler's answer after a read timeout: %v; want its 408", err)
+	}
+	if r.status != http.StatusRequestTimeout || !strings.Contains(string(r.body), "body too slow") {
+		t.Fatalf("status %d body %q, want the handler's 408", r.status, r.body)
+	}
+	// The client is told to stop sending: STOP_SENDING H3_REQUEST_INCOMPLETE.
+	if !waitFor(2*time.Second, func() bool {
+		_, err := s.Write(frame(frameData, []byte("late")))
+		var se *quic.StreamError
+		return errors.As(err, &se) && ErrCode(se.ErrorCode) == ErrRequestIncomplete
+	}) {
+		t.Fatal("no STOP_SENDING H3_REQUEST_INCOMPLETE after the read deadline")
 	}
 }
 

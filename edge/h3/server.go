@@ -281,7 +281,7 @@ type conn struct {
 	qc         *quic.Conn
 	remoteAddr string
 	localAddr  net.Addr
-	base       context.Context // Config.BaseContext's, or nil
+	base       context.Context                     // Config.BaseContext's, or nil
 	tlsState   atomic.Pointer[tls.ConnectionState] // once the handshake is complete
 
 	ctrl *quic.SendStream // our control stream

@@ -317,7 +317,7 @@ func (st *stream) readError(err error, where string) error {
 	case errors.As(err, &se):
 		return errPeerGone
 	case errors.As(err, &ne) && ne.Timeout():
-		return streamErr(ErrRequestIncomplete, "no complete request in time (%s)", where)
+		return &streamError{code: ErrRequestIncomplete, reason: "no complete request in time (" + where + ")", readOnly: true, cause: err}
 	}
 	return streamErr(ErrInternalError, "reading the request stream: %v", err)
 }
