@@ -2,11 +2,14 @@ package h3
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/quic-go/quic-go"
 )
 
 // A handler that answers while a goroutine of its own still reads the
@@ -77,5 +80,53 @@ func TestClientResetsUploadOnly(t *testing.T) {
 	}
 	if r.status != http.StatusBadRequest {
 		t.Fatalf("status %d, want 400", r.status)
+	}
+}
+
+// A goroutine the handler left behind, blocked in a Write when the handler
+// returns, gets the response reset (its Write fails) instead of racing the
+// end of the response or touching the stream state after it went back to
+// the pool; later calls panic, and the connection serves on.
+func TestWriterKeptPastHandler(t *testing.T) {
+	writeErr := make(chan error, 1)
+	kept := make(chan http.ResponseWriter, 1)
+	ts := startServer(t, Config{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/leak" {
+			io.WriteString(w, "ok")
+			return
+		}
+		inWrite := make(chan struct{})
+		go func() {
+			close(inWrite)
+			// More than the client's flow control allows: blocks.
+			_, err := w.Write(make([]byte, 1<<20))
+			writeErr <- err
+			kept <- w
+		}()
+		<-inWrite
+		time.Sleep(50 * time.Millisecond) // the goroutine is inside Write (the test holds either way)
+	})})
+	rc := ts.dialQUIC(t, &quic.Config{MaxIdleTimeout: 30 * time.Second, InitialStreamReceiveWindow: 64 << 10, MaxStreamReceiveWindow: 64 << 10})
+	s := rc.request(true, frame(frameHeaders, get("/leak")))
+	select {
+	case err := <-writeErr:
+		if err == nil {
+			t.Fatal("a 1 MiB write to a client that reads nothing succeeded")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the kept writer's Write still blocks after its handler returned")
+	}
+	wantStreamError(t, s, ErrInternalError)
+	w := <-kept
+	func() {
+		defer func() {
+			if v := recover(); v == nil || !strings.Contains(fmt.Sprint(v), "after its handler returned") {
+				t.Errorf("Write after the handler returned: recovered %v, want the package's panic", v)
+			}
+		}()
+		w.Write([]byte("late"))
+	}()
+	for range 3 {
+		rc.wantOpen()
 	}
 }

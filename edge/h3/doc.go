@@ -20,8 +20,13 @@
 //     and literals) straight into the http.Request, values sharing one
 //     backing array, common names canonicalised without allocating;
 //   - per-stream state (buffers, decoded fields, the QPACK encoder) is
-//     pooled; what the handler gets is new for every request and cut off
-//     from the stream when it returns;
+//     pooled; what the handler gets is new for every request. The
+//     ResponseWriter and the Body are cut off from the state under their
+//     own locks when the handler returns, before the state is pooled: a
+//     call after that panics (ResponseWriter) or fails (Body.Read); a
+//     ResponseWriter call still running then, on a goroutine the handler
+//     left behind, gets the response reset and is waited for. So nothing
+//     a handler keeps can reach the state once it serves another request;
 //   - a small response (up to 8 KiB) leaves as HEADERS and DATA in one
 //     stream write, queued without waiting, then FIN; the Date field is
 //     encoded once a second;

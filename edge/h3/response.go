@@ -7,7 +7,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync/atomic"
+	"sync"
 	"time"
 
 	"github.com/quic-go/quic-go"
@@ -19,22 +19,28 @@ import (
 // (FlushError, SetReadDeadline, SetWriteDeadline, EnableFullDuplex);
 // Hijack is not offered (HTTP/3 has no connection to hand over).
 type responseWriter struct {
-	// st is nil once the handler returned. Atomic only so that a handler
-	// that wrongly keeps the writer finds out by a clear panic, not by a
-	// data race.
-	st atomic.Pointer[stream]
+	// mu is held through every method, and st is nil once the handler
+	// returned (cutOff): a goroutine that kept the writer either runs
+	// its call before the cut, on this request's stream, or panics after
+	// it. It can never reach the stream state once it is pooled and
+	// serves another request.
+	mu sync.Mutex
+	st *stream
 }
 
-func (w *responseWriter) stream(method string) *stream {
-	st := w.st.Load()
-	if st == nil {
+// lock returns the stream with w.mu held; the caller unlocks.
+func (w *responseWriter) lock(method string) *stream {
+	w.mu.Lock()
+	if w.st == nil {
+		w.mu.Unlock()
 		panic("h3: ResponseWriter." + method + " called after its handler returned")
 	}
-	return st
+	return w.st
 }
 
 func (w *responseWriter) Header() http.Header {
-	st := w.stream("Header")
+	st := w.lock("Header")
+	defer w.mu.Unlock()
 	if st.header == nil {
 		st.header = make(http.Header, 4)
 	}
@@ -42,16 +48,21 @@ func (w *responseWriter) Header() http.Header {
 }
 
 func (w *responseWriter) WriteHeader(code int) {
-	w.stream("WriteHeader").writeHeader(code)
+	st := w.lock("WriteHeader")
+	defer w.mu.Unlock()
+	st.writeHeader(code)
 }
 
 func (w *responseWriter) Write(p []byte) (int, error) {
-	return w.stream("Write").write(p)
+	st := w.lock("Write")
+	defer w.mu.Unlock()
+	return st.write(p)
 }
 
 // WriteString saves io.WriteString a copy of s.
 func (w *responseWriter) WriteString(s string) (int, error) {
-	st := w.stream("WriteString")
+	st := w.lock("WriteString")
+	defer w.mu.Unlock()
 	if !st.wroteHeader {
 		st.writeHeader(http.StatusOK)
 	}
@@ -68,7 +79,8 @@ func (w *responseWriter) Flush() { _ = w.FlushError() }
 
 // FlushError is Flush, with the error of the write (http.ResponseController).
 func (w *responseWriter) FlushError() error {
-	st := w.stream("Flush")
+	st := w.lock("Flush")
+	defer w.mu.Unlock()
 	if !st.wroteHeader {
 		st.writeHeader(http.StatusOK)
 	}
@@ -77,14 +89,41 @@ func (w *responseWriter) FlushError() error {
 
 // SetReadDeadline sets the deadline for reading the request body.
 func (w *responseWriter) SetReadDeadline(t time.Time) error {
-	return w.stream("SetReadDeadline").qs.SetReadDeadline(t)
+	st := w.lock("SetReadDeadline")
+	defer w.mu.Unlock()
+	return st.qs.SetReadDeadline(t)
 }
 
 // SetWriteDeadline sets the deadline for writing the response.
 func (w *responseWriter) SetWriteDeadline(t time.Time) error {
-	st := w.stream("SetWriteDeadline")
+	st := w.lock("SetWriteDeadline")
+	defer w.mu.Unlock()
 	st.deadlineSet = true
 	return st.qs.SetWriteDeadline(t)
+}
+
+// cutOff ends the writer's access to the stream once the handler has
+// returned. A goroutine the handler left behind may still be inside a
+// call (a Write waiting for the client's flow control, say): then the
+// response cannot be finished as the handler meant it; it is reset
+// (H3_INTERNAL_ERROR), which also ends that Write, and the cut waits for
+// the call to return.
+func (st *stream) cutOff() {
+	rw := st.rw
+	if rw == nil || st.writerCut {
+		return
+	}
+	st.writerCut = true
+	if !rw.mu.TryLock() {
+		st.abort(ErrInternalError)
+		rw.mu.Lock()
+		if rw.st != nil {
+			st.srv.log.Debug("h3: a goroutine was still using the ResponseWriter when its handler returned; response reset", "client", st.c.remoteAddr, "stream", int64(st.qs.StreamID()))
+			st.reset(ErrInternalError)
+		}
+	}
+	rw.st = nil
+	rw.mu.Unlock()
 }
 
 // EnableFullDuplex is a no-op: an HTTP/3 handler may always read the

@@ -32,9 +32,13 @@ const (
 // stream is one request stream's state. It is pooled: the buffers, the
 // decoded fields and the QPACK encoder serve one request after another.
 // What the handler receives (the http.Request, its header map, the
-// ResponseWriter, the Body) is new for every request, and the
-// ResponseWriter and Body are cut off from the stream when the handler
-// returns, so a handler that keeps them cannot touch the next request.
+// ResponseWriter, the Body) is new for every request. The ResponseWriter
+// and the Body are cut off from the stream, each under its own lock, when
+// the handler returns and before the state goes back to the pool: a call
+// after that panics (ResponseWriter) or fails (Body.Read), a call still
+// running then is waited for (a ResponseWriter call resets the response
+// first, which ends a blocked write), so nothing the handler kept can
+// reach the state once it serves another request.
 type stream struct {
 	srv   *Server
 	c     *conn
@@ -75,6 +79,7 @@ type stream struct {
 	failed       bool  // the stream is reset; the response is over
 	writeErr     error // what writes return once failed
 	deadlineSet  bool
+	writerCut    bool  // cutOff ran
 	lenVal       int64 // lengthText's last answer, and its text
 	lenText      string
 	wmu          sync.Mutex   // orders 100 Continue and the response
@@ -111,7 +116,7 @@ func (st *stream) release() {
 	st.resp, st.out = st.resp[:0], st.out[:0]
 	clear(st.trailerKeys)
 	st.trailerKeys = st.trailerKeys[:0]
-	st.failed, st.writeErr, st.deadlineSet = false, nil, false
+	st.failed, st.writeErr, st.deadlineSet, st.writerCut = false, nil, false, false
 	st.continueSent.Store(0)
 	st.handlerDone.Store(false)
 	if cap(st.big) > 64<<10 {
@@ -150,8 +155,12 @@ func (st *stream) serve() {
 	}()
 	if err := st.readRequest(); err != nil {
 		st.fail(err)
-	} else if st.runHandler() {
-		st.finishResponse()
+	} else {
+		returned := st.runHandler()
+		st.cutOff()
+		if returned {
+			st.finishResponse()
+		}
 	}
 	finished = true
 	st.done(c)
@@ -173,9 +182,7 @@ func (st *stream) done(c *conn) {
 		st.qs.CancelRead(strCode(ErrNoError))
 		b.detach()
 	}
-	if st.rw != nil {
-		st.rw.st.Store(nil)
-	}
+	st.cutOff() // cut already, unless the handler ended its goroutine
 	st.release()
 	c.requestDone()
 }
@@ -270,8 +277,7 @@ func (st *stream) readRequest() error {
 	}
 	st.req = r.WithContext(&requestContext{Context: st.qs.Context(), c: st.c})
 	st.isHead = h.method == http.MethodHead
-	st.rw = &responseWriter{}
-	st.rw.st.Store(st)
+	st.rw = &responseWriter{st: st}
 	return nil
 }
 
