@@ -285,6 +285,7 @@ func (rc *rawConn) request(fin bool, b ...[]byte) *quic.Stream {
 // response is what came back on a request stream.
 type response struct {
 	interim  []int // 1xx statuses, in order
+	interimH []http.Header
 	status   int
 	header   http.Header
 	body     []byte
@@ -340,6 +341,7 @@ func readResponse(t testing.TB, s *quic.Stream) (*response, error) {
 			switch {
 			case status >= 100 && status < 200:
 				resp.interim = append(resp.interim, status)
+				resp.interimH = append(resp.interimH, h)
 			case resp.status == 0:
 				if status == 0 {
 					t.Fatal("response HEADERS without :status")

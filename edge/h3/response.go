@@ -150,15 +150,58 @@ func (st *stream) writeHeader(code int) {
 		return
 	}
 	st.status, st.wroteHeader = code, true
-	if vv := st.header["Content-Length"]; len(vv) > 0 {
+	st.snapshotHeader()
+	h := st.sent
+	// What net/http leaves out for these statuses (suppressedHeaders),
+	// and RFC 9110 §9.3.6: no Content-Length in a 2xx answer to CONNECT.
+	switch {
+	case code == http.StatusNotModified:
+		delete(h, "Content-Type")
+		delete(h, "Content-Length")
+	case !bodyAllowed(code), st.isConnect() && code < 300:
+		delete(h, "Content-Length")
+	}
+	if vv := h["Content-Length"]; len(vv) > 0 {
 		if n, err := strconv.ParseUint(vv[0], 10, 63); err == nil {
 			st.declared = int64(n)
 		} else {
 			st.srv.log.Warn("h3: handler set an invalid Content-Length; dropped", "value", vv[0])
-			delete(st.header, "Content-Length")
+			delete(h, "Content-Length")
 		}
 	}
 }
+
+// snapshotHeader copies the handler's header map, as it is when the final
+// status is set, into st.sent (values and all, into one reused backing
+// array): that is what the HEADERS frame carries, as with net/http, so a
+// field set after WriteHeader (a Content-Length that the body would then
+// not match, say) goes nowhere. Trailers are still read from the
+// handler's map at the end.
+func (st *stream) snapshotHeader() {
+	if st.sent == nil {
+		st.sent = make(http.Header, len(st.header)+2)
+	}
+	n := 0
+	for _, vv := range st.header {
+		n += len(vv)
+	}
+	vals := st.sentVals[:0]
+	if cap(vals) < n {
+		vals = make([]string, 0, n)
+	}
+	for k, vv := range st.header {
+		if vv == nil {
+			st.sent[k] = nil // "do not send" (Date) or "do not sniff" (Content-Type)
+			continue
+		}
+		i := len(vals)
+		vals = append(vals, vv...)
+		st.sent[k] = vals[i:len(vals):len(vals)]
+	}
+	st.sentVals = vals
+}
+
+func (st *stream) isConnect() bool { return st.head.method == http.MethodConnect }
 
 // writeInterim sends a 1xx response now, with the header fields set so
 // far (as net/http does, for 103 Early Hints). HTTP/3 has no 101
@@ -173,7 +216,7 @@ func (st *stream) writeInterim(code int) {
 	if code == http.StatusContinue && !st.continueSent.CompareAndSwap(0, 1) {
 		return // sent already, or no longer meaningful
 	}
-	out := st.appendHeaders(st.out[:0], code, false, "")
+	out := st.appendHeaders(st.out[:0], code, st.header, "")
 	st.out = out[:0]
 	_ = st.writeLocked(out)
 }
@@ -209,7 +252,7 @@ func (st *stream) write(p []byte) (int, error) {
 		// Nothing goes out, but net/http still sniffs the type from the
 		// first write.
 		if !st.sentHeader && len(p) > 0 {
-			st.sniff(p)
+			st.sniff(p, nil)
 		}
 		return len(p), nil
 	}
@@ -229,11 +272,7 @@ func (st *stream) flush(p []byte) error {
 	defer st.wmu.Unlock()
 	out := st.out[:0]
 	if !st.sentHeader {
-		if len(st.resp) > 0 {
-			st.sniff(st.resp)
-		} else if len(p) > 0 {
-			st.sniff(p)
-		}
+		st.sniff(st.resp, p)
 		out = st.appendFinalHeaders(out, false)
 	}
 	if n := len(st.resp) + len(p); n > 0 {
@@ -337,18 +376,12 @@ func (st *stream) writeFailed(err error) error {
 func (st *stream) appendFinalHeaders(out []byte, complete bool) []byte {
 	st.sentHeader = true
 	st.continueSent.Store(2)
-	h := st.header
-	if h == nil {
-		h = make(http.Header, 2)
-		st.header = h
-	}
-	if len(st.resp) > 0 {
-		st.sniff(st.resp)
-	}
+	h := st.sent
+	st.sniff(st.resp, nil)
 	// The whole body is known: its length goes out with the header (not
 	// into the handler's map, as net/http).
 	var length string
-	if complete && bodyAllowed(st.status) {
+	if complete && bodyAllowed(st.status) && !(st.isConnect() && st.status < 300) {
 		if _, ok := h["Content-Length"]; !ok && (!st.isHead || st.written > 0) {
 			length = st.lengthText(st.written)
 		}
@@ -362,7 +395,7 @@ func (st *stream) appendFinalHeaders(out []byte, complete bool) []byte {
 			}
 		}
 	}
-	return st.appendHeaders(out, st.status, true, length)
+	return st.appendHeaders(out, st.status, h, length)
 }
 
 // lengthText is strconv.FormatInt(n, 10), remembered: a stream state
@@ -374,28 +407,46 @@ func (st *stream) lengthText(n int64) string {
 	return st.lenText
 }
 
-// sniff sets a missing Content-Type from the body's first bytes, as
-// net/http does (not when the handler set the field, even to nil, nor for
-// an encoded body, nor when the status has no body).
-func (st *stream) sniff(body []byte) {
-	if st.header == nil {
-		st.header = make(http.Header, 2)
+// sniff sets a missing Content-Type from the body's first bytes (up to
+// 512, DetectContentType's window, taken from a and then b), as net/http
+// does: not when the handler set the field, even to nil, nor for an
+// encoded body, nor when the status has no body, nor without a byte.
+func (st *stream) sniff(a, b []byte) {
+	h := st.sent
+	if len(a)+len(b) == 0 {
+		return
 	}
-	h := st.header
 	if _, ok := h["Content-Type"]; ok || !bodyAllowed(st.status) || h.Get("Content-Encoding") != "" {
 		return
+	}
+	var body []byte
+	switch {
+	case len(b) == 0 || len(a) >= sniffLen:
+		body = a
+	case len(a) == 0:
+		body = b
+	default:
+		var buf [sniffLen]byte
+		n := copy(buf[:], a)
+		n += copy(buf[n:], b)
+		body = buf[:n]
 	}
 	h["Content-Type"] = []string{http.DetectContentType(body)}
 }
 
-// appendHeaders appends a HEADERS frame: :status, Date and the computed
-// Content-Length (final responses), then the handler's fields, minus what HTTP/3 forbids, declared
+// sniffLen is how many bytes http.DetectContentType looks at.
+const sniffLen = 512
+
+// appendHeaders appends a HEADERS frame: :status, then for a final
+// response Date (unless h has it, even nil) and the computed
+// Content-Length, then h's fields minus what HTTP/3 forbids, declared
 // trailers, and names or values that are not valid (dropped, as
-// x/net/http2 does).
-func (st *stream) appendHeaders(out []byte, status int, final bool, length string) []byte {
+// x/net/http2 does). An interim (1xx) response never carries
+// Content-Length (as net/http).
+func (st *stream) appendHeaders(out []byte, status int, h http.Header, length string) []byte {
 	b := sectionPrefix(st.section[:0])
 	b = st.fenc.appendField(b, ":status", statusText(status))
-	h := st.header
+	final := status >= 200
 	if final {
 		if _, ok := h["Date"]; !ok {
 			b = append(b, st.srv.dates.encoded(time.Now())...)
@@ -407,6 +458,9 @@ func (st *stream) appendHeaders(out []byte, status int, final bool, length strin
 	names := st.srv.names
 	for k, vv := range h {
 		if len(st.trailerKeys) > 0 && isTrailerKey(st.trailerKeys, k) || strings.HasPrefix(k, http.TrailerPrefix) {
+			continue
+		}
+		if !final && k == "Content-Length" {
 			continue
 		}
 		name := names.lowerName(k)

@@ -64,7 +64,9 @@ type stream struct {
 
 	// response state, used by the handler's goroutine
 	rw           *responseWriter
-	header       http.Header
+	header       http.Header // the handler's map
+	sent         http.Header // its snapshot when the final status was set (reused)
+	sentVals     []string    // the snapshot's values (reused)
 	status       int
 	wroteHeader  bool // the final status is set
 	sentHeader   bool // the final HEADERS frame went out
@@ -114,6 +116,12 @@ func (st *stream) release() {
 	st.status, st.wroteHeader, st.sentHeader, st.isHead = 0, false, false, false
 	st.written = 0
 	st.resp, st.out = st.resp[:0], st.out[:0]
+	if len(st.sent) > 64 || cap(st.sentVals) > 256 {
+		st.sent, st.sentVals = nil, nil // a map does not shrink when cleared
+	}
+	clear(st.sent)
+	clear(st.sentVals[:cap(st.sentVals)])
+	st.sentVals = st.sentVals[:0]
 	clear(st.trailerKeys)
 	st.trailerKeys = st.trailerKeys[:0]
 	st.failed, st.writeErr, st.deadlineSet, st.writerCut = false, nil, false, false
@@ -354,8 +362,7 @@ func (st *stream) fail(err error) {
 		// RFC 9114 §4.2.2 suggests 431; the rest of the request is not
 		// wanted.
 		st.qs.CancelRead(strCode(ErrExcessiveLoad))
-		st.status, st.wroteHeader = http.StatusRequestHeaderFieldsTooLarge, true
-		st.header = http.Header{}
+		st.writeHeader(http.StatusRequestHeaderFieldsTooLarge)
 		st.finishResponse()
 	case errors.As(err, &ce):
 		st.c.close(ce)
