@@ -769,15 +769,58 @@ func TestReadWriteTimeouts(t *testing.T) {
 	}
 }
 
+// The idle close is graceful: GOAWAY naming the next stream, then
+// H3_NO_ERROR.
 func TestIdleTimeout(t *testing.T) {
 	ts := startServer(t, Config{Handler: okHandler(), IdleTimeout: 200 * time.Millisecond})
 	rc := ts.dial(t)
 	rc.control()
-	rc.wantOpen()
+	rc.wantOpen() // stream 0
 	t0 := time.Now()
+	if !waitFor(3*time.Second, func() bool {
+		rc.mu.Lock()
+		defer rc.mu.Unlock()
+		return len(rc.goAways) > 0
+	}) {
+		t.Fatalf("no GOAWAY before the idle close (connection: %v)", context.Cause(rc.qc.Context()))
+	}
+	rc.mu.Lock()
+	goAway := rc.goAways[0]
+	rc.mu.Unlock()
+	if goAway != 4 {
+		t.Fatalf("GOAWAY %d, want 4 (the stream after the one served)", goAway)
+	}
 	rc.wantConnError(ErrNoError)
 	if d := time.Since(t0); d < 150*time.Millisecond {
 		t.Fatalf("closed after %v idle, IdleTimeout 200ms", d)
+	}
+}
+
+// A request in flight keeps the connection open even when the idle
+// bookkeeping says otherwise (idleSince and inFlight are two atomics, and
+// requests that end and start at once can leave idleSince set while one
+// runs).
+func TestIdleTimeoutWithRequestInFlight(t *testing.T) {
+	running := make(chan struct{})
+	ts := startServer(t, Config{IdleTimeout: 100 * time.Millisecond, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			close(running)
+			time.Sleep(500 * time.Millisecond)
+		}
+		io.WriteString(w, "done")
+	})})
+	rc := ts.dial(t)
+	s := rc.request(true, frame(frameHeaders, get("/slow")))
+	<-running
+	// What the race leaves: idle since long ago, with the request running.
+	ts.mu.Lock()
+	for c := range ts.conns {
+		c.idleSince.Store(time.Now().Add(-time.Hour).UnixNano())
+	}
+	ts.mu.Unlock()
+	r, err := readResponse(t, s)
+	if err != nil || string(r.body) != "done" {
+		t.Fatalf("request in flight: %v (connection: %v)", err, context.Cause(rc.qc.Context()))
 	}
 }
 

@@ -41,9 +41,9 @@ type Config struct {
 	// flow control, from the moment its stream was accepted. Zero or
 	// negative: no limit.
 	WriteTimeout time.Duration
-	// IdleTimeout closes a connection (H3_NO_ERROR) that has had no request
-	// in flight for this long. QUIC's own idle timeout still applies to a
-	// silent peer. Zero or negative: never.
+	// IdleTimeout closes a connection that has had no request in flight
+	// for this long, gracefully: GOAWAY, then H3_NO_ERROR. QUIC's own idle
+	// timeout still applies to a silent peer. Zero or negative: never.
 	IdleTimeout time.Duration
 	// BaseContext, when set, is called once per connection; every request
 	// on it sees the values of the context it returns (edge/listen puts
@@ -384,16 +384,20 @@ func (c *conn) requestDone() {
 	c.requests.Done()
 }
 
-// checkIdle runs from the idle timer: it closes the connection when no
-// request ran for IdleTimeout, and otherwise looks again when that could
-// next be true. Requests touch only two atomics, never the timer.
+// checkIdle runs from the idle timer: when no request ran for
+// IdleTimeout it starts the graceful close (GOAWAY, RFC 9114 §5.1: later
+// streams refused, the connection closed with H3_NO_ERROR once nothing is
+// in flight), and otherwise looks again when that could next be true.
+// Requests touch only two atomics, never the timer; the two are not
+// updated together, so idleSince may be stale while a request runs, and
+// inFlight is what decides.
 func (c *conn) checkIdle() {
-	if c.qc.Context().Err() != nil {
-		return // closed already: the timer is not needed any more
+	if c.qc.Context().Err() != nil || c.goingAway.Load() {
+		return // closed or closing already: the timer is not needed any more
 	}
 	d := c.srv.cfg.IdleTimeout
 	since := c.idleSince.Load()
-	if since == 0 {
+	if since == 0 || c.inFlight.Load() > 0 {
 		c.idleTimer.Reset(d)
 		return
 	}
@@ -401,7 +405,8 @@ func (c *conn) checkIdle() {
 		c.idleTimer.Reset(d - idle)
 		return
 	}
-	_ = c.qc.CloseWithError(appCode(ErrNoError), "idle")
+	c.srv.log.Debug("h3: connection idle; sending GOAWAY", "client", c.remoteAddr, "idleTimeout", d)
+	c.goAway()
 }
 
 // goAway starts the graceful close: GOAWAY names the first request stream
