@@ -93,3 +93,20 @@ func TestHeadersPerStatus(t *testing.T) {
 		t.Errorf("sniffed %q from 10 buffered bytes and a large write; want text/html as net/http", r.header.Get("content-type"))
 	}
 }
+
+// Authorities that are hosts reach the handler as they came.
+func TestValidAuthorities(t *testing.T) {
+	got := make(chan string, 1)
+	ts := startServer(t, Config{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { got <- r.Host })})
+	rc := ts.dial(t)
+	for _, a := range []string{"localhost", "example.test:443", "127.0.0.1:8443", "[::1]:443", "[::1]", "xn--bcher-kva.example", "host:"} {
+		r := mustResponse(t, rc.request(true, frame(frameHeaders, fields(":method", "GET", ":scheme", "https", ":authority", a, ":path", "/"))))
+		if h := <-got; r.status != 200 || h != a {
+			t.Errorf(":authority %q: status %d, r.Host %q", a, r.status, h)
+		}
+	}
+	r := mustResponse(t, rc.request(true, frame(frameHeaders, fields(":method", "GET", ":scheme", "http", ":authority", "a", ":path", "/"))))
+	if h := <-got; r.status != 200 || h != "a" {
+		t.Errorf(":scheme http: status %d", r.status)
+	}
+}
