@@ -148,6 +148,7 @@ type rawConn struct {
 	// the server's control stream, read in the background
 	mu       sync.Mutex
 	settings []byte // the server's SETTINGS payload
+	ctrl     *quic.ReceiveStream
 	goAways  []uint64
 	ctrlErr  error
 }
@@ -182,6 +183,9 @@ func (rc *rawConn) readServerControl() {
 		if err != nil || typ != streamControl {
 			continue
 		}
+		rc.mu.Lock()
+		rc.ctrl = rs
+		rc.mu.Unlock()
 		go func() {
 			for {
 				ft, err := quicvarint.Read(r)

@@ -96,6 +96,29 @@ func TestControlStreamErrors(t *testing.T) {
 		{"MAX_PUSH_ID going down", func(rc *rawConn) {
 			rc.uni(streamControl, frame(frameSettings, nil), frame(frameMaxPushID, varints(10)), frame(frameMaxPushID, varints(5)))
 		}, ErrIDError},
+		{"GOAWAY going up", func(rc *rawConn) {
+			rc.uni(streamControl, frame(frameSettings, nil), frame(frameGoAway, varints(4)), frame(frameGoAway, varints(8)))
+		}, ErrIDError},
+		{"ENABLE_CONNECT_PROTOCOL neither 0 nor 1", func(rc *rawConn) {
+			rc.uni(streamControl, frame(frameSettings, varints(settingEnableConnectProtocol, 2)))
+		}, ErrSettingsError},
+		{"H3_DATAGRAM neither 0 nor 1", func(rc *rawConn) {
+			rc.uni(streamControl, frame(frameSettings, varints(settingH3Datagram, 7)))
+		}, ErrSettingsError},
+		{"STOP_SENDING on the server's control stream", func(rc *rawConn) {
+			rc.control()
+			var ctrl *quic.ReceiveStream
+			waitFor(2*time.Second, func() bool {
+				rc.mu.Lock()
+				defer rc.mu.Unlock()
+				ctrl = rc.ctrl
+				return ctrl != nil
+			})
+			if ctrl == nil {
+				rc.t.Fatal("the server opened no control stream")
+			}
+			ctrl.CancelRead(0x100)
+		}, ErrClosedCriticalStream},
 		{"GOAWAY with two IDs", func(rc *rawConn) {
 			rc.uni(streamControl, frame(frameSettings, nil), frame(frameGoAway, varints(0, 0)))
 		}, ErrFrameError},
@@ -132,13 +155,15 @@ func TestControlStreamAllowedFrames(t *testing.T) {
 	ts := startServer(t, Config{Handler: okHandler()})
 	rc := ts.dial(t)
 	rc.uni(streamControl,
-		frame(frameSettings, varints(settingMaxFieldSectionSize, 1<<14, 0x21, 7, settingQPACKMaxTableCapacity, 0)),
+		frame(frameSettings, varints(settingMaxFieldSectionSize, 1<<14, 0x21, 7, settingQPACKMaxTableCapacity, 0, settingEnableConnectProtocol, 1, settingH3Datagram, 0)),
 		frame(0x21, []byte("grease")),
 		frame(0x1f*3+0x21, nil),
 		frame(frameMaxPushID, varints(3)),
 		frame(frameMaxPushID, varints(3)),
 		frame(framePriorityUpdate, append(varints(0), "u=2"...)),
 		frame(framePriorityUpdate, append(varints(4), bytes.Repeat([]byte("u=3, i"), 500)...)), // longer than the read buffer
+		frame(frameGoAway, varints(8)),
+		frame(frameGoAway, varints(8)),
 		frame(frameGoAway, varints(0)),
 		frame(0xabcdef, bytes.Repeat([]byte("x"), 10000)),
 	)
@@ -232,6 +257,39 @@ func TestQPACKStreams(t *testing.T) {
 			rc.wantConnError(c.want)
 		})
 	}
+}
+
+// A unidirectional stream that never says its type is refused after
+// ReadHeaderTimeout (STOP_SENDING H3_STREAM_CREATION_ERROR) instead of
+// holding a goroutine and a buffer until the connection ends.
+func TestSilentUniStream(t *testing.T) {
+	ts := startServer(t, Config{Handler: okHandler(), ReadHeaderTimeout: 200 * time.Millisecond})
+	rc := ts.dial(t)
+	rc.control()
+	s, err := rc.qc.OpenUniStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Write([]byte{0x40}) // the first byte of a two-byte type, and no more
+	if !waitFor(5*time.Second, func() bool {
+		_, err := s.Write(nil)
+		var se *quic.StreamError
+		return errors.As(err, &se) && ErrCode(se.ErrorCode) == ErrStreamCreationError
+	}) {
+		t.Fatal("a stream that never sent its type was not refused")
+	}
+	rc.wantOpen()
+}
+
+// A client that lets the server open no unidirectional stream is still
+// served while the server waits to open its control stream, and then
+// closed with H3_GENERAL_PROTOCOL_ERROR (an HTTP/3 server must send
+// SETTINGS), not H3_INTERNAL_ERROR, which would blame the server.
+func TestClientAllowsNoUniStreams(t *testing.T) {
+	ts := startServer(t, Config{Handler: okHandler(), ReadHeaderTimeout: 500 * time.Millisecond})
+	rc := ts.dialQUIC(t, &quic.Config{MaxIdleTimeout: 30 * time.Second, MaxIncomingUniStreams: -1})
+	rc.wantOpen()
+	rc.wantConnError(ErrGeneralProtocolError)
 }
 
 // An unknown unidirectional stream type (here a reserved one) is refused
