@@ -11,8 +11,8 @@ import (
 
 // requestBody is a request's Body: the DATA frames' payload, read as the
 // handler asks, so QUIC flow control paces the client to the handler.
-// Trailers, when they come, fill Request.Trailer before Read returns
-// io.EOF. The mutex lets the handler read from another goroutine and
+// Trailers, when they come, fill Request.Trailer (if the request announced
+// any) before Read returns io.EOF. The mutex lets the handler read from another goroutine and
 // still be cut off cleanly when it returns.
 type requestBody struct {
 	mu     sync.Mutex
@@ -143,10 +143,11 @@ func (st *stream) readTrailers(length uint64) error {
 	if err != nil {
 		return err
 	}
-	if st.req.Trailer == nil {
-		st.req.Trailer = make(http.Header, len(st.fields))
-	}
-	if err := parseTrailers(st.fields, st.req.Trailer); err != nil {
+	// As x/net/http2: trailers fill the map the Trailer header announced
+	// (made with the request, so every copy of it, r.WithContext's
+	// included, shares it), announced or not; without an announcement
+	// they are checked and dropped.
+	if err := parseTrailers(st.fields, st.head.trailer); err != nil {
 		return streamErr(ErrMessageError, "malformed trailers: %v", err)
 	}
 	st.trailersRead = true

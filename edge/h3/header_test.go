@@ -110,3 +110,32 @@ func TestValidAuthorities(t *testing.T) {
 		t.Errorf(":scheme http: status %d", r.status)
 	}
 }
+
+// Request trailers fill the map the Trailer header announced, which every
+// copy of the request shares (middleware's r.WithContext included), as
+// with x/net/http2; trailers nobody announced are dropped, so that the
+// server's own request and a copy never disagree.
+func TestRequestTrailersSeenThroughCopies(t *testing.T) {
+	got := make(chan [2]string, 1)
+	inner := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.ReadAll(r.Body)
+		got <- [2]string{r.Trailer.Get("X-Sum"), r.Trailer.Get("X-Extra")}
+	})
+	var original *http.Request
+	ts := startServer(t, Config{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		original = r
+		inner.ServeHTTP(w, r.WithContext(r.Context()))
+	})})
+	rc := ts.dial(t)
+	post := func(kv ...string) []byte {
+		return fields(append([]string{":method", "POST", ":scheme", "https", ":authority", "localhost", ":path", "/"}, kv...)...)
+	}
+	mustResponse(t, rc.request(true, frame(frameHeaders, post("trailer", "X-Sum")), frame(frameData, []byte("x")), frame(frameHeaders, fields("x-sum", "1", "x-extra", "2"))))
+	if v := <-got; v != [2]string{"1", "2"} {
+		t.Fatalf("announced trailers through a copy: %q", v)
+	}
+	mustResponse(t, rc.request(true, frame(frameHeaders, post()), frame(frameData, []byte("x")), frame(frameHeaders, fields("x-sum", "1"))))
+	if v := <-got; v != [2]string{} || original.Trailer != nil {
+		t.Fatalf("unannounced trailers: the copy saw %q, the server's request %v; want both empty", v, original.Trailer)
+	}
+}

@@ -237,7 +237,7 @@ func announcedTrailers(vv []string) http.Header {
 }
 
 // parseTrailers checks a trailer section (no pseudo-headers, nothing that
-// may not be a trailer) and stores it in t.
+// may not be a trailer) and stores it in t, unless t is nil.
 func parseTrailers(fields []field, t http.Header) error {
 	for i := range fields {
 		f := &fields[i]
@@ -254,7 +254,9 @@ func parseTrailers(fields []field, t http.Header) error {
 		if !httpguts.ValidTrailerHeader(key) {
 			return fmt.Errorf("field %s is not allowed as a trailer", f.Name)
 		}
-		t[key] = append(t[key], f.Value)
+		if t != nil {
+			t[key] = append(t[key], f.Value)
+		}
 	}
 	return nil
 }
