@@ -139,6 +139,20 @@ func (st *stream) release() {
 	if cap(st.section) > 64<<10 {
 		st.section = nil
 	}
+	// What a large request or response left behind is not kept for the
+	// next one (the fields' strings are cleared above).
+	if cap(st.fields) > 256 {
+		st.fields = make([]field, 0, 16)
+	}
+	if cap(st.trailerKeys) > 32 {
+		st.trailerKeys = nil
+	}
+	if cap(st.fdec.scratch) > 4<<10 {
+		st.fdec.scratch = nil
+	}
+	if cap(st.fenc.scratch.b) > 4<<10 {
+		st.fenc.scratch.b = nil
+	}
 	st.srv.streams.Put(st)
 }
 
