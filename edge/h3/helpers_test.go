@@ -402,6 +402,36 @@ func (rc *rawConn) wantConnError(code ErrCode) {
 	}
 }
 
+// wantConnErrorReason is wantConnError that also wants reason in the
+// CONNECTION_CLOSE: the error came from the frame the test meant, so
+// everything the test sent before it was accepted.
+func (rc *rawConn) wantConnErrorReason(code ErrCode, reason string) {
+	rc.t.Helper()
+	rc.wantConnError(code)
+	var ae *quic.ApplicationError
+	if errors.As(context.Cause(rc.qc.Context()), &ae) && !strings.Contains(ae.ErrorMessage, reason) {
+		rc.t.Fatalf("connection closed with %s for %q; want it for %q", code, ae.ErrorMessage, reason)
+	}
+}
+
+// serverConn waits until the server's side of rc satisfies cond (the
+// server has read a stream's type, say) and reports whether it did.
+func (ts *testServer) serverConn(rc *rawConn, cond func(c *conn) bool) bool {
+	// The client's socket is bound to the unspecified address: match
+	// the port.
+	port := rc.qc.LocalAddr().(*net.UDPAddr).Port
+	return waitFor(5*time.Second, func() bool {
+		ts.mu.Lock()
+		defer ts.mu.Unlock()
+		for c := range ts.conns {
+			if c.qc.RemoteAddr().(*net.UDPAddr).Port == port && cond(c) {
+				return true
+			}
+		}
+		return false
+	})
+}
+
 // wantOpen checks that the connection still serves requests.
 func (rc *rawConn) wantOpen() {
 	rc.t.Helper()

@@ -2,7 +2,6 @@ package h3
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"net/http"
 	"strings"
@@ -36,7 +35,7 @@ func TestControlStreamErrors(t *testing.T) {
 		}, ErrMissingSettings},
 		{"second control stream", func(rc *rawConn) {
 			rc.control()
-			time.Sleep(20 * time.Millisecond)
+			ts.serverConn(rc, func(c *conn) bool { return c.peerControl.Load() })
 			rc.control()
 		}, ErrStreamCreationError},
 		{"second SETTINGS", func(rc *rawConn) {
@@ -68,7 +67,11 @@ func TestControlStreamErrors(t *testing.T) {
 		}, ErrClosedCriticalStream},
 		{"control stream reset", func(rc *rawConn) {
 			s := rc.control()
-			time.Sleep(20 * time.Millisecond)
+			// Reset once the server has read the stream's type (a reset
+			// stream whose type never arrived is simply dropped).
+			if !ts.serverConn(rc, func(c *conn) bool { return c.peerControl.Load() }) {
+				rc.t.Fatal("the server never read the control stream's type")
+			}
 			s.CancelWrite(0x100)
 		}, ErrClosedCriticalStream},
 		{"control stream closed before SETTINGS", func(rc *rawConn) {
@@ -154,7 +157,7 @@ func TestControlStreamErrors(t *testing.T) {
 func TestControlStreamAllowedFrames(t *testing.T) {
 	ts := startServer(t, Config{Handler: okHandler()})
 	rc := ts.dial(t)
-	rc.uni(streamControl,
+	ctrl := rc.uni(streamControl,
 		frame(frameSettings, varints(settingMaxFieldSectionSize, 1<<14, 0x21, 7, settingQPACKMaxTableCapacity, 0, settingEnableConnectProtocol, 1, settingH3Datagram, 0)),
 		frame(0x21, []byte("grease")),
 		frame(0x1f*3+0x21, nil),
@@ -168,8 +171,10 @@ func TestControlStreamAllowedFrames(t *testing.T) {
 		frame(0xabcdef, bytes.Repeat([]byte("x"), 10000)),
 	)
 	rc.wantOpen()
-	time.Sleep(50 * time.Millisecond)
-	rc.wantOpen()
+	// A second SETTINGS is an error: that it is the one the connection
+	// closes for shows every frame before it was read and accepted.
+	ctrl.Write(frame(frameSettings, nil))
+	rc.wantConnErrorReason(ErrFrameUnexpected, "a second SETTINGS frame")
 }
 
 // The server's own control stream opens with SETTINGS: its field section
@@ -214,7 +219,9 @@ func TestQPACKStreams(t *testing.T) {
 		send func(rc *rawConn)
 		want ErrCode // 0: the connection stays open
 	}{
-		{"encoder: capacity 0 is fine", func(rc *rawConn) { rc.uni(streamQPACKEncoder, []byte{0x20, 0x20}) }, 0},
+		// The accepted cases end with a byte that is an error: the error
+		// has to be that byte's, so everything before it was accepted.
+		{"encoder: capacity 0 is fine", func(rc *rawConn) { rc.uni(streamQPACKEncoder, []byte{0x20, 0x20, 0x3f}) }, 0},
 		{"encoder: capacity above 0", func(rc *rawConn) { rc.uni(streamQPACKEncoder, []byte{0x21}) }, ErrQPACKEncoderStreamError},
 		{"encoder: insert with name reference", func(rc *rawConn) {
 			rc.uni(streamQPACKEncoder, []byte{0xc0 | 17, 0x03, 'a', 'b', 'c'})
@@ -225,23 +232,25 @@ func TestQPACKStreams(t *testing.T) {
 		{"encoder: duplicate", func(rc *rawConn) { rc.uni(streamQPACKEncoder, []byte{0x00}) }, ErrQPACKEncoderStreamError},
 		{"encoder stream twice", func(rc *rawConn) {
 			rc.uni(streamQPACKEncoder)
-			time.Sleep(20 * time.Millisecond)
+			ts.serverConn(rc, func(c *conn) bool { return c.peerEncoder.Load() })
 			rc.uni(streamQPACKEncoder)
 		}, ErrStreamCreationError},
 		{"encoder stream closed", func(rc *rawConn) { rc.uni(streamQPACKEncoder).Close() }, ErrClosedCriticalStream},
 		{"decoder: stream cancellation is fine", func(rc *rawConn) {
-			rc.uni(streamQPACKDecoder, []byte{0x40 | 4, 0x7f, 0x80, 0x01})
+			rc.uni(streamQPACKDecoder, []byte{0x40 | 4, 0x7f, 0x80, 0x01, 0x80})
 		}, 0},
 		{"decoder: section acknowledgment", func(rc *rawConn) { rc.uni(streamQPACKDecoder, []byte{0x80}) }, ErrQPACKDecoderStreamError},
 		{"decoder: insert count increment", func(rc *rawConn) { rc.uni(streamQPACKDecoder, []byte{0x01}) }, ErrQPACKDecoderStreamError},
 		{"decoder stream twice", func(rc *rawConn) {
 			rc.uni(streamQPACKDecoder)
-			time.Sleep(20 * time.Millisecond)
+			ts.serverConn(rc, func(c *conn) bool { return c.peerDecoder.Load() })
 			rc.uni(streamQPACKDecoder)
 		}, ErrStreamCreationError},
 		{"decoder stream reset", func(rc *rawConn) {
 			s := rc.uni(streamQPACKDecoder)
-			time.Sleep(20 * time.Millisecond)
+			if !ts.serverConn(rc, func(c *conn) bool { return c.peerDecoder.Load() }) {
+				rc.t.Fatal("the server never read the decoder stream's type")
+			}
 			s.CancelWrite(0x100)
 		}, ErrClosedCriticalStream},
 	} {
@@ -250,8 +259,11 @@ func TestQPACKStreams(t *testing.T) {
 			rc.control()
 			c.send(rc)
 			if c.want == 0 {
-				time.Sleep(30 * time.Millisecond)
-				rc.wantOpen()
+				if strings.HasPrefix(c.name, "encoder") {
+					rc.wantConnErrorReason(ErrQPACKEncoderStreamError, "0x3f")
+				} else {
+					rc.wantConnErrorReason(ErrQPACKDecoderStreamError, "Section Acknowledgment")
+				}
 				return
 			}
 			rc.wantConnError(c.want)
@@ -339,9 +351,10 @@ func TestRequestStreamUnexpectedFrames(t *testing.T) {
 			rc.wantConnError(ErrFrameUnexpected)
 		})
 	}
-	// "SETTINGS in the body" reaches the handler (which reads no body).
-	if n := calls.Load(); n > 1 {
-		t.Fatalf("handler ran %d times for bad requests", n)
+	// Only "SETTINGS in the body" reaches the handler, whose body read
+	// meets the SETTINGS frame.
+	if n := calls.Load(); n != 1 {
+		t.Fatalf("handler ran %d times for bad requests, want exactly 1", n)
 	}
 }
 
@@ -611,13 +624,13 @@ func TestFramesAfterTrailers(t *testing.T) {
 	}
 }
 
-// wantNoConnError: the server closed nothing.
+// An unknown frame type on the control stream is skipped: the connection
+// serves on, and reads on (a second SETTINGS after it is what closes it).
 func TestUnknownFramesDoNotCloseTheConnection(t *testing.T) {
 	ts := startServer(t, Config{Handler: okHandler()})
 	rc := ts.dial(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
-	defer cancel()
-	rc.uni(streamControl, frame(frameSettings, nil), frame(0x21, nil))
-	<-ctx.Done()
+	ctrl := rc.uni(streamControl, frame(frameSettings, nil), frame(0x21, nil))
 	rc.wantOpen()
+	ctrl.Write(frame(frameSettings, nil))
+	rc.wantConnErrorReason(ErrFrameUnexpected, "a second SETTINGS frame")
 }
