@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	"github.com/quic-go/qpack"
+	"github.com/quic-go/quic-go"
 )
 
 // requestBody is a request's Body: the DATA frames' payload, read as the
@@ -16,7 +17,8 @@ import (
 // still be cut off cleanly when it returns.
 type requestBody struct {
 	mu     sync.Mutex
-	st     *stream // nil once the handler returned
+	st     *stream      // nil once the handler returned
+	qs     *quic.Stream // st's QUIC stream; set once, never pooled
 	closed bool
 }
 
@@ -36,8 +38,17 @@ func (b *requestBody) Read(p []byte) (int, error) {
 
 // Close tells the client to stop sending the rest (H3_NO_ERROR, RFC 9114
 // §4.1.1): the response does not need it.
+//
+// A Read blocked on the stream holds b.mu until the client sends more or
+// the read deadline passes; a forwarder that closes the body while its
+// transport still reads it must not wait for that. So when the lock is
+// busy, the read side is cancelled first, which wakes the reader (a read
+// stopped by the server never touches the response).
 func (b *requestBody) Close() error {
-	b.mu.Lock()
+	if !b.mu.TryLock() {
+		b.qs.CancelRead(strCode(ErrNoError))
+		b.mu.Lock()
+	}
 	defer b.mu.Unlock()
 	if b.st != nil && !b.closed && !b.st.bodyDone {
 		b.st.qs.CancelRead(strCode(ErrNoError))

@@ -130,3 +130,47 @@ func TestWriterKeptPastHandler(t *testing.T) {
 		rc.wantOpen()
 	}
 }
+
+// Closing the body while another goroutine is blocked reading it (a
+// forwarder's transport still copying the upload when the origin has
+// answered) returns at once: it wakes the reader instead of waiting for
+// the client's next byte or the read deadline.
+func TestCloseWhileBodyIsRead(t *testing.T) {
+	closed := make(chan time.Duration, 1)
+	ts := startServer(t, Config{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		first := make(chan struct{})
+		readDone := make(chan struct{})
+		go func() {
+			defer close(readDone)
+			r.Body.Read(make([]byte, 1))
+			close(first)
+			io.Copy(io.Discard, r.Body) // blocks: the client sends no more
+		}()
+		<-first
+		time.Sleep(20 * time.Millisecond) // let the reader block in Read
+		start := time.Now()
+		r.Body.Close()
+		closed <- time.Since(start)
+		<-readDone
+		http.Error(w, "no thanks", http.StatusForbidden)
+	})})
+	rc := ts.dial(t)
+	rc.control()
+	head := fields(":method", "POST", ":scheme", "https", ":authority", "localhost", ":path", "/upload", "content-length", "1000000")
+	s := rc.request(false, frame(frameHeaders, head), frame(frameData, bytes.Repeat([]byte("u"), 1000)))
+	select {
+	case d := <-closed:
+		if d > 2*time.Second {
+			t.Fatalf("Close waited %v for the blocked reader", d)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close did not return while another goroutine was blocked reading the body")
+	}
+	r, err := readResponse(t, s)
+	if err != nil {
+		t.Fatalf("answer after Close: %v (want the 403)", err)
+	}
+	if r.status != http.StatusForbidden {
+		t.Fatalf("status %d, want 403", r.status)
+	}
+}

@@ -271,7 +271,7 @@ func (st *stream) readRequest() error {
 		}
 		contentLength = 0
 	} else {
-		st.body = &requestBody{st: st}
+		st.body = &requestBody{st: st, qs: st.qs}
 		body = st.body
 		if !h.expectContinue {
 			st.continueSent.Store(2)
