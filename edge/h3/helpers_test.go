@@ -227,10 +227,21 @@ func (rc *rawConn) uni(typ uint64, b ...[]byte) *quic.SendStream {
 	}
 	// A write the server cut short by closing the connection is what
 	// some tests want; the test then looks at how it was closed.
-	if _, err := s.Write(out); err != nil && rc.qc.Context().Err() == nil {
+	if _, err := s.Write(out); err != nil && !rc.closedBy(err) {
 		rc.t.Fatal(err)
 	}
 	return s
+}
+
+// closedBy reports whether err, from a stream, is the connection's end
+// rather than the stream's. quic-go fails the streams with the close error
+// before it cancels the connection's context, so a write the server's
+// CONNECTION_CLOSE cut short may return while Context().Err() is still
+// nil: the error's type tells.
+func (rc *rawConn) closedBy(err error) bool {
+	var ae *quic.ApplicationError
+	var te *quic.TransportError
+	return rc.qc.Context().Err() != nil || errors.As(err, &ae) || errors.As(err, &te)
 }
 
 // control opens the client's control stream with an empty SETTINGS frame.
@@ -276,7 +287,7 @@ func (rc *rawConn) request(fin bool, b ...[]byte) *quic.Stream {
 		out = append(out, p...)
 	}
 	if len(out) > 0 {
-		if _, err := s.Write(out); err != nil && rc.qc.Context().Err() == nil {
+		if _, err := s.Write(out); err != nil && !rc.closedBy(err) {
 			rc.t.Fatal(err)
 		}
 	}
