@@ -7,16 +7,18 @@ import (
 	"sync"
 
 	"github.com/quic-go/qpack"
+	"github.com/quic-go/quic-go"
 )
 
 // requestBody is a request's Body: the DATA frames' payload, read as the
 // handler asks, so QUIC flow control paces the client to the handler.
-// Trailers, when they come, fill Request.Trailer before Read returns
-// io.EOF. The mutex lets the handler read from another goroutine and
+// Trailers, when they come, fill Request.Trailer (if the request announced
+// any) before Read returns io.EOF. The mutex lets the handler read from another goroutine and
 // still be cut off cleanly when it returns.
 type requestBody struct {
 	mu     sync.Mutex
-	st     *stream // nil once the handler returned
+	st     *stream      // nil once the handler returned
+	qs     *quic.Stream // st's QUIC stream; set once, never pooled
 	closed bool
 }
 
@@ -36,8 +38,17 @@ func (b *requestBody) Read(p []byte) (int, error) {
 
 // Close tells the client to stop sending the rest (H3_NO_ERROR, RFC 9114
 // §4.1.1): the response does not need it.
+//
+// A Read blocked on the stream holds b.mu until the client sends more or
+// the read deadline passes; a forwarder that closes the body while its
+// transport still reads it must not wait for that. So when the lock is
+// busy, the read side is cancelled first, which wakes the reader (a read
+// stopped by the server never touches the response).
 func (b *requestBody) Close() error {
-	b.mu.Lock()
+	if !b.mu.TryLock() {
+		b.qs.CancelRead(strCode(ErrNoError))
+		b.mu.Lock()
+	}
 	defer b.mu.Unlock()
 	if b.st != nil && !b.closed && !b.st.bodyDone {
 		b.st.qs.CancelRead(strCode(ErrNoError))
@@ -143,10 +154,11 @@ func (st *stream) readTrailers(length uint64) error {
 	if err != nil {
 		return err
 	}
-	if st.req.Trailer == nil {
-		st.req.Trailer = make(http.Header, len(st.fields))
-	}
-	if err := parseTrailers(st.fields, st.req.Trailer); err != nil {
+	// As x/net/http2: trailers fill the map the Trailer header announced
+	// (made with the request, so every copy of it, r.WithContext's
+	// included, shares it), announced or not; without an announcement
+	// they are checked and dropped.
+	if err := parseTrailers(st.fields, st.head.trailer); err != nil {
 		return streamErr(ErrMessageError, "malformed trailers: %v", err)
 	}
 	st.trailersRead = true
@@ -154,23 +166,37 @@ func (st *stream) readTrailers(length uint64) error {
 }
 
 // bodyFailed acts on an error met while reading the body, and returns
-// what Read returns from now on.
+// what Read returns from now on. Only a client's protocol violation
+// resets the stream (or closes the connection); a read deadline that
+// passed stops the reading side alone; a client that reset its
+// upload, a connection that is gone, or a read this server stopped itself
+// fail the read alone, and the handler may still answer. Once the
+// handler has returned, the response is never touched.
 func (st *stream) bodyFailed(err error) error {
 	var ce *connError
 	var se *streamError
 	switch {
+	case err == errPeerGone, err == errReadStopped:
+		st.bodyErr = err
 	case errors.As(err, &ce):
 		st.c.close(ce)
 		st.bodyErr = err
+	case errors.As(err, &se) && se.readOnly:
+		// A read deadline passed: stop reading (x/net/http2 fails the
+		// read alone too); the handler may still answer.
+		st.bodyErr = err
+		st.qs.CancelRead(strCode(se.code))
 	case errors.As(err, &se):
-		st.srv.log.Debug("h3: resetting request stream", "client", st.c.remoteAddr, "stream", int64(st.qs.StreamID()), "code", se.code.String(), "reason", se.reason)
-		st.abort(se.code)
 		st.bodyErr = err
 		if se.code == ErrMessageError {
 			st.bodyErr = io.ErrUnexpectedEOF
 		}
+		if st.handlerDone.Load() {
+			break
+		}
+		st.srv.log.Debug("h3: resetting request stream", "client", st.c.remoteAddr, "stream", int64(st.qs.StreamID()), "code", se.code.String(), "reason", se.reason)
+		st.abort(se.code)
 	default:
-		st.abort(ErrRequestCancelled)
 		st.bodyErr = err
 	}
 	return st.bodyErr

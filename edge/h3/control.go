@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"time"
 
 	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/quicvarint"
@@ -35,13 +36,19 @@ func (c *conn) acceptUniStreams() {
 func (c *conn) handleUniStream(rs *quic.ReceiveStream) {
 	var rd streamReader
 	rd.reset(rs, make([]byte, 1<<10))
+	// A stream that never says what it is would park this goroutine and
+	// its buffer until the connection ends: it gets ReadHeaderTimeout.
+	if d := c.srv.cfg.ReadHeaderTimeout; d > 0 {
+		_ = rs.SetReadDeadline(time.Now().Add(d))
+	}
 	typ, err := rd.varint()
 	if err != nil {
-		// Gone before it said what it is: nothing to serve.
+		// Gone, or silent, before it said what it is: nothing to serve.
 		rs.CancelRead(strCode(ErrStreamCreationError))
 		rs.ReleaseStreamCredit()
 		return
 	}
+	_ = rs.SetReadDeadline(time.Time{}) // a critical stream lasts as long as the connection
 	var ce error
 	switch typ {
 	case streamControl:
@@ -102,8 +109,8 @@ func (c *conn) readControl(rd *streamReader) error {
 	if err := c.readSettings(rd, l); err != nil {
 		return err
 	}
-	var maxPushID uint64
-	var maxPushIDSeen bool
+	var maxPushID, goAwayID uint64
+	var maxPushIDSeen, goAwaySeen bool
 	for {
 		t, l, err := rd.frameHeader()
 		if err != nil {
@@ -130,9 +137,15 @@ func (c *conn) readControl(rd *streamReader) error {
 					return connErr(ErrIDError, "MAX_PUSH_ID went down from %d to %d", maxPushID, id)
 				}
 				maxPushID, maxPushIDSeen = id, true
+			case frameGoAway:
+				// A client's GOAWAY limits pushes, which this server
+				// never makes: nothing to do but check that it never
+				// goes up (RFC 9114 §5.2).
+				if goAwaySeen && id > goAwayID {
+					return connErr(ErrIDError, "GOAWAY went up from %d to %d", goAwayID, id)
+				}
+				goAwayID, goAwaySeen = id, true
 			}
-			// A client's GOAWAY limits pushes, which this server never
-			// makes: nothing to do.
 		case t == framePriorityUpdate, t == framePriorityPush:
 			if l > maxPriorityFrame {
 				return connErr(ErrExcessiveLoad, "PRIORITY_UPDATE frame of %d bytes", l)
@@ -191,7 +204,7 @@ func (c *conn) readSettings(rd *streamReader, l uint64) error {
 			return connErr(ErrFrameError, "SETTINGS frame ends inside a setting")
 		}
 		b = b[n:]
-		_, n, err = quicvarint.Parse(b)
+		v, n, err := quicvarint.Parse(b)
 		if err != nil {
 			return connErr(ErrFrameError, "SETTINGS frame ends inside a setting's value")
 		}
@@ -203,6 +216,10 @@ func (c *conn) readSettings(rd *streamReader, l uint64) error {
 			return connErr(ErrSettingsError, "setting 0x%x given twice", id)
 		}
 		seen[id] = true
+		if (id == settingEnableConnectProtocol || id == settingH3Datagram) && v > 1 {
+			// RFC 9220 §3 (RFC 8441 §3), RFC 9297 §2.1.1.
+			return connErr(ErrSettingsError, "setting 0x%x is %d; it can only be 0 or 1", id, v)
+		}
 		// The client's QPACK table capacity and blocked streams only
 		// matter to an encoder using the dynamic table, which this one
 		// never does; its field section limit is not enforced on

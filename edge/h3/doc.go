@@ -8,9 +8,9 @@
 // it spent more of the CPU than the transport under it: parsing frames a
 // byte at a time through the stream's locks, a fresh goroutine, context,
 // header map, QPACK encoder and several buffers for every request,
-// HEADERS and DATA written separately. test/bench/quicfloor measures
-// quic-go's transport alone carrying the same bytes; docs/performance.md
-// has the figures. This package keeps to what an API gateway's edge needs
+// HEADERS and DATA written separately. test/bench/quicfloor measures an
+// approximate floor, raw quic-go streams carrying the same bytes with a
+// minimal server loop; docs/performance.md has the figures. This package keeps to what an API gateway's edge needs
 // and is built for that path:
 //
 //   - each request stream is read through one buffer: frame headers, the
@@ -20,8 +20,13 @@
 //     and literals) straight into the http.Request, values sharing one
 //     backing array, common names canonicalised without allocating;
 //   - per-stream state (buffers, decoded fields, the QPACK encoder) is
-//     pooled; what the handler gets is new for every request and cut off
-//     from the stream when it returns;
+//     pooled; what the handler gets is new for every request. The
+//     ResponseWriter and the Body are cut off from the state under their
+//     own locks when the handler returns, before the state is pooled: a
+//     call after that panics (ResponseWriter) or fails (Body.Read); a
+//     ResponseWriter call still running then, on a goroutine the handler
+//     left behind, gets the response reset and is waited for. So nothing
+//     a handler keeps can reach the state once it serves another request;
 //   - a small response (up to 8 KiB) leaves as HEADERS and DATA in one
 //     stream write, queued without waiting, then FIN; the Date field is
 //     encoded once a second;
@@ -36,17 +41,25 @@
 // checked (exactly one, SETTINGS first, only control frames on it), its
 // QPACK encoder and decoder streams accepted and held to a dynamic table
 // of capacity zero; unknown stream and frame types skipped or refused as
-// the RFC says; malformed requests reset with H3_MESSAGE_ERROR before any
-// handler runs; MAX_FIELD_SECTION_SIZE enforced on decoded headers and
-// trailers (431 for headers); request bodies streamed to the handler under
-// QUIC flow control, with Content-Length checked; trailers both ways; 1xx
-// responses and automatic 100 Continue; Date; Content-Type sniffing and
-// Content-Length as net/http; HEAD, 204 and 304 without a body;
-// http.Flusher and http.ResponseController (Flush, deadlines,
-// EnableFullDuplex); handler panics reset the stream (H3_INTERNAL_ERROR),
-// logged unless http.ErrAbortHandler; GOAWAY and draining on Shutdown; an
-// idle timeout; 0-RTT requests served with r.TLS.HandshakeComplete false,
-// so that the listener's early-data guard can refuse unsafe ones.
+// the RFC says (a unidirectional stream gets ReadHeaderTimeout to say its
+// type); malformed requests (an authority that is not host[:port], a
+// :scheme other than https or http, among the rest) reset with
+// H3_MESSAGE_ERROR before any handler runs; MAX_FIELD_SECTION_SIZE
+// enforced on decoded headers and trailers (431 for headers); request
+// bodies streamed to the handler under QUIC flow control, with
+// Content-Length checked, and a failed body read never resetting an
+// answer unless the client broke the protocol (a read deadline stops the
+// reading side alone, so the handler can answer 408); trailers both ways
+// (the client's fill the map its Trailer header announced, as
+// x/net/http2); 1xx responses and automatic 100 Continue; Date;
+// Content-Type sniffing and Content-Length as net/http; the header as it
+// was at WriteHeader; HEAD, 204 and 304 without a body; http.Flusher and
+// http.ResponseController (Flush, deadlines, EnableFullDuplex); handler
+// panics reset the stream (H3_INTERNAL_ERROR), logged unless
+// http.ErrAbortHandler; Config.BaseContext for values every request sees
+// (http.ServerContextKey); GOAWAY and draining on Shutdown and on the idle
+// timeout; 0-RTT requests served with r.TLS.HandshakeComplete false, so
+// that the listener's early-data guard can refuse unsafe ones.
 //
 // With QUICConfig's RequireStreamCreditRelease, a client may open a new
 // request stream only when a handler has returned, so MaxIncomingStreams

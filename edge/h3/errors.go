@@ -87,13 +87,21 @@ func (e *connError) Error() string {
 }
 
 // streamError is a stream error: the request stream is reset with code in
-// both directions; the connection goes on.
+// both directions; the connection goes on. A readOnly one, met while the
+// handler reads the body (a read deadline that passed), stops only the
+// reading side, so that the handler can still answer (408, say).
 type streamError struct {
-	code   ErrCode
-	reason string
+	code     ErrCode
+	reason   string
+	readOnly bool
+	cause    error
 }
 
 func (e *streamError) Error() string { return fmt.Sprintf("h3: stream error %s: %s", e.code, e.reason) }
+
+// Unwrap gives the cause: a deadline's timeout error stays visible to
+// the handler (errors.As with net.Error).
+func (e *streamError) Unwrap() error { return e.cause }
 
 func connErr(code ErrCode, format string, a ...any) error {
 	return &connError{code: code, reason: fmt.Sprintf(format, a...)}

@@ -38,6 +38,8 @@ const (
 	settingQPACKMaxTableCapacity = 0x01
 	settingMaxFieldSectionSize   = 0x06
 	settingQPACKBlockedStreams   = 0x07
+	settingEnableConnectProtocol = 0x08 // RFC 9220
+	settingH3Datagram            = 0x33 // RFC 9297
 )
 
 // http2Setting reports the settings identifiers HTTP/2 has and HTTP/3

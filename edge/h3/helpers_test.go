@@ -148,6 +148,7 @@ type rawConn struct {
 	// the server's control stream, read in the background
 	mu       sync.Mutex
 	settings []byte // the server's SETTINGS payload
+	ctrl     *quic.ReceiveStream
 	goAways  []uint64
 	ctrlErr  error
 }
@@ -182,6 +183,9 @@ func (rc *rawConn) readServerControl() {
 		if err != nil || typ != streamControl {
 			continue
 		}
+		rc.mu.Lock()
+		rc.ctrl = rs
+		rc.mu.Unlock()
 		go func() {
 			for {
 				ft, err := quicvarint.Read(r)
@@ -223,10 +227,21 @@ func (rc *rawConn) uni(typ uint64, b ...[]byte) *quic.SendStream {
 	}
 	// A write the server cut short by closing the connection is what
 	// some tests want; the test then looks at how it was closed.
-	if _, err := s.Write(out); err != nil && rc.qc.Context().Err() == nil {
+	if _, err := s.Write(out); err != nil && !rc.closedBy(err) {
 		rc.t.Fatal(err)
 	}
 	return s
+}
+
+// closedBy reports whether err, from a stream, is the connection's end
+// rather than the stream's. quic-go fails the streams with the close error
+// before it cancels the connection's context, so a write the server's
+// CONNECTION_CLOSE cut short may return while Context().Err() is still
+// nil: the error's type tells.
+func (rc *rawConn) closedBy(err error) bool {
+	var ae *quic.ApplicationError
+	var te *quic.TransportError
+	return rc.qc.Context().Err() != nil || errors.As(err, &ae) || errors.As(err, &te)
 }
 
 // control opens the client's control stream with an empty SETTINGS frame.
@@ -272,7 +287,7 @@ func (rc *rawConn) request(fin bool, b ...[]byte) *quic.Stream {
 		out = append(out, p...)
 	}
 	if len(out) > 0 {
-		if _, err := s.Write(out); err != nil && rc.qc.Context().Err() == nil {
+		if _, err := s.Write(out); err != nil && !rc.closedBy(err) {
 			rc.t.Fatal(err)
 		}
 	}
@@ -285,6 +300,7 @@ func (rc *rawConn) request(fin bool, b ...[]byte) *quic.Stream {
 // response is what came back on a request stream.
 type response struct {
 	interim  []int // 1xx statuses, in order
+	interimH []http.Header
 	status   int
 	header   http.Header
 	body     []byte
@@ -340,6 +356,7 @@ func readResponse(t testing.TB, s *quic.Stream) (*response, error) {
 			switch {
 			case status >= 100 && status < 200:
 				resp.interim = append(resp.interim, status)
+				resp.interimH = append(resp.interimH, h)
 			case resp.status == 0:
 				if status == 0 {
 					t.Fatal("response HEADERS without :status")
@@ -394,6 +411,36 @@ func (rc *rawConn) wantConnError(code ErrCode) {
 	if err := context.Cause(rc.qc.Context()); !errors.As(err, &ae) || !ae.Remote || ErrCode(ae.ErrorCode) != code {
 		rc.t.Fatalf("connection ended with %v; want the server to close it with %s", err, code)
 	}
+}
+
+// wantConnErrorReason is wantConnError that also wants reason in the
+// CONNECTION_CLOSE: the error came from the frame the test meant, so
+// everything the test sent before it was accepted.
+func (rc *rawConn) wantConnErrorReason(code ErrCode, reason string) {
+	rc.t.Helper()
+	rc.wantConnError(code)
+	var ae *quic.ApplicationError
+	if errors.As(context.Cause(rc.qc.Context()), &ae) && !strings.Contains(ae.ErrorMessage, reason) {
+		rc.t.Fatalf("connection closed with %s for %q; want it for %q", code, ae.ErrorMessage, reason)
+	}
+}
+
+// serverConn waits until the server's side of rc satisfies cond (the
+// server has read a stream's type, say) and reports whether it did.
+func (ts *testServer) serverConn(rc *rawConn, cond func(c *conn) bool) bool {
+	// The client's socket is bound to the unspecified address: match
+	// the port.
+	port := rc.qc.LocalAddr().(*net.UDPAddr).Port
+	return waitFor(5*time.Second, func() bool {
+		ts.mu.Lock()
+		defer ts.mu.Unlock()
+		for c := range ts.conns {
+			if c.qc.RemoteAddr().(*net.UDPAddr).Port == port && cond(c) {
+				return true
+			}
+		}
+		return false
+	})
 }
 
 // wantOpen checks that the connection still serves requests.

@@ -2,7 +2,6 @@ package h3
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"net/http"
 	"strings"
@@ -36,7 +35,7 @@ func TestControlStreamErrors(t *testing.T) {
 		}, ErrMissingSettings},
 		{"second control stream", func(rc *rawConn) {
 			rc.control()
-			time.Sleep(20 * time.Millisecond)
+			ts.serverConn(rc, func(c *conn) bool { return c.peerControl.Load() })
 			rc.control()
 		}, ErrStreamCreationError},
 		{"second SETTINGS", func(rc *rawConn) {
@@ -68,7 +67,11 @@ func TestControlStreamErrors(t *testing.T) {
 		}, ErrClosedCriticalStream},
 		{"control stream reset", func(rc *rawConn) {
 			s := rc.control()
-			time.Sleep(20 * time.Millisecond)
+			// Reset once the server has read the stream's type (a reset
+			// stream whose type never arrived is simply dropped).
+			if !ts.serverConn(rc, func(c *conn) bool { return c.peerControl.Load() }) {
+				rc.t.Fatal("the server never read the control stream's type")
+			}
 			s.CancelWrite(0x100)
 		}, ErrClosedCriticalStream},
 		{"control stream closed before SETTINGS", func(rc *rawConn) {
@@ -96,6 +99,29 @@ func TestControlStreamErrors(t *testing.T) {
 		{"MAX_PUSH_ID going down", func(rc *rawConn) {
 			rc.uni(streamControl, frame(frameSettings, nil), frame(frameMaxPushID, varints(10)), frame(frameMaxPushID, varints(5)))
 		}, ErrIDError},
+		{"GOAWAY going up", func(rc *rawConn) {
+			rc.uni(streamControl, frame(frameSettings, nil), frame(frameGoAway, varints(4)), frame(frameGoAway, varints(8)))
+		}, ErrIDError},
+		{"ENABLE_CONNECT_PROTOCOL neither 0 nor 1", func(rc *rawConn) {
+			rc.uni(streamControl, frame(frameSettings, varints(settingEnableConnectProtocol, 2)))
+		}, ErrSettingsError},
+		{"H3_DATAGRAM neither 0 nor 1", func(rc *rawConn) {
+			rc.uni(streamControl, frame(frameSettings, varints(settingH3Datagram, 7)))
+		}, ErrSettingsError},
+		{"STOP_SENDING on the server's control stream", func(rc *rawConn) {
+			rc.control()
+			var ctrl *quic.ReceiveStream
+			waitFor(2*time.Second, func() bool {
+				rc.mu.Lock()
+				defer rc.mu.Unlock()
+				ctrl = rc.ctrl
+				return ctrl != nil
+			})
+			if ctrl == nil {
+				rc.t.Fatal("the server opened no control stream")
+			}
+			ctrl.CancelRead(0x100)
+		}, ErrClosedCriticalStream},
 		{"GOAWAY with two IDs", func(rc *rawConn) {
 			rc.uni(streamControl, frame(frameSettings, nil), frame(frameGoAway, varints(0, 0)))
 		}, ErrFrameError},
@@ -131,20 +157,24 @@ func TestControlStreamErrors(t *testing.T) {
 func TestControlStreamAllowedFrames(t *testing.T) {
 	ts := startServer(t, Config{Handler: okHandler()})
 	rc := ts.dial(t)
-	rc.uni(streamControl,
-		frame(frameSettings, varints(settingMaxFieldSectionSize, 1<<14, 0x21, 7, settingQPACKMaxTableCapacity, 0)),
+	ctrl := rc.uni(streamControl,
+		frame(frameSettings, varints(settingMaxFieldSectionSize, 1<<14, 0x21, 7, settingQPACKMaxTableCapacity, 0, settingEnableConnectProtocol, 1, settingH3Datagram, 0)),
 		frame(0x21, []byte("grease")),
 		frame(0x1f*3+0x21, nil),
 		frame(frameMaxPushID, varints(3)),
 		frame(frameMaxPushID, varints(3)),
 		frame(framePriorityUpdate, append(varints(0), "u=2"...)),
 		frame(framePriorityUpdate, append(varints(4), bytes.Repeat([]byte("u=3, i"), 500)...)), // longer than the read buffer
+		frame(frameGoAway, varints(8)),
+		frame(frameGoAway, varints(8)),
 		frame(frameGoAway, varints(0)),
 		frame(0xabcdef, bytes.Repeat([]byte("x"), 10000)),
 	)
 	rc.wantOpen()
-	time.Sleep(50 * time.Millisecond)
-	rc.wantOpen()
+	// A second SETTINGS is an error: that it is the one the connection
+	// closes for shows every frame before it was read and accepted.
+	ctrl.Write(frame(frameSettings, nil))
+	rc.wantConnErrorReason(ErrFrameUnexpected, "a second SETTINGS frame")
 }
 
 // The server's own control stream opens with SETTINGS: its field section
@@ -189,7 +219,9 @@ func TestQPACKStreams(t *testing.T) {
 		send func(rc *rawConn)
 		want ErrCode // 0: the connection stays open
 	}{
-		{"encoder: capacity 0 is fine", func(rc *rawConn) { rc.uni(streamQPACKEncoder, []byte{0x20, 0x20}) }, 0},
+		// The accepted cases end with a byte that is an error: the error
+		// has to be that byte's, so everything before it was accepted.
+		{"encoder: capacity 0 is fine", func(rc *rawConn) { rc.uni(streamQPACKEncoder, []byte{0x20, 0x20, 0x3f}) }, 0},
 		{"encoder: capacity above 0", func(rc *rawConn) { rc.uni(streamQPACKEncoder, []byte{0x21}) }, ErrQPACKEncoderStreamError},
 		{"encoder: insert with name reference", func(rc *rawConn) {
 			rc.uni(streamQPACKEncoder, []byte{0xc0 | 17, 0x03, 'a', 'b', 'c'})
@@ -200,23 +232,25 @@ func TestQPACKStreams(t *testing.T) {
 		{"encoder: duplicate", func(rc *rawConn) { rc.uni(streamQPACKEncoder, []byte{0x00}) }, ErrQPACKEncoderStreamError},
 		{"encoder stream twice", func(rc *rawConn) {
 			rc.uni(streamQPACKEncoder)
-			time.Sleep(20 * time.Millisecond)
+			ts.serverConn(rc, func(c *conn) bool { return c.peerEncoder.Load() })
 			rc.uni(streamQPACKEncoder)
 		}, ErrStreamCreationError},
 		{"encoder stream closed", func(rc *rawConn) { rc.uni(streamQPACKEncoder).Close() }, ErrClosedCriticalStream},
 		{"decoder: stream cancellation is fine", func(rc *rawConn) {
-			rc.uni(streamQPACKDecoder, []byte{0x40 | 4, 0x7f, 0x80, 0x01})
+			rc.uni(streamQPACKDecoder, []byte{0x40 | 4, 0x7f, 0x80, 0x01, 0x80})
 		}, 0},
 		{"decoder: section acknowledgment", func(rc *rawConn) { rc.uni(streamQPACKDecoder, []byte{0x80}) }, ErrQPACKDecoderStreamError},
 		{"decoder: insert count increment", func(rc *rawConn) { rc.uni(streamQPACKDecoder, []byte{0x01}) }, ErrQPACKDecoderStreamError},
 		{"decoder stream twice", func(rc *rawConn) {
 			rc.uni(streamQPACKDecoder)
-			time.Sleep(20 * time.Millisecond)
+			ts.serverConn(rc, func(c *conn) bool { return c.peerDecoder.Load() })
 			rc.uni(streamQPACKDecoder)
 		}, ErrStreamCreationError},
 		{"decoder stream reset", func(rc *rawConn) {
 			s := rc.uni(streamQPACKDecoder)
-			time.Sleep(20 * time.Millisecond)
+			if !ts.serverConn(rc, func(c *conn) bool { return c.peerDecoder.Load() }) {
+				rc.t.Fatal("the server never read the decoder stream's type")
+			}
 			s.CancelWrite(0x100)
 		}, ErrClosedCriticalStream},
 	} {
@@ -225,13 +259,49 @@ func TestQPACKStreams(t *testing.T) {
 			rc.control()
 			c.send(rc)
 			if c.want == 0 {
-				time.Sleep(30 * time.Millisecond)
-				rc.wantOpen()
+				if strings.HasPrefix(c.name, "encoder") {
+					rc.wantConnErrorReason(ErrQPACKEncoderStreamError, "0x3f")
+				} else {
+					rc.wantConnErrorReason(ErrQPACKDecoderStreamError, "Section Acknowledgment")
+				}
 				return
 			}
 			rc.wantConnError(c.want)
 		})
 	}
+}
+
+// A unidirectional stream that never says its type is refused after
+// ReadHeaderTimeout (STOP_SENDING H3_STREAM_CREATION_ERROR) instead of
+// holding a goroutine and a buffer until the connection ends.
+func TestSilentUniStream(t *testing.T) {
+	ts := startServer(t, Config{Handler: okHandler(), ReadHeaderTimeout: 200 * time.Millisecond})
+	rc := ts.dial(t)
+	rc.control()
+	s, err := rc.qc.OpenUniStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Write([]byte{0x40}) // the first byte of a two-byte type, and no more
+	if !waitFor(5*time.Second, func() bool {
+		_, err := s.Write(nil)
+		var se *quic.StreamError
+		return errors.As(err, &se) && ErrCode(se.ErrorCode) == ErrStreamCreationError
+	}) {
+		t.Fatal("a stream that never sent its type was not refused")
+	}
+	rc.wantOpen()
+}
+
+// A client that lets the server open no unidirectional stream is still
+// served while the server waits to open its control stream, and then
+// closed with H3_GENERAL_PROTOCOL_ERROR (an HTTP/3 server must send
+// SETTINGS), not H3_INTERNAL_ERROR, which would blame the server.
+func TestClientAllowsNoUniStreams(t *testing.T) {
+	ts := startServer(t, Config{Handler: okHandler(), ReadHeaderTimeout: 500 * time.Millisecond})
+	rc := ts.dialQUIC(t, &quic.Config{MaxIdleTimeout: 30 * time.Second, MaxIncomingUniStreams: -1})
+	rc.wantOpen()
+	rc.wantConnError(ErrGeneralProtocolError)
 }
 
 // An unknown unidirectional stream type (here a reserved one) is refused
@@ -281,9 +351,10 @@ func TestRequestStreamUnexpectedFrames(t *testing.T) {
 			rc.wantConnError(ErrFrameUnexpected)
 		})
 	}
-	// "SETTINGS in the body" reaches the handler (which reads no body).
-	if n := calls.Load(); n > 1 {
-		t.Fatalf("handler ran %d times for bad requests", n)
+	// Only "SETTINGS in the body" reaches the handler, whose body read
+	// meets the SETTINGS frame.
+	if n := calls.Load(); n != 1 {
+		t.Fatalf("handler ran %d times for bad requests, want exactly 1", n)
 	}
 }
 
@@ -421,6 +492,16 @@ func TestMalformedRequests(t *testing.T) {
 		{"host differs from :authority", with("host", "other"), nil},
 		{"two hosts", []string{":method", "GET", ":scheme", "https", ":path", "/", "host", "a", "host", "a"}, nil},
 		{"userinfo in :authority", []string{":method", "GET", ":scheme", "https", ":authority", "u@a", ":path", "/"}, nil},
+		{"space in :authority", []string{":method", "GET", ":scheme", "https", ":authority", "a b", ":path", "/"}, nil},
+		{"path in :authority", []string{":method", "GET", ":scheme", "https", ":authority", "evil.example/x?y", ":path", "/"}, nil},
+		{"tab in :authority", []string{":method", "GET", ":scheme", "https", ":authority", "x\ty", ":path", "/"}, nil},
+		{"non-ASCII :authority", []string{":method", "GET", ":scheme", "https", ":authority", "h\x80st", ":path", "/"}, nil},
+		{"port out of range", []string{":method", "GET", ":scheme", "https", ":authority", "host:99999999", ":path", "/"}, nil},
+		{"IPv6 without brackets", []string{":method", "GET", ":scheme", "https", ":authority", "::1", ":path", "/"}, nil},
+		{"bad host header", []string{":method", "GET", ":scheme", "https", ":path", "/", "host", "a/b"}, nil},
+		{"gopher :scheme", []string{":method", "GET", ":scheme", "gopher", ":authority", "a", ":path", "/"}, nil},
+		{"CONNECT without a port", []string{":method", "CONNECT", ":authority", "example.test"}, nil},
+		{"CONNECT to a bad authority", []string{":method", "CONNECT", ":authority", "a b:443"}, nil},
 		{"content-length not a number", with("content-length", "x"), nil},
 		{"content-length negative", with("content-length", "-1"), nil},
 		{"content-lengths differ", with("content-length", "1", "content-length", "2"), [][]byte{frame(frameData, []byte("x"))}},
@@ -543,13 +624,13 @@ func TestFramesAfterTrailers(t *testing.T) {
 	}
 }
 
-// wantNoConnError: the server closed nothing.
+// An unknown frame type on the control stream is skipped: the connection
+// serves on, and reads on (a second SETTINGS after it is what closes it).
 func TestUnknownFramesDoNotCloseTheConnection(t *testing.T) {
 	ts := startServer(t, Config{Handler: okHandler()})
 	rc := ts.dial(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
-	defer cancel()
-	rc.uni(streamControl, frame(frameSettings, nil), frame(0x21, nil))
-	<-ctx.Done()
+	ctrl := rc.uni(streamControl, frame(frameSettings, nil), frame(0x21, nil))
 	rc.wantOpen()
+	ctrl.Write(frame(frameSettings, nil))
+	rc.wantConnErrorReason(ErrFrameUnexpected, "a second SETTINGS frame")
 }

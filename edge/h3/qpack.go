@@ -1,6 +1,7 @@
 package h3
 
 import (
+	"errors"
 	"io"
 
 	"github.com/quic-go/qpack"
@@ -29,7 +30,8 @@ const (
 // a line seen before costs a map lookup instead of Huffman decoding, a
 // string allocation, validation and canonicalisation. Each pooled stream
 // state has its own (no locking); the cache is bounded and starts over
-// when full.
+// when full. Lines marked never-indexed and credentials (sensitiveField)
+// are never cached: pooled state serves one client after another.
 type fieldDecoder struct {
 	dec     *qpack.Decoder
 	names   *fieldNames
@@ -54,21 +56,25 @@ func (d *fieldDecoder) decode(block []byte, limit int, out []field) ([]field, er
 	if len(block) < 2 || block[0] != 0 || block[1] != 0 {
 		return d.decodeWhole(block, limit, out)
 	}
-	size := 0
+	size, start := 0, len(out)
 	for p := block[2:]; len(p) > 0; {
 		n, ok := fieldLineLen(p)
 		if !ok {
-			return d.decodeWhole(block, limit, out[:0])
+			return d.decodeWhole(block, limit, out[:start])
 		}
 		line := p[:n]
 		p = p[n:]
 		f, ok := d.cache[string(line)]
 		if !ok {
 			var err error
-			if f, err = d.decodeLine(line); err != nil {
+			if f, err = d.decodeLine(line); err == errLineMismatch {
+				// This package read the line's length wrong (a bug):
+				// the block may still be valid, so qpack decides.
+				return d.decodeWhole(block, limit, out[:start])
+			} else if err != nil {
 				return out, err
 			}
-			if f.valid && n <= maxCachedLine {
+			if f.valid && n <= maxCachedLine && !neverIndexed(line) && !sensitiveField(f.Name) {
 				if len(d.cache) >= maxCachedFields {
 					clear(d.cache)
 				}
@@ -91,7 +97,7 @@ func (d *fieldDecoder) decodeLine(line []byte) (field, error) {
 	hf, err := next()
 	if err == nil {
 		if _, err2 := next(); err2 != io.EOF {
-			err = errLineMismatch
+			return field{}, errLineMismatch
 		}
 	}
 	if err != nil {
@@ -130,8 +136,33 @@ func (d *fieldDecoder) check(hf qpack.HeaderField) field {
 }
 
 // errLineMismatch is a field line whose length this package and qpack
-// read differently: never cached, always a decoding failure.
-var errLineMismatch = connErr(ErrQPACKDecompressionFailed, "field line boundaries disagree")
+// read differently (only a bug here can cause it): the section is then
+// decoded by qpack alone.
+var errLineMismatch = errors.New("h3: field line boundaries disagree between fieldLineLen and qpack")
+
+// neverIndexed reports a literal field line with the N bit (RFC 9204
+// §4.5.4, §4.5.6): the sender asks that the value never be kept in a
+// table, which this package's cache honours too.
+func neverIndexed(line []byte) bool {
+	switch b := line[0]; {
+	case b&0xc0 == 0x40: // literal with name reference: 0 1 N T
+		return b&0x20 != 0
+	case b&0xe0 == 0x20: // literal with literal name: 0 0 1 N H
+		return b&0x10 != 0
+	}
+	return false
+}
+
+// sensitiveField reports the fields that carry credentials: their lines
+// are never cached, so that pooled state serving one client after another
+// holds none of them.
+func sensitiveField(lower string) bool {
+	switch lower {
+	case "authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key":
+		return true
+	}
+	return false
+}
 
 // fieldLineLen is the length of the field line at the start of p
 // (RFC 9204 §4.5.2-4.5.4), for the three representations that need no
@@ -228,7 +259,7 @@ func (e *fieldEncoder) appendField(dst []byte, name, value string) []byte {
 	_ = e.enc.WriteField(qpack.HeaderField{Name: name, Value: value})
 	_ = e.enc.Close()
 	line := e.scratch.b[2:] // after the section prefix the encoder wrote
-	if len(name)+len(value) <= maxCachedLine {
+	if len(name)+len(value) <= maxCachedLine && !sensitiveField(name) {
 		if len(e.cache) >= maxCachedFields {
 			clear(e.cache)
 		}

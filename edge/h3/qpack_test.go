@@ -115,8 +115,94 @@ func TestFieldDecoderMatchesQPACK(t *testing.T) {
 	}
 }
 
+// rawNeverIndexed is a literal field line with a literal name, the N bit
+// set.
+func rawNeverIndexed(name, value string) []byte {
+	b := appendPrefixInt(nil, 3, 0x30, uint64(len(name)))
+	b = append(b, name...)
+	b = appendPrefixInt(b, 7, 0, uint64(len(value)))
+	return append(b, value...)
+}
+
+// rawNameRefNeverIndexed is rawNameRef with the N bit set.
+func rawNameRefNeverIndexed(idx uint64, value string) []byte {
+	b := appendPrefixInt(nil, 4, 0x70, idx)
+	b = appendPrefixInt(b, 7, 0, uint64(len(value)))
+	return append(b, value...)
+}
+
+// Never-indexed lines and credentials are decoded but never cached: the
+// pooled decoder serves one client after another.
+func TestFieldDecoderCachesNoSecrets(t *testing.T) {
+	d := newFieldDecoder(qpack.NewDecoder(), newFieldNames())
+	block := fields(":method", "GET", "authorization", "Bearer s1", "proxy-authorization", "Basic s2", "cookie", "s3=1",
+		"x-api-key", "s4", "set-cookie", "s5=1", "user-agent", "kept")
+	block = append(block, rawNeverIndexed("x-secret", "s6")...)
+	block = append(block, rawNameRefNeverIndexed(2, "s7")...) // age, N=1
+	for range 2 {
+		sameAsQPACK(t, d, block)
+	}
+	secret := map[string]bool{"Bearer s1": true, "Basic s2": true, "s3=1": true, "s4": true, "s5=1": true, "s6": true, "s7": true}
+	kept := false
+	for line, f := range d.cache {
+		if secret[f.Value] {
+			t.Errorf("cached %q: %q (line %x)", f.Name, f.Value, line)
+		}
+		kept = kept || f.Value == "kept"
+	}
+	if !kept {
+		t.Error("an ordinary field was not cached")
+	}
+}
+
+func TestFieldEncoderCachesNoSecrets(t *testing.T) {
+	e := newFieldEncoder()
+	for _, kv := range [][2]string{{"set-cookie", "session=secret"}, {"authorization", "Bearer x"}, {"content-type", "text/plain"}} {
+		e.appendField(nil, kv[0], kv[1])
+	}
+	if _, ok := e.cache[[2]string{"set-cookie", "session=secret"}]; ok {
+		t.Error("set-cookie cached")
+	}
+	if _, ok := e.cache[[2]string{"authorization", "Bearer x"}]; ok {
+		t.Error("authorization cached")
+	}
+	if _, ok := e.cache[[2]string{"content-type", "text/plain"}]; !ok {
+		t.Error("content-type not cached")
+	}
+}
+
+// A line this package would split wrong (only a bug could) is reported as
+// such, once, not as a decoding failure of the client's.
+func TestDecodeLineMismatch(t *testing.T) {
+	d := newFieldDecoder(qpack.NewDecoder(), newFieldNames())
+	two := append(rawLiteral("a", "1"), rawLiteral("b", "2")...)
+	if _, err := d.decodeLine(two); err != errLineMismatch {
+		t.Fatalf("two lines as one: %v, want errLineMismatch itself", err)
+	}
+}
+
+// Pooled stream state keeps no more than a small request or response
+// needs.
+func TestReleaseCapsRetention(t *testing.T) {
+	s, err := New(Config{Handler: okHandler()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := &stream{srv: s, rbuf: make([]byte, readBufSize), fields: make([]field, 2000),
+		fdec: newFieldDecoder(s.decoder, s.names), fenc: newFieldEncoder(), trailerKeys: make([]string, 100)}
+	st.fdec.scratch = make([]byte, 64<<10)
+	st.fenc.scratch.b = make([]byte, 64<<10)
+	st.release()
+	if cap(st.fields) > 256 || cap(st.fdec.scratch) > 4<<10 || cap(st.fenc.scratch.b) > 4<<10 || cap(st.trailerKeys) > 32 {
+		t.Fatalf("kept fields %d, decoder scratch %d, encoder scratch %d, trailer keys %d", cap(st.fields), cap(st.fdec.scratch), cap(st.fenc.scratch.b), cap(st.trailerKeys))
+	}
+}
+
 func FuzzFieldDecoder(f *testing.F) {
 	f.Add(get("/x?y", "user-agent", "fuzz"))
+	f.Add(append([]byte{0, 0}, rawNeverIndexed("x-secret", "v")...))
+	f.Add(append([]byte{0, 0}, rawNameRefNeverIndexed(2, "v")...))
+	f.Add(fields("authorization", "Bearer t", "cookie", "a=b", "x-api-key", "k", "proxy-authorization", "p", "set-cookie", "s"))
 	f.Add(append([]byte{0, 0}, rawLiteral("a", "b")...))
 	f.Add(append([]byte{0, 0}, rawNameRef(5, "c=d")...))
 	f.Add([]byte{0, 0, 0xff, 0x80, 0x01})

@@ -154,14 +154,24 @@ func parseRequestHead(fields []field, h *requestHead) error {
 	}
 
 	if h.method == http.MethodConnect {
-		// RFC 9114 §4.4: CONNECT names only the authority.
+		// RFC 9114 §4.4: CONNECT names only the authority, host and port.
 		if seen.scheme || seen.path || h.authority == "" {
 			return errors.New("CONNECT must carry :authority and neither :scheme nor :path")
+		}
+		if port, err := checkAuthority(h.authority); err != nil {
+			return err
+		} else if port == "" {
+			return fmt.Errorf("CONNECT :authority %q has no port", h.authority)
 		}
 		return nil
 	}
 	if !seen.scheme || h.scheme == "" || !seen.path || h.path == "" {
 		return errors.New(":scheme and :path are required and must not be empty")
+	}
+	if h.scheme != "https" && h.scheme != "http" {
+		// As x/net/http2: a gateway serves http(s) URIs, and forwards
+		// nothing else.
+		return fmt.Errorf(":scheme %q: only https and http are served", h.scheme)
 	}
 	if h.path[0] != '/' && (h.method != http.MethodOptions || h.path != "*") {
 		return fmt.Errorf(":path %q must start with / (or be * for OPTIONS)", h.path)
@@ -172,13 +182,38 @@ func parseRequestHead(fields []field, h *requestHead) error {
 	case !seen.authority:
 		h.authority = host
 	}
-	if (h.scheme == "https" || h.scheme == "http") && h.authority == "" {
+	if h.authority == "" {
 		return errors.New("an http(s) request needs :authority or host")
 	}
-	if strings.Contains(h.authority, "@") {
-		return errors.New(":authority must not carry userinfo")
+	_, err := checkAuthority(h.authority)
+	return err
+}
+
+// checkAuthority checks that a is a host, with an optional port, as
+// r.Host may be given to the handler (and to every hop after it): the
+// bytes a host may hold (httpguts.ValidHostHeader, which leaves out
+// spaces, '/', '?', '@', controls and non-ASCII bytes), an IPv6 literal
+// only in brackets, and a port of at most 65535. It returns the port.
+func checkAuthority(a string) (port string, err error) {
+	if !httpguts.ValidHostHeader(a) {
+		if strings.Contains(a, "@") {
+			return "", fmt.Errorf(":authority %q must not carry userinfo", a)
+		}
+		return "", fmt.Errorf(":authority %q is not a host[:port]", a)
 	}
-	return nil
+	host := a
+	if i := strings.LastIndexByte(a, ':'); i >= 0 && !strings.Contains(a[i:], "]") {
+		host, port = a[:i], a[i+1:]
+	}
+	if port != "" {
+		if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+			return "", fmt.Errorf(":authority %q: port %q is not a number from 0 to 65535", a, port)
+		}
+	}
+	if strings.Contains(host, ":") && !(strings.HasPrefix(host, "[") && strings.HasSuffix(host, "]")) {
+		return "", fmt.Errorf(":authority %q: an IPv6 address must be in brackets", a)
+	}
+	return port, nil
 }
 
 // announcedTrailers is the Trailer header's list as http.Request.Trailer
@@ -202,7 +237,7 @@ func announcedTrailers(vv []string) http.Header {
 }
 
 // parseTrailers checks a trailer section (no pseudo-headers, nothing that
-// may not be a trailer) and stores it in t.
+// may not be a trailer) and stores it in t, unless t is nil.
 func parseTrailers(fields []field, t http.Header) error {
 	for i := range fields {
 		f := &fields[i]
@@ -219,7 +254,9 @@ func parseTrailers(fields []field, t http.Header) error {
 		if !httpguts.ValidTrailerHeader(key) {
 			return fmt.Errorf("field %s is not allowed as a trailer", f.Name)
 		}
-		t[key] = append(t[key], f.Value)
+		if t != nil {
+			t[key] = append(t[key], f.Value)
+		}
 	}
 	return nil
 }

@@ -7,7 +7,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync/atomic"
+	"sync"
 	"time"
 
 	"github.com/quic-go/quic-go"
@@ -19,22 +19,28 @@ import (
 // (FlushError, SetReadDeadline, SetWriteDeadline, EnableFullDuplex);
 // Hijack is not offered (HTTP/3 has no connection to hand over).
 type responseWriter struct {
-	// st is nil once the handler returned. Atomic only so that a handler
-	// that wrongly keeps the writer finds out by a clear panic, not by a
-	// data race.
-	st atomic.Pointer[stream]
+	// mu is held through every method, and st is nil once the handler
+	// returned (cutOff): a goroutine that kept the writer either runs
+	// its call before the cut, on this request's stream, or panics after
+	// it. It can never reach the stream state once it is pooled and
+	// serves another request.
+	mu sync.Mutex
+	st *stream
 }
 
-func (w *responseWriter) stream(method string) *stream {
-	st := w.st.Load()
-	if st == nil {
+// lock returns the stream with w.mu held; the caller unlocks.
+func (w *responseWriter) lock(method string) *stream {
+	w.mu.Lock()
+	if w.st == nil {
+		w.mu.Unlock()
 		panic("h3: ResponseWriter." + method + " called after its handler returned")
 	}
-	return st
+	return w.st
 }
 
 func (w *responseWriter) Header() http.Header {
-	st := w.stream("Header")
+	st := w.lock("Header")
+	defer w.mu.Unlock()
 	if st.header == nil {
 		st.header = make(http.Header, 4)
 	}
@@ -42,16 +48,21 @@ func (w *responseWriter) Header() http.Header {
 }
 
 func (w *responseWriter) WriteHeader(code int) {
-	w.stream("WriteHeader").writeHeader(code)
+	st := w.lock("WriteHeader")
+	defer w.mu.Unlock()
+	st.writeHeader(code)
 }
 
 func (w *responseWriter) Write(p []byte) (int, error) {
-	return w.stream("Write").write(p)
+	st := w.lock("Write")
+	defer w.mu.Unlock()
+	return st.write(p)
 }
 
 // WriteString saves io.WriteString a copy of s.
 func (w *responseWriter) WriteString(s string) (int, error) {
-	st := w.stream("WriteString")
+	st := w.lock("WriteString")
+	defer w.mu.Unlock()
 	if !st.wroteHeader {
 		st.writeHeader(http.StatusOK)
 	}
@@ -68,7 +79,8 @@ func (w *responseWriter) Flush() { _ = w.FlushError() }
 
 // FlushError is Flush, with the error of the write (http.ResponseController).
 func (w *responseWriter) FlushError() error {
-	st := w.stream("Flush")
+	st := w.lock("Flush")
+	defer w.mu.Unlock()
 	if !st.wroteHeader {
 		st.writeHeader(http.StatusOK)
 	}
@@ -77,14 +89,41 @@ func (w *responseWriter) FlushError() error {
 
 // SetReadDeadline sets the deadline for reading the request body.
 func (w *responseWriter) SetReadDeadline(t time.Time) error {
-	return w.stream("SetReadDeadline").qs.SetReadDeadline(t)
+	st := w.lock("SetReadDeadline")
+	defer w.mu.Unlock()
+	return st.qs.SetReadDeadline(t)
 }
 
 // SetWriteDeadline sets the deadline for writing the response.
 func (w *responseWriter) SetWriteDeadline(t time.Time) error {
-	st := w.stream("SetWriteDeadline")
+	st := w.lock("SetWriteDeadline")
+	defer w.mu.Unlock()
 	st.deadlineSet = true
 	return st.qs.SetWriteDeadline(t)
+}
+
+// cutOff ends the writer's access to the stream once the handler has
+// returned. A goroutine the handler left behind may still be inside a
+// call (a Write waiting for the client's flow control, say): then the
+// response cannot be finished as the handler meant it; it is reset
+// (H3_INTERNAL_ERROR), which also ends that Write, and the cut waits for
+// the call to return.
+func (st *stream) cutOff() {
+	rw := st.rw
+	if rw == nil || st.writerCut {
+		return
+	}
+	st.writerCut = true
+	if !rw.mu.TryLock() {
+		st.abort(ErrInternalError)
+		rw.mu.Lock()
+		if rw.st != nil {
+			st.srv.log.Debug("h3: a goroutine was still using the ResponseWriter when its handler returned; response reset", "client", st.c.remoteAddr, "stream", int64(st.qs.StreamID()))
+			st.reset(ErrInternalError)
+		}
+	}
+	rw.st = nil
+	rw.mu.Unlock()
 }
 
 // EnableFullDuplex is a no-op: an HTTP/3 handler may always read the
@@ -111,15 +150,58 @@ func (st *stream) writeHeader(code int) {
 		return
 	}
 	st.status, st.wroteHeader = code, true
-	if vv := st.header["Content-Length"]; len(vv) > 0 {
+	st.snapshotHeader()
+	h := st.sent
+	// What net/http leaves out for these statuses (suppressedHeaders),
+	// and RFC 9110 §9.3.6: no Content-Length in a 2xx answer to CONNECT.
+	switch {
+	case code == http.StatusNotModified:
+		delete(h, "Content-Type")
+		delete(h, "Content-Length")
+	case !bodyAllowed(code), st.isConnect() && code < 300:
+		delete(h, "Content-Length")
+	}
+	if vv := h["Content-Length"]; len(vv) > 0 {
 		if n, err := strconv.ParseUint(vv[0], 10, 63); err == nil {
 			st.declared = int64(n)
 		} else {
 			st.srv.log.Warn("h3: handler set an invalid Content-Length; dropped", "value", vv[0])
-			delete(st.header, "Content-Length")
+			delete(h, "Content-Length")
 		}
 	}
 }
+
+// snapshotHeader copies the handler's header map, as it is when the final
+// status is set, into st.sent (values and all, into one reused backing
+// array): that is what the HEADERS frame carries, as with net/http, so a
+// field set after WriteHeader (a Content-Length that the body would then
+// not match, say) goes nowhere. Trailers are still read from the
+// handler's map at the end.
+func (st *stream) snapshotHeader() {
+	if st.sent == nil {
+		st.sent = make(http.Header, len(st.header)+2)
+	}
+	n := 0
+	for _, vv := range st.header {
+		n += len(vv)
+	}
+	vals := st.sentVals[:0]
+	if cap(vals) < n {
+		vals = make([]string, 0, n)
+	}
+	for k, vv := range st.header {
+		if vv == nil {
+			st.sent[k] = nil // "do not send" (Date) or "do not sniff" (Content-Type)
+			continue
+		}
+		i := len(vals)
+		vals = append(vals, vv...)
+		st.sent[k] = vals[i:len(vals):len(vals)]
+	}
+	st.sentVals = vals
+}
+
+func (st *stream) isConnect() bool { return st.head.method == http.MethodConnect }
 
 // writeInterim sends a 1xx response now, with the header fields set so
 // far (as net/http does, for 103 Early Hints). HTTP/3 has no 101
@@ -134,7 +216,7 @@ func (st *stream) writeInterim(code int) {
 	if code == http.StatusContinue && !st.continueSent.CompareAndSwap(0, 1) {
 		return // sent already, or no longer meaningful
 	}
-	out := st.appendHeaders(st.out[:0], code, false, "")
+	out := st.appendHeaders(st.out[:0], code, st.header, "")
 	st.out = out[:0]
 	_ = st.writeLocked(out)
 }
@@ -170,7 +252,7 @@ func (st *stream) write(p []byte) (int, error) {
 		// Nothing goes out, but net/http still sniffs the type from the
 		// first write.
 		if !st.sentHeader && len(p) > 0 {
-			st.sniff(p)
+			st.sniff(p, nil)
 		}
 		return len(p), nil
 	}
@@ -190,11 +272,7 @@ func (st *stream) flush(p []byte) error {
 	defer st.wmu.Unlock()
 	out := st.out[:0]
 	if !st.sentHeader {
-		if len(st.resp) > 0 {
-			st.sniff(st.resp)
-		} else if len(p) > 0 {
-			st.sniff(p)
-		}
+		st.sniff(st.resp, p)
 		out = st.appendFinalHeaders(out, false)
 	}
 	if n := len(st.resp) + len(p); n > 0 {
@@ -298,18 +376,12 @@ func (st *stream) writeFailed(err error) error {
 func (st *stream) appendFinalHeaders(out []byte, complete bool) []byte {
 	st.sentHeader = true
 	st.continueSent.Store(2)
-	h := st.header
-	if h == nil {
-		h = make(http.Header, 2)
-		st.header = h
-	}
-	if len(st.resp) > 0 {
-		st.sniff(st.resp)
-	}
+	h := st.sent
+	st.sniff(st.resp, nil)
 	// The whole body is known: its length goes out with the header (not
 	// into the handler's map, as net/http).
 	var length string
-	if complete && bodyAllowed(st.status) {
+	if complete && bodyAllowed(st.status) && !(st.isConnect() && st.status < 300) {
 		if _, ok := h["Content-Length"]; !ok && (!st.isHead || st.written > 0) {
 			length = st.lengthText(st.written)
 		}
@@ -323,7 +395,7 @@ func (st *stream) appendFinalHeaders(out []byte, complete bool) []byte {
 			}
 		}
 	}
-	return st.appendHeaders(out, st.status, true, length)
+	return st.appendHeaders(out, st.status, h, length)
 }
 
 // lengthText is strconv.FormatInt(n, 10), remembered: a stream state
@@ -335,28 +407,46 @@ func (st *stream) lengthText(n int64) string {
 	return st.lenText
 }
 
-// sniff sets a missing Content-Type from the body's first bytes, as
-// net/http does (not when the handler set the field, even to nil, nor for
-// an encoded body, nor when the status has no body).
-func (st *stream) sniff(body []byte) {
-	if st.header == nil {
-		st.header = make(http.Header, 2)
+// sniff sets a missing Content-Type from the body's first bytes (up to
+// 512, DetectContentType's window, taken from a and then b), as net/http
+// does: not when the handler set the field, even to nil, nor for an
+// encoded body, nor when the status has no body, nor without a byte.
+func (st *stream) sniff(a, b []byte) {
+	h := st.sent
+	if len(a)+len(b) == 0 {
+		return
 	}
-	h := st.header
 	if _, ok := h["Content-Type"]; ok || !bodyAllowed(st.status) || h.Get("Content-Encoding") != "" {
 		return
+	}
+	var body []byte
+	switch {
+	case len(b) == 0 || len(a) >= sniffLen:
+		body = a
+	case len(a) == 0:
+		body = b
+	default:
+		var buf [sniffLen]byte
+		n := copy(buf[:], a)
+		n += copy(buf[n:], b)
+		body = buf[:n]
 	}
 	h["Content-Type"] = []string{http.DetectContentType(body)}
 }
 
-// appendHeaders appends a HEADERS frame: :status, Date and the computed
-// Content-Length (final responses), then the handler's fields, minus what HTTP/3 forbids, declared
+// sniffLen is how many bytes http.DetectContentType looks at.
+const sniffLen = 512
+
+// appendHeaders appends a HEADERS frame: :status, then for a final
+// response Date (unless h has it, even nil) and the computed
+// Content-Length, then h's fields minus what HTTP/3 forbids, declared
 // trailers, and names or values that are not valid (dropped, as
-// x/net/http2 does).
-func (st *stream) appendHeaders(out []byte, status int, final bool, length string) []byte {
+// x/net/http2 does). An interim (1xx) response never carries
+// Content-Length (as net/http).
+func (st *stream) appendHeaders(out []byte, status int, h http.Header, length string) []byte {
 	b := sectionPrefix(st.section[:0])
 	b = st.fenc.appendField(b, ":status", statusText(status))
-	h := st.header
+	final := status >= 200
 	if final {
 		if _, ok := h["Date"]; !ok {
 			b = append(b, st.srv.dates.encoded(time.Now())...)
@@ -368,6 +458,9 @@ func (st *stream) appendHeaders(out []byte, status int, final bool, length strin
 	names := st.srv.names
 	for k, vv := range h {
 		if len(st.trailerKeys) > 0 && isTrailerKey(st.trailerKeys, k) || strings.HasPrefix(k, http.TrailerPrefix) {
+			continue
+		}
+		if !final && k == "Content-Length" {
 			continue
 		}
 		name := names.lowerName(k)

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptrace"
 	"net/textproto"
@@ -478,24 +479,43 @@ func TestResponseController(t *testing.T) {
 	}
 }
 
-// A read deadline set through the ResponseController ends a body read.
+// A read deadline set through the ResponseController ends a body read
+// with a timeout; only the reading side is stopped, so the handler's 408
+// reaches the client.
 func TestReadDeadline(t *testing.T) {
 	errc := make(chan error, 1)
 	ts := startServer(t, Config{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		http.NewResponseController(w).SetReadDeadline(time.Now().Add(100 * time.Millisecond))
 		_, err := io.ReadAll(r.Body)
 		errc <- err
+		http.Error(w, "body too slow", http.StatusRequestTimeout)
 	})})
 	rc := ts.dial(t)
 	post := fields(":method", "POST", ":scheme", "https", ":authority", "localhost", ":path", "/")
-	rc.request(false, frame(frameHeaders, post), frame(frameData, []byte("x")))
+	s := rc.request(false, frame(frameHeaders, post), frame(frameData, []byte("x")))
 	select {
 	case err := <-errc:
-		if err == nil {
-			t.Fatal("body read ended without an error at the deadline")
+		var ne net.Error
+		if !errors.As(err, &ne) || !ne.Timeout() {
+			t.Fatalf("body read at the deadline: %v; want a timeout (net.Error)", err)
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("body read did not end at its deadline")
+	}
+	r, err := readResponse(t, s)
+	if err != nil {
+		t.Fatalf("the handler's answer after a read timeout: %v; want its 408", err)
+	}
+	if r.status != http.StatusRequestTimeout || !strings.Contains(string(r.body), "body too slow") {
+		t.Fatalf("status %d body %q, want the handler's 408", r.status, r.body)
+	}
+	// The client is told to stop sending: STOP_SENDING H3_REQUEST_INCOMPLETE.
+	if !waitFor(2*time.Second, func() bool {
+		_, err := s.Write(frame(frameData, []byte("late")))
+		var se *quic.StreamError
+		return errors.As(err, &se) && ErrCode(se.ErrorCode) == ErrRequestIncomplete
+	}) {
+		t.Fatal("no STOP_SENDING H3_REQUEST_INCOMPLETE after the read deadline")
 	}
 }
 
@@ -749,15 +769,58 @@ func TestReadWriteTimeouts(t *testing.T) {
 	}
 }
 
+// The idle close is graceful: GOAWAY naming the next stream, then
+// H3_NO_ERROR.
 func TestIdleTimeout(t *testing.T) {
 	ts := startServer(t, Config{Handler: okHandler(), IdleTimeout: 200 * time.Millisecond})
 	rc := ts.dial(t)
 	rc.control()
-	rc.wantOpen()
+	rc.wantOpen() // stream 0
 	t0 := time.Now()
+	if !waitFor(3*time.Second, func() bool {
+		rc.mu.Lock()
+		defer rc.mu.Unlock()
+		return len(rc.goAways) > 0
+	}) {
+		t.Fatalf("no GOAWAY before the idle close (connection: %v)", context.Cause(rc.qc.Context()))
+	}
+	rc.mu.Lock()
+	goAway := rc.goAways[0]
+	rc.mu.Unlock()
+	if goAway != 4 {
+		t.Fatalf("GOAWAY %d, want 4 (the stream after the one served)", goAway)
+	}
 	rc.wantConnError(ErrNoError)
 	if d := time.Since(t0); d < 150*time.Millisecond {
 		t.Fatalf("closed after %v idle, IdleTimeout 200ms", d)
+	}
+}
+
+// A request in flight keeps the connection open even when the idle
+// bookkeeping says otherwise (idleSince and inFlight are two atomics, and
+// requests that end and start at once can leave idleSince set while one
+// runs).
+func TestIdleTimeoutWithRequestInFlight(t *testing.T) {
+	running := make(chan struct{})
+	ts := startServer(t, Config{IdleTimeout: 100 * time.Millisecond, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			close(running)
+			time.Sleep(500 * time.Millisecond)
+		}
+		io.WriteString(w, "done")
+	})})
+	rc := ts.dial(t)
+	s := rc.request(true, frame(frameHeaders, get("/slow")))
+	<-running
+	// What the race leaves: idle since long ago, with the request running.
+	ts.mu.Lock()
+	for c := range ts.conns {
+		c.idleSince.Store(time.Now().Add(-time.Hour).UnixNano())
+	}
+	ts.mu.Unlock()
+	r, err := readResponse(t, s)
+	if err != nil || string(r.body) != "done" {
+		t.Fatalf("request in flight: %v (connection: %v)", err, context.Cause(rc.qc.Context()))
 	}
 }
 
@@ -840,5 +903,29 @@ func TestConnectMethod(t *testing.T) {
 	r := mustResponse(t, rc.request(true, frame(frameHeaders, fields(":method", "CONNECT", ":authority", "example.test:443"))))
 	if s := <-got; s != "CONNECT example.test:443 example.test:443 example.test:443" || r.status != 405 {
 		t.Fatalf("handler saw %q, status %d", s, r.status)
+	}
+}
+
+// Config.BaseContext's values reach every request's context (edge/listen
+// puts http.ServerContextKey there); without it there are none.
+func TestBaseContext(t *testing.T) {
+	type key struct{}
+	hs := &http.Server{}
+	got := make(chan [3]any, 1)
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx := r.Context()
+		got <- [3]any{ctx.Value(http.ServerContextKey), ctx.Value(key{}), ctx.Value(http.LocalAddrContextKey)}
+	})
+	ts := startServer(t, Config{Handler: handler, BaseContext: func(*quic.Conn) context.Context {
+		return context.WithValue(context.WithValue(context.Background(), http.ServerContextKey, hs), key{}, "v")
+	}})
+	mustResponse(t, ts.dial(t).request(true, frame(frameHeaders, get("/"))))
+	if v := <-got; v[0] != hs || v[1] != "v" || v[2] == nil {
+		t.Fatalf("context values %v: want the BaseContext's server and value, and the local address", v)
+	}
+	plain := startServer(t, Config{Handler: handler})
+	mustResponse(t, plain.dial(t).request(true, frame(frameHeaders, get("/"))))
+	if v := <-got; v[0] != nil || v[1] != nil {
+		t.Fatalf("context values %v without a BaseContext", v)
 	}
 }

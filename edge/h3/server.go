@@ -41,10 +41,17 @@ type Config struct {
 	// flow control, from the moment its stream was accepted. Zero or
 	// negative: no limit.
 	WriteTimeout time.Duration
-	// IdleTimeout closes a connection (H3_NO_ERROR) that has had no request
-	// in flight for this long. QUIC's own idle timeout still applies to a
-	// silent peer. Zero or negative: never.
+	// IdleTimeout closes a connection that has had no request in flight
+	// for this long, gracefully: GOAWAY, then H3_NO_ERROR. QUIC's own idle
+	// timeout still applies to a silent peer. Zero or negative: never.
 	IdleTimeout time.Duration
+	// BaseContext, when set, is called once per connection; every request
+	// on it sees the values of the context it returns (edge/listen puts
+	// http.ServerContextKey there, as net/http does for HTTP/1.1 and
+	// HTTP/2, which tells a handler that panicking with
+	// http.ErrAbortHandler aborts the response). Only its values are
+	// used: a request's context is the stream's (see requestContext).
+	BaseContext func(*quic.Conn) context.Context
 	// Workers is how many long-lived goroutines serve request streams
 	// (default 256); see workers.go for why.
 	Workers int
@@ -274,9 +281,11 @@ type conn struct {
 	qc         *quic.Conn
 	remoteAddr string
 	localAddr  net.Addr
+	base       context.Context                     // Config.BaseContext's, or nil
 	tlsState   atomic.Pointer[tls.ConnectionState] // once the handshake is complete
 
-	ctrl *quic.SendStream // our control stream
+	ctrl      *quic.SendStream // our control stream, once ctrlReady is closed (nil if it could not be opened)
+	ctrlReady chan struct{}
 
 	// the client's critical streams, each allowed once
 	peerControl, peerEncoder, peerDecoder atomic.Bool
@@ -293,6 +302,9 @@ type conn struct {
 
 func (s *Server) newConn(qc *quic.Conn) *conn {
 	c := &conn{srv: s, qc: qc, remoteAddr: qc.RemoteAddr().String(), localAddr: qc.LocalAddr()}
+	if s.cfg.BaseContext != nil {
+		c.base = s.cfg.BaseContext(qc)
+	}
 	c.acceptCtx, c.stopAccept = context.WithCancel(qc.Context())
 	return c
 }
@@ -319,21 +331,15 @@ func (c *conn) close(err *connError) {
 
 func (c *conn) serve() error {
 	defer c.stopAccept()
-	ctrl, err := c.qc.OpenUniStream()
-	if err == nil {
-		_, err = ctrl.Write(c.srv.settings)
-	}
-	if err != nil {
-		_ = c.qc.CloseWithError(appCode(ErrInternalError), "")
-		return fmt.Errorf("h3: opening the control stream to %s: %w", c.remoteAddr, err)
-	}
-	c.ctrl = ctrl
-	go c.acceptUniStreams()
+	// The idle timer starts first: nothing below waits on the client.
 	if d := c.srv.cfg.IdleTimeout; d > 0 {
 		c.idleSince.Store(time.Now().UnixNano())
 		c.idleTimer = time.AfterFunc(d, c.checkIdle)
 		defer c.idleTimer.Stop()
 	}
+	c.ctrlReady = make(chan struct{})
+	go c.openControl()
+	go c.acceptUniStreams()
 
 	for {
 		qs, err := c.qc.AcceptStream(c.acceptCtx)
@@ -373,16 +379,20 @@ func (c *conn) requestDone() {
 	c.requests.Done()
 }
 
-// checkIdle runs from the idle timer: it closes the connection when no
-// request ran for IdleTimeout, and otherwise looks again when that could
-// next be true. Requests touch only two atomics, never the timer.
+// checkIdle runs from the idle timer: when no request ran for
+// IdleTimeout it starts the graceful close (GOAWAY, RFC 9114 §5.1: later
+// streams refused, the connection closed with H3_NO_ERROR once nothing is
+// in flight), and otherwise looks again when that could next be true.
+// Requests touch only two atomics, never the timer; the two are not
+// updated together, so idleSince may be stale while a request runs, and
+// inFlight is what decides.
 func (c *conn) checkIdle() {
-	if c.qc.Context().Err() != nil {
-		return // closed already: the timer is not needed any more
+	if c.qc.Context().Err() != nil || c.goingAway.Load() {
+		return // closed or closing already: the timer is not needed any more
 	}
 	d := c.srv.cfg.IdleTimeout
 	since := c.idleSince.Load()
-	if since == 0 {
+	if since == 0 || c.inFlight.Load() > 0 {
 		c.idleTimer.Reset(d)
 		return
 	}
@@ -390,7 +400,8 @@ func (c *conn) checkIdle() {
 		c.idleTimer.Reset(d - idle)
 		return
 	}
-	_ = c.qc.CloseWithError(appCode(ErrNoError), "idle")
+	c.srv.log.Debug("h3: connection idle; sending GOAWAY", "client", c.remoteAddr, "idleTimeout", d)
+	c.goAway()
 }
 
 // goAway starts the graceful close: GOAWAY names the first request stream
@@ -405,13 +416,18 @@ func (c *conn) goAway() {
 // rejectStreams sends GOAWAY and resets every request stream that arrives
 // afterwards with H3_REQUEST_REJECTED, until the connection closes.
 func (c *conn) rejectStreams() {
-	if c.ctrl != nil {
-		b := appendFrameHeader(nil, frameGoAway, uint64(quicvarint.Len(uint64(c.nextStreamID.Load()))))
-		b = quicvarint.Append(b, uint64(c.nextStreamID.Load()))
-		// A Write that waits for the client's flow control must not hold
-		// up the refusals below; it returns when the connection closes.
-		go func() { _, _ = c.ctrl.Write(b) }()
-	}
+	id := uint64(c.nextStreamID.Load())
+	b := appendFrameHeader(nil, frameGoAway, uint64(quicvarint.Len(id)))
+	b = quicvarint.Append(b, id)
+	// GOAWAY follows SETTINGS on the control stream, and a Write that
+	// waits for the client's flow control must not hold up the refusals
+	// below; it returns when the connection closes.
+	go func() {
+		<-c.ctrlReady
+		if c.ctrl != nil {
+			_, _ = c.ctrl.Write(b)
+		}
+	}()
 	for {
 		qs, err := c.qc.AcceptStream(context.Background())
 		if err != nil {
@@ -421,6 +437,45 @@ func (c *conn) rejectStreams() {
 		qs.CancelWrite(strCode(ErrRequestRejected))
 		qs.ReleaseStreamCredit()
 	}
+}
+
+// openControl opens the server's control stream and sends SETTINGS
+// (RFC 9114 §6.2.1), apart from the accept loop: requests are served
+// meanwhile, and a client that lets the server open no unidirectional
+// stream, or grants its control stream no flow control, cannot hold the
+// connection outside IdleTimeout. It gets ReadHeaderTimeout (10 s when
+// that is off) for both, then H3_GENERAL_PROTOCOL_ERROR: an HTTP/3 server
+// must send SETTINGS. A client that stops reading the control stream
+// (STOP_SENDING) closes a critical stream: H3_CLOSED_CRITICAL_STREAM.
+func (c *conn) openControl() {
+	defer close(c.ctrlReady)
+	d := c.srv.cfg.ReadHeaderTimeout
+	if d <= 0 {
+		d = 10 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(c.qc.Context(), d)
+	defer cancel()
+	ctrl, err := c.qc.OpenUniStreamSync(ctx)
+	if err == nil {
+		if err = ctrl.TryWriteAll(c.srv.settings); err == quic.ErrWouldBlock {
+			_ = ctrl.SetWriteDeadline(time.Now().Add(d))
+			_, err = ctrl.Write(c.srv.settings)
+			_ = ctrl.SetWriteDeadline(time.Time{})
+		}
+	}
+	if err != nil {
+		if c.qc.Context().Err() == nil {
+			c.close(&connError{code: ErrGeneralProtocolError, reason: fmt.Sprintf("the server could not open its control stream and send SETTINGS within %v (the client allows no unidirectional stream, or no flow control for it): %v", d, err)})
+		}
+		return
+	}
+	c.ctrl = ctrl
+	context.AfterFunc(ctrl.Context(), func() {
+		var se *quic.StreamError
+		if errors.As(context.Cause(ctrl.Context()), &se) && se.Remote && c.qc.Context().Err() == nil {
+			c.close(&connError{code: ErrClosedCriticalStream, reason: "the client stopped reading the server's control stream (STOP_SENDING)"})
+		}
+	})
 }
 
 // closeWhenDone closes the connection once its last request is answered

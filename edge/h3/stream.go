@@ -32,9 +32,13 @@ const (
 // stream is one request stream's state. It is pooled: the buffers, the
 // decoded fields and the QPACK encoder serve one request after another.
 // What the handler receives (the http.Request, its header map, the
-// ResponseWriter, the Body) is new for every request, and the
-// ResponseWriter and Body are cut off from the stream when the handler
-// returns, so a handler that keeps them cannot touch the next request.
+// ResponseWriter, the Body) is new for every request. The ResponseWriter
+// and the Body are cut off from the stream, each under its own lock, when
+// the handler returns and before the state goes back to the pool: a call
+// after that panics (ResponseWriter) or fails (Body.Read), a call still
+// running then is waited for (a ResponseWriter call resets the response
+// first, which ends a blocked write), so nothing the handler kept can
+// reach the state once it serves another request.
 type stream struct {
 	srv   *Server
 	c     *conn
@@ -60,7 +64,9 @@ type stream struct {
 
 	// response state, used by the handler's goroutine
 	rw           *responseWriter
-	header       http.Header
+	header       http.Header // the handler's map
+	sent         http.Header // its snapshot when the final status was set (reused)
+	sentVals     []string    // the snapshot's values (reused)
 	status       int
 	wroteHeader  bool // the final status is set
 	sentHeader   bool // the final HEADERS frame went out
@@ -75,10 +81,16 @@ type stream struct {
 	failed       bool  // the stream is reset; the response is over
 	writeErr     error // what writes return once failed
 	deadlineSet  bool
+	writerCut    bool  // cutOff ran
 	lenVal       int64 // lengthText's last answer, and its text
 	lenText      string
 	wmu          sync.Mutex   // orders 100 Continue and the response
 	continueSent atomic.Int32 // 0: may send 100 Continue, 1: sent, 2: the response started
+
+	// handlerDone is set when the handler has returned and its response
+	// is complete (or reset): from then on a body read that fails, on a
+	// goroutine the handler left behind, must not touch the response.
+	handlerDone atomic.Bool
 }
 
 func (s *Server) newStream(c *conn, qs *quic.Stream) *stream {
@@ -104,10 +116,17 @@ func (st *stream) release() {
 	st.status, st.wroteHeader, st.sentHeader, st.isHead = 0, false, false, false
 	st.written = 0
 	st.resp, st.out = st.resp[:0], st.out[:0]
+	if len(st.sent) > 64 || cap(st.sentVals) > 256 {
+		st.sent, st.sentVals = nil, nil // a map does not shrink when cleared
+	}
+	clear(st.sent)
+	clear(st.sentVals[:cap(st.sentVals)])
+	st.sentVals = st.sentVals[:0]
 	clear(st.trailerKeys)
 	st.trailerKeys = st.trailerKeys[:0]
-	st.failed, st.writeErr, st.deadlineSet = false, nil, false
+	st.failed, st.writeErr, st.deadlineSet, st.writerCut = false, nil, false, false
 	st.continueSent.Store(0)
+	st.handlerDone.Store(false)
 	if cap(st.big) > 64<<10 {
 		st.big = nil
 	}
@@ -119,6 +138,20 @@ func (st *stream) release() {
 	}
 	if cap(st.section) > 64<<10 {
 		st.section = nil
+	}
+	// What a large request or response left behind is not kept for the
+	// next one (the fields' strings are cleared above).
+	if cap(st.fields) > 256 {
+		st.fields = make([]field, 0, 16)
+	}
+	if cap(st.trailerKeys) > 32 {
+		st.trailerKeys = nil
+	}
+	if cap(st.fdec.scratch) > 4<<10 {
+		st.fdec.scratch = nil
+	}
+	if cap(st.fenc.scratch.b) > 4<<10 {
+		st.fenc.scratch.b = nil
 	}
 	st.srv.streams.Put(st)
 }
@@ -144,8 +177,12 @@ func (st *stream) serve() {
 	}()
 	if err := st.readRequest(); err != nil {
 		st.fail(err)
-	} else if st.runHandler() {
-		st.finishResponse()
+	} else {
+		returned := st.runHandler()
+		st.cutOff()
+		if returned {
+			st.finishResponse()
+		}
 	}
 	finished = true
 	st.done(c)
@@ -159,13 +196,15 @@ func (st *stream) done(c *conn) {
 	if b := st.body; b != nil {
 		// Stop a client still sending a body nobody reads (H3_NO_ERROR:
 		// RFC 9114 §4.1.1); this also wakes a handler's goroutine still
-		// blocked reading it, before the body is cut off.
+		// blocked reading it, before the body is cut off. That goroutine's
+		// read then fails, and must leave the response alone: it is
+		// complete, and its FIN may still be unacknowledged, when quic-go
+		// would still turn a CancelWrite into RESET_STREAM.
+		st.handlerDone.Store(true)
 		st.qs.CancelRead(strCode(ErrNoError))
 		b.detach()
 	}
-	if st.rw != nil {
-		st.rw.st.Store(nil)
-	}
+	st.cutOff() // cut already, unless the handler ended its goroutine
 	st.release()
 	c.requestDone()
 }
@@ -232,7 +271,7 @@ func (st *stream) readRequest() error {
 		}
 		contentLength = 0
 	} else {
-		st.body = &requestBody{st: st}
+		st.body = &requestBody{st: st, qs: st.qs}
 		body = st.body
 		if !h.expectContinue {
 			st.continueSent.Store(2)
@@ -260,8 +299,7 @@ func (st *stream) readRequest() error {
 	}
 	st.req = r.WithContext(&requestContext{Context: st.qs.Context(), c: st.c})
 	st.isHead = h.method == http.MethodHead
-	st.rw = &responseWriter{}
-	st.rw.st.Store(st)
+	st.rw = &responseWriter{st: st}
 	return nil
 }
 
@@ -285,6 +323,11 @@ var errHeadersTooLarge = errors.New("request header section larger than MaxField
 // connection is gone.
 var errPeerGone = errors.New("client reset the stream or closed the connection")
 
+// errReadStopped is a read of the request stream after this server
+// stopped reading it (CancelRead: the handler returned, or closed the
+// body): nothing to do about it.
+var errReadStopped = errors.New("h3: the request body is no longer read (its handler returned or closed it)")
+
 // readError turns a failed read of the request stream into what to do
 // about it.
 func (st *stream) readError(err error, where string) error {
@@ -295,10 +338,14 @@ func (st *stream) readError(err error, where string) error {
 		return streamErr(ErrRequestIncomplete, "stream ended %s", where)
 	case err == errTruncated:
 		return connErr(ErrFrameError, "request stream %d ended inside a frame %s", st.qs.StreamID(), where)
-	case errors.As(err, &se), st.c.qc.Context().Err() != nil:
+	case st.c.qc.Context().Err() != nil:
+		return errPeerGone
+	case errors.As(err, &se) && !se.Remote:
+		return errReadStopped
+	case errors.As(err, &se):
 		return errPeerGone
 	case errors.As(err, &ne) && ne.Timeout():
-		return streamErr(ErrRequestIncomplete, "no complete request in time (%s)", where)
+		return &streamError{code: ErrRequestIncomplete, reason: "no complete request in time (" + where + ")", readOnly: true, cause: err}
 	}
 	return streamErr(ErrInternalError, "reading the request stream: %v", err)
 }
@@ -329,8 +376,7 @@ func (st *stream) fail(err error) {
 		// RFC 9114 §4.2.2 suggests 431; the rest of the request is not
 		// wanted.
 		st.qs.CancelRead(strCode(ErrExcessiveLoad))
-		st.status, st.wroteHeader = http.StatusRequestHeaderFieldsTooLarge, true
-		st.header = http.Header{}
+		st.writeHeader(http.StatusRequestHeaderFieldsTooLarge)
 		st.finishResponse()
 	case errors.As(err, &ce):
 		st.c.close(ce)
@@ -388,7 +434,8 @@ func (st *stream) runHandler() (returned bool) {
 // cancels when the response ends, when the client stops reading it
 // (STOP_SENDING, which a client sends when it abandons a request), when
 // this server resets the stream, and when the connection closes. No
-// goroutine or timer watches it.
+// goroutine or timer watches it. Its values are http.LocalAddrContextKey,
+// then those of Config.BaseContext's context, then the stream's.
 type requestContext struct {
 	context.Context
 	c *conn
@@ -397,6 +444,11 @@ type requestContext struct {
 func (r *requestContext) Value(key any) any {
 	if key == http.LocalAddrContextKey {
 		return r.c.localAddr
+	}
+	if r.c.base != nil {
+		if v := r.c.base.Value(key); v != nil {
+			return v
+		}
 	}
 	return r.Context.Value(key)
 }

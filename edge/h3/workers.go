@@ -52,7 +52,11 @@ func (p *workerPool) dispatch(st job) {
 		return
 	default:
 	}
-	if !p.stopped.Load() && p.running.Add(1) <= p.size {
+	if p.stopped.Load() {
+		go st.serve()
+		return
+	}
+	if p.running.Add(1) <= p.size {
 		p.start1.Do(func() { go p.janitor() })
 		go p.worker(st)
 		return

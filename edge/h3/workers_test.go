@@ -54,7 +54,12 @@ func TestWorkerPool(t *testing.T) {
 	if !waitFor(2*time.Second, func() bool { return p.running.Load() == 0 }) {
 		t.Fatalf("%d workers running after stop", p.running.Load())
 	}
-	wg.Add(1)
-	p.dispatch(testJob{&wg, release})
+	wg.Add(3)
+	for range 3 {
+		p.dispatch(testJob{&wg, release})
+	}
 	wg.Wait()
+	if n := p.running.Load(); n != 0 {
+		t.Fatalf("%d workers counted after stop, want 0", n)
+	}
 }

@@ -89,8 +89,11 @@ type Config struct {
 	// it are cut (default 30s).
 	DrainTimeout time.Duration
 
-	// MaxHeaderBytes limits a request's header block (default 64 KiB);
-	// larger gets 431 on HTTP/1.1 and HTTP/2 and a stream error on HTTP/3.
+	// MaxHeaderBytes limits a request's header block (default 64 KiB, at
+	// most 16 MiB); larger gets 431 on HTTP/1.1, HTTP/2 and HTTP/3. HTTP/2
+	// and HTTP/3 announce it (SETTINGS_MAX_HEADER_LIST_SIZE,
+	// SETTINGS_MAX_FIELD_SECTION_SIZE), and a client may refuse to send
+	// more itself.
 	MaxHeaderBytes int
 	// MaxConns limits open TCP connections per listener (default 10000).
 	// Connections over the limit are accepted and closed at once.
@@ -239,6 +242,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxHeaderBytes < 4<<10 {
 		bad("listen: MaxHeaderBytes %d is below 4 KiB: browsers' cookies alone exceed that", c.MaxHeaderBytes)
+	}
+	if c.MaxHeaderBytes > 16<<20 {
+		bad("listen: MaxHeaderBytes %d is above 16 MiB, the most HTTP/3 serves (and far more than any real request needs): use at most %d", c.MaxHeaderBytes, 16<<20)
 	}
 	if c.HSTS.Preload && (!c.HSTS.IncludeSubDomains || c.HSTS.MaxAge < 365*24*time.Hour) {
 		bad("listen: HSTS.Preload needs IncludeSubDomains and MaxAge of at least 365 days (preload lists reject anything less)")

@@ -110,6 +110,7 @@ func New(cfg Config, h http.Handler) (*Server, error) {
 		s.h2 = h2.NewServer(s.h2Config(), s.handler)
 		s.h1.TLSNextProto = map[string]func(*http.Server, *tls.Conn, http.Handler){}
 		if !cfg.DisableHTTP3 {
+			h3base := context.WithValue(context.Background(), http.ServerContextKey, s.h1)
 			h3s, err := h3.New(h3.Config{
 				Handler:             s.h3h,
 				MaxFieldSectionSize: cfg.MaxHeaderBytes,
@@ -118,6 +119,11 @@ func New(cfg Config, h http.Handler) (*Server, error) {
 				WriteTimeout:        timeout(cfg.WriteTimeout),
 				IdleTimeout:         timeout(cfg.IdleTimeout),
 				Logger:              s.log,
+				// HTTP/3 requests carry the same http.ServerContextKey as
+				// HTTP/1.1 and HTTP/2 ones: edge/forward aborts a response
+				// whose upstream body was cut short (panic
+				// http.ErrAbortHandler) only under a server that says so.
+				BaseContext: func(*quic.Conn) context.Context { return h3base },
 			})
 			if err != nil {
 				return nil, fmt.Errorf("listen: configuring HTTP/3: %w", err)
