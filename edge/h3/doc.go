@@ -31,7 +31,7 @@
 //     stream write, queued without waiting, then FIN; the Date field is
 //     encoded once a second;
 //   - streams are served on long-lived workers whose stacks have grown
-//     (see workers.go);
+//     (see edge/workpool);
 //   - the request's context is the QUIC stream's own: no goroutine, timer
 //     or AfterFunc per request.
 //

@@ -15,6 +15,8 @@ import (
 	"github.com/quic-go/qpack"
 	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/quicvarint"
+
+	"github.com/portico-edge/portico/edge/workpool"
 )
 
 // NextProto is the ALPN protocol of HTTP/3.
@@ -53,7 +55,7 @@ type Config struct {
 	// used: a request's context is the stream's (see requestContext).
 	BaseContext func(*quic.Conn) context.Context
 	// Workers is how many long-lived goroutines serve request streams
-	// (default 256); see workers.go for why.
+	// (default 256); see edge/workpool for why.
 	Workers int
 	// Logger receives handler panics (Error) and protocol errors of
 	// clients (Debug). Nil means slog.Default().
@@ -73,7 +75,7 @@ type Server struct {
 	continueFrame []byte
 	names         *fieldNames
 	decoder       *qpack.Decoder
-	workers       *workerPool
+	workers       *workpool.Pool
 	dates         dateCache
 	streams       sync.Pool // *stream
 
@@ -122,7 +124,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.settings = controlStreamPreface(uint64(cfg.MaxFieldSectionSize))
 	s.continueFrame = continueFrame()
-	s.workers = newWorkerPool(cfg.Workers, workerIdle)
+	s.workers = workpool.New(cfg.Workers, workpool.DefaultIdle)
 	return s, nil
 }
 
@@ -246,7 +248,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	go func() { s.connsWG.Wait(); close(done) }()
 	select {
 	case <-done:
-		s.workers.stop()
+		s.workers.Stop()
 		return nil
 	case <-ctx.Done():
 		_ = s.Close()
@@ -271,7 +273,7 @@ func (s *Server) Close() error {
 	}
 	s.mu.Unlock()
 	s.connsWG.Wait()
-	s.workers.stop()
+	s.workers.Stop()
 	return nil
 }
 
@@ -358,7 +360,7 @@ func (c *conn) serve() error {
 			c.idleSince.Store(0)
 		}
 		c.requests.Add(1)
-		c.srv.workers.dispatch(c.srv.newStream(c, qs))
+		c.srv.workers.Go(c.srv.newStream(c, qs))
 	}
 	// Wait for the handlers still running (their requests' contexts are
 	// cancelled if the connection is gone), but not past Close.

@@ -156,8 +156,9 @@ func (st *stream) release() {
 	st.srv.streams.Put(st)
 }
 
-// serve serves the request stream from its first byte to its end.
-func (st *stream) serve() {
+// Run serves the request stream from its first byte to its end, on one of
+// the server's workers (workpool.Job).
+func (st *stream) Run() {
 	c := st.c
 	finished := false
 	defer func() {

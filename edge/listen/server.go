@@ -48,7 +48,6 @@ type Server struct {
 	quicTr    *quic.Transport
 	quicLn    *quic.EarlyListener
 	h1ln      *connQueue
-	workers   *handlerWorkers
 	serveErrs chan error
 	stopped   chan struct{}
 	stopOnce  sync.Once
@@ -71,11 +70,9 @@ func New(cfg Config, h http.Handler) (*Server, error) {
 		log:       cfg.Logger,
 		serveErrs: make(chan error, 4),
 		stopped:   make(chan struct{}),
-		workers:   newHandlerWorkers(defaultHandlerWorkers, handlerWorkerIdle),
 	}
 	s.alt = &altSvc{next: h}
 	s.handler = HSTS(s.alt, cfg.HSTS)
-	// edge/h3 serves its streams on workers of its own.
 	s.h3h = HSTS(earlyDataGuard(h, cfg.AcceptEarlyData), cfg.HSTS)
 	s.plain = cfg.PlainHandler
 	if s.plain == nil {
@@ -119,6 +116,7 @@ func New(cfg Config, h http.Handler) (*Server, error) {
 				WriteTimeout:        timeout(cfg.WriteTimeout),
 				IdleTimeout:         timeout(cfg.IdleTimeout),
 				Logger:              s.log,
+				Workers:             handlerWorkers,
 				// HTTP/3 requests carry the same http.ServerContextKey as
 				// HTTP/1.1 and HTTP/2 ones: edge/forward aborts a response
 				// whose upstream body was cut short (panic
@@ -384,6 +382,11 @@ func (s *Server) handshake(c net.Conn) {
 	}
 }
 
+// handlerWorkers is how many long-lived goroutines each of edge/h2 and
+// edge/h3 keeps for handlers (edge/workpool says why); more requests at
+// once run on goroutines of their own.
+const handlerWorkers = 256
+
 // h2Config maps the listener's settings onto edge/h2's: the same limits,
 // timeouts and abuse budgets, handlers on long-lived workers.
 func (s *Server) h2Config() h2.Config {
@@ -404,7 +407,7 @@ func (s *Server) h2Config() h2.Config {
 		IdleTimeout:           idle,
 		ReadTimeout:           timeout(cfg.ReadTimeout),
 		WriteTimeout:          timeout(cfg.WriteTimeout),
-		Workers:               defaultHandlerWorkers,
+		Workers:               handlerWorkers,
 		BaseContext: func(c net.Conn) context.Context {
 			ctx := context.WithValue(context.Background(), http.ServerContextKey, s.h1)
 			return context.WithValue(ctx, http.LocalAddrContextKey, c.LocalAddr())
@@ -438,8 +441,6 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.closeListenersLocked()
 	s.mu.Unlock()
 	defer s.stopOnce.Do(func() { close(s.stopped) })
-	// Idle workers end now; busy ones when their request is done.
-	defer s.workers.stop()
 
 	var wg sync.WaitGroup
 	errs := make([]error, 4)
