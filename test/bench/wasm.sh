@@ -40,18 +40,32 @@
 # The load average and the hypervisor's steal time are printed with the
 # table: figures from a run with high steal or load are not clean.
 #
+# CALLGRIND=N instead restarts the edge (with its compiled-module cache)
+# under valgrind's callgrind, and counts the instructions the edge process
+# executes for N requests per variant on one connection, ROUNDS times
+# (default 3). The count does not depend on what else the machine runs,
+# so it shows, in situ, how much work a plugin adds and (with KEEP=1 and
+# callgrind_annotate on the kept callgrind.out.K files, one per run) where.
+# Instructions are not time: cache misses, which dominate what a small
+# plugin costs in situ, are not in it. Go's garbage collector is off for
+# these runs (its cycles would land in one run or another), and timers
+# fire about 50 times more often per request than at full speed, so the
+# engine's watchdog shows up where it does not at full speed.
+#
 #   test/bench/wasm.sh                          # 20 rounds of 3 s, all variants
 #   ROUNDS=30 DURATION=2 VARIANTS="none control c assemblyscript" test/bench/wasm.sh
 #   ORIGIN_CPU=1 test/bench/wasm.sh             # edge alone on core 0
 #   RATE=3000 test/bench/wasm.sh                # fixed rate instead of saturation
 #   PORTICO_BIN=/tmp/portico EDGE_FLAGS="--pprof-listen 127.0.0.1:6060" test/bench/wasm.sh
 #   KEEP=1 test/bench/wasm.sh                   # keep the per-run table (TSV) and logs
+#   CALLGRIND=2000 ROUNDS=2 test/bench/wasm.sh  # instructions per request (valgrind)
 #
 # PORTICO_BIN runs a prebuilt binary instead of building one; PLUGINS_DIR
 # takes prebuilt plugins (authorizer-c.wasm ...) instead of building them;
 # EDGE_FLAGS are added to the edge's command line.
 #
-# Needs: wrk, taskset (util-linux), curl, python3, go, and the toolchains of
+# Needs: wrk, taskset (util-linux), curl, python3, go (valgrind for
+# CALLGRIND), and the toolchains of
 # examples/plugins/build.sh. Targets: a C or AssemblyScript authorizer adds
 # at most 5 µs of CPU per request and loses at most 10% of throughput.
 set -euo pipefail
