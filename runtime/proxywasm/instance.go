@@ -37,6 +37,7 @@ type instance struct {
 		httpCallResponse, tick, queueReady                                    export
 		alloc                                                                 api.Function
 	}
+	timer      runtime.CallTimer
 	stack      [8]uint64
 	allocStack [1]uint64
 
@@ -59,7 +60,7 @@ func (p *Plugin) newInstance(ctx context.Context) (*instance, error) {
 	if p.closed.Load() {
 		return nil, runtime.ErrPoolClosed
 	}
-	in := &instance{p: p, nextID: rootID + 1}
+	in := &instance{p: p, nextID: rootID + 1, timer: p.metrics.NewCallTimer()}
 	in.guard = p.engine.NewGuard(p.cfg.StartTimeout)
 	in.guard.Data = in
 	in.starting = true
@@ -189,15 +190,10 @@ func (in *instance) export(name string) export {
 	return export{f, len(f.Definition().ResultTypes())}
 }
 
-// call runs one callback under the deadline. A trap or timeout marks the
-// instance broken; the caller then discards it.
+// call runs one callback under the deadline; a callback the module does
+// not export is not called. A trap or timeout marks the instance broken;
+// the caller then discards it.
 func (in *instance) call(phase runtime.Phase, fn export, args ...uint64) (uint64, error) {
-	return in.callAfter(false, phase, fn, args...)
-}
-
-// callAfter is call; with next, the callback follows the one that just
-// returned at once, and starts when it ended (Guard.BeginNext).
-func (in *instance) callAfter(next bool, phase runtime.Phase, fn export, args ...uint64) (uint64, error) {
 	if fn.Function == nil {
 		return 0, nil
 	}
@@ -207,13 +203,11 @@ func (in *instance) callAfter(next bool, phase runtime.Phase, fn export, args ..
 	n := copy(in.stack[:], args)
 	n = max(n, fn.results)
 	st := in.stack[:n]
-	if next {
-		in.guard.BeginNext()
-	} else {
-		in.guard.Begin()
-	}
+	in.guard.Begin()
+	in.timer.Begin()
 	err := fn.CallWithStack(in.guard, st)
-	in.p.metrics.Observe(phase, in.guard.End())
+	in.timer.End(phase)
+	in.guard.End()
 	if err != nil {
 		in.fail(err)
 		return 0, err

@@ -507,10 +507,8 @@ func (s *Stream) Close() {
 			}
 		} else if err == nil {
 			in.effective = s
-			next := in.fn.done.Function != nil
-			if _, err = in.callAfter(next, runtime.PhaseDone, in.fn.log, uint64(s.id)); err == nil {
-				next = next || in.fn.log.Function != nil
-				_, err = in.callAfter(next, runtime.PhaseDone, in.fn.delete, uint64(s.id))
+			if _, err = in.call(runtime.PhaseDone, in.fn.log, uint64(s.id)); err == nil {
+				_, err = in.call(runtime.PhaseDone, in.fn.delete, uint64(s.id))
 			}
 			in.streams.remove(s)
 		}
@@ -590,7 +588,7 @@ func (in *instance) finalizePending() {
 		}
 		in.effective = s
 		if _, err := in.call(runtime.PhaseDone, in.fn.log, uint64(s.id)); err == nil {
-			_, _ = in.callAfter(in.fn.log.Function != nil, runtime.PhaseDone, in.fn.delete, uint64(s.id))
+			_, _ = in.call(runtime.PhaseDone, in.fn.delete, uint64(s.id))
 		}
 		in.effective = nil
 		in.streams.remove(s)
