@@ -65,19 +65,7 @@ func (m *HeaderMap) get(key string) (string, bool) {
 	if m.Header == nil {
 		return "", false
 	}
-	var vs []string
-	if len(m.Header) <= 16 {
-		// Guests ask in lower case; a scan of a small map finds the
-		// canonical key without building it.
-		for k, v := range m.Header {
-			if len(k) == len(key) && strings.EqualFold(k, key) {
-				vs = v
-				break
-			}
-		}
-	} else {
-		vs = m.Header.Values(key)
-	}
+	vs := m.lookup(key)
 	switch len(vs) {
 	case 0:
 		return "", false
@@ -85,6 +73,65 @@ func (m *HeaderMap) get(key string) (string, bool) {
 		return vs[0], true
 	}
 	return strings.Join(vs, ","), true
+}
+
+// lookup returns the values of a field; key may be a view of guest memory.
+// Guests ask in lower case, and maps from net/http hold canonical names, so
+// the canonical form of key is looked up first, built on the stack. A small
+// map that holds a name in another case (set by code that bypassed
+// canonicalization) is then scanned. Scanning first, as this did before,
+// cost a randomised map iteration on every read: a fifth of the host's
+// share of a small authorizer's request.
+func (m *HeaderMap) lookup(key string) []string {
+	var buf [64]byte
+	if len(key) <= len(buf) {
+		b := buf[:copy(buf[:], key)]
+		if canonicalToken(b) {
+			if vs, ok := m.Header[string(b)]; ok { // no allocation for a lookup
+				return vs
+			}
+		} else if vs, ok := m.Header[key]; ok {
+			// Names with bytes outside the token set are not
+			// canonicalised.
+			return vs
+		}
+	} else if vs, ok := m.Header[textproto.CanonicalMIMEHeaderKey(key)]; ok {
+		return vs
+	}
+	if len(m.Header) > 16 {
+		return nil
+	}
+	for k, vs := range m.Header {
+		if len(k) == len(key) && strings.EqualFold(k, key) {
+			return vs
+		}
+	}
+	return nil
+}
+
+// canonicalToken puts a field name in canonical form in place
+// (textproto.CanonicalMIMEHeaderKey) and reports true, or reports false,
+// leaving b as it was, when a byte is not a token byte (such names are not
+// canonicalised by net/http).
+func canonicalToken(b []byte) bool {
+	upper := true
+	for i, c := range b {
+		switch {
+		case 'a' <= c && c <= 'z':
+			if upper {
+				b[i] = c - ('a' - 'A')
+			}
+		case 'A' <= c && c <= 'Z':
+			if !upper {
+				b[i] = c + ('a' - 'A')
+			}
+		case c == '-' || '0' <= c && c <= '9':
+		case !httpguts.IsTokenRune(rune(c)):
+			return false
+		}
+		upper = c == '-'
+	}
+	return true
 }
 
 func (m *HeaderMap) pairs() []Pair {
