@@ -74,7 +74,7 @@ func (a *authorizer) serve(w http.ResponseWriter, ex *plugins.Exchange, next plu
 			// after any the client sent, and the client's never counts.
 			if v := r.Header[name]; len(v) > 0 { // Touched names are canonical
 				last := v[len(v)-1]
-				ex.Identity.SetHeader(name, last)
+				ex.Identity.SetCanonicalHeader(name, last)
 				if cacheable {
 					headers = append(headers, [2]string{name, last})
 				}
@@ -114,7 +114,7 @@ func (a *authorizer) identify(ex *plugins.Exchange, d *decision) {
 		ex.Identity.Principal = d.principal
 	}
 	for _, hv := range d.headers {
-		ex.Identity.SetHeader(hv[0], hv[1])
+		ex.Identity.SetCanonicalHeader(hv[0], hv[1]) // names from Touched
 	}
 }
 
