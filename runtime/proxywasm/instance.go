@@ -170,7 +170,19 @@ func (in *instance) startError(what string, err error) error {
 
 // dead reports whether the instance must not run anything any more.
 func (in *instance) dead() bool {
-	return in.broken || in.guard.Dead() || in.mod == nil || in.mod.IsClosed()
+	return in.failed() || in.mod == nil || in.mod.IsClosed()
+}
+
+// failed is dead without asking wazero whether the module was closed, for
+// the checks before a call into the guest: wazero refuses to call into a
+// closed module, and that error marks the instance broken. The host closes
+// a module only after marking the instance broken (close) or killing its
+// guard (Plugin.Close); a module that closes itself (WASI proc_exit) ends
+// the call in progress with an error. Asking wazero through its interface
+// cost as much as the rest of the check, which runs about ten times per
+// request.
+func (in *instance) failed() bool {
+	return in.broken || in.guard.Dead()
 }
 
 // export is a guest function and the number of its results, which call
@@ -197,7 +209,7 @@ func (in *instance) call(phase runtime.Phase, fn export, args ...uint64) (uint64
 	if fn.Function == nil {
 		return 0, nil
 	}
-	if in.dead() {
+	if in.failed() {
 		return 0, errInstanceBroken
 	}
 	n := copy(in.stack[:], args)
@@ -388,7 +400,7 @@ func (in *instance) giveString(v string, retPtr, retSize uint32) Status {
 }
 
 func (in *instance) alloc(n uint32) (uint32, error) {
-	if in.fn.alloc == nil || in.dead() {
+	if in.fn.alloc == nil || in.failed() {
 		return 0, errInstanceBroken
 	}
 	in.allocStack[0] = uint64(n)
