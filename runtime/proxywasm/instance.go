@@ -43,6 +43,7 @@ type instance struct {
 
 	nextID    uint32
 	streams   streamSet
+	spare     *Stream   // a closed stream, ready for the next request
 	pending   []*Stream // streams whose on_done returned false
 	rootProps propSet
 	nextToken uint32

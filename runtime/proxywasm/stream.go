@@ -116,21 +116,28 @@ type Stream struct {
 	pseudo [4]Pair
 }
 
-// newStream takes a stream from the plugin's pool.
-func (p *Plugin) newStream() *Stream {
-	if s, ok := p.streamPool.Get().(*Stream); ok {
-		return s
+// takeStream returns the instance's spare stream, or a new one; the caller
+// holds in.mu.
+func (in *instance) takeStream() *Stream {
+	s := in.spare
+	if s == nil {
+		return new(Stream)
 	}
-	return new(Stream)
+	in.spare = nil
+	return s
 }
 
-// recycle puts a stream back in the pool; the caller makes sure nothing
-// refers to it any more: its owner has closed it, and the instance has run
-// its delete callback (or is gone). A stream that made an http call is
-// left to the collector: the call's goroutine holds it until the response
-// comes.
-func (p *Plugin) recycle(s *Stream) {
-	if s.events != nil {
+// recycle makes a stream the instance's spare, for its next request; the
+// caller holds in.mu and makes sure nothing refers to the stream any more:
+// its owner has closed it, and the instance has run its delete callback
+// (or is gone). A stream that made an http call is left to the collector
+// (the call's goroutine holds it until the response comes), as is one when
+// the instance already has a spare: an instance serves one request at a
+// time unless streams wait (paused, or upstream), so one spare is nearly
+// always enough, and it stays warm in the cache with its instance, where a
+// sync.Pool handed out whichever stream it had.
+func (in *instance) recycle(s *Stream) {
+	if s.events != nil || in.spare != nil {
 		return
 	}
 	clear(s.props)
@@ -140,7 +147,7 @@ func (p *Plugin) recycle(s *Stream) {
 		props:  s.props[:0],
 		reqMap: HeaderMap{Touched: s.reqMap.Touched[:0], Removed: s.reqMap.Removed[:0]},
 	}
-	p.streamPool.Put(s)
+	in.spare = s
 }
 
 // NewStream starts a stream: it waits for a free instance (giving up when
@@ -174,7 +181,7 @@ func (p *Plugin) NewStream(ctx context.Context, info *StreamInfo) (*Stream, erro
 			}
 			return nil, runtime.ErrUnavailable
 		}
-		s := p.newStream()
+		s := in.takeStream()
 		s.p, s.in, s.ctx, s.holding = p, in, ctx, true
 		if info != nil {
 			s.info, s.hasInfo = *info, true
@@ -525,10 +532,14 @@ func (s *Stream) Close() {
 	}
 	dead := in.dead()
 	holding := s.holding
-	s.holding = false
-	s.reqBody, s.respBody = nil, nil
-	// A pending stream is not touched after this: once the lock is free,
-	// another request's callback may finish it and recycle it.
+	if pending {
+		s.holding = false
+		s.reqBody, s.respBody = nil, nil
+		// A pending stream is not touched after this: once the lock is
+		// free, another request's callback may finish it and recycle it.
+	} else {
+		in.recycle(s)
+	}
 	in.mu.Unlock()
 	if holding {
 		if dead {
@@ -538,9 +549,6 @@ func (s *Stream) Close() {
 		}
 	} else if dead {
 		p.instanceFailed(in, false)
-	}
-	if !pending {
-		p.recycle(s)
 	}
 }
 
@@ -594,7 +602,7 @@ func (in *instance) finalizePending() {
 		in.effective = nil
 		in.streams.remove(s)
 		// Its owner closed it (only Close makes a stream pending).
-		in.p.recycle(s)
+		in.recycle(s)
 	}
 	in.pending = keep
 }
