@@ -1,78 +1,88 @@
 #!/usr/bin/env bash
-# What a WASM authorizer costs a request through the real edge: the edge's
-# CPU time per request with each authorizer, minus the same without one,
-# with its spread over many short interleaved rounds.
+# What a WASM authorizer costs a request through the real edge: the CPU the
+# edge spends per request with each authorizer, minus the same without one,
+# with a confidence interval, and the throughput it loses.
 #
-# A real `portico origin`, a real `portico edge` and a 1 KiB backend
+# A real `portico origin`, real `portico edge`s and a 1 KiB backend
 # (test/bench/listenmock, plain HTTP). One API, one stage per variant, each
 # mapped at /VARIANT on one plain-HTTP domain: "none" and "control" have no
 # plugin, the others the bearer-token authorizer of examples/plugins in C,
 # AssemblyScript, Rust and standard Go, uploaded and attached with
-# `portico ctl plugins`. The edge runs with GOMAXPROCS=1 on core
-# SERVER_CPU (0); the origin and the backend on ORIGIN_CPU (default: the
-# edge's core, the "L2" layout of shared/notes/performance.md); the load
-# generator on LOAD_CPU (1). Every request carries the same good token.
+# `portico ctl plugins`. Edges run with GOMAXPROCS=1 on core SERVER_CPU (0);
+# the origin and the backend on ORIGIN_CPU (default: the edges' core, the
+# "L2" layout of shared/notes/performance.md); the load generators on
+# LOAD_CPU (1). Every request carries the same good token. An edge's CPU
+# time is read from /proc/PID/task/*/schedstat, summed over its threads
+# (nanoseconds: the scheduler's own accounting, not ticks), before and
+# after a load run, and divided by the requests it served.
 #
-# What is measured. ROUNDS rounds (default 20); in each, every variant gets
-# one DURATION-second (3 s) load run, in an order rotated by one each round
-# so that no variant always follows the same one. Around each run the
-# script reads the edge's CPU time, summed over all its threads from
-# /proc/PID/task/*/schedstat (nanoseconds: the scheduler's own accounting,
-# not ticks), and divides by the requests served. A variant's added CPU in
-# a round is its CPU per request minus that of "none" in the same round;
-# the table gives the mean of those paired differences with a 95%
-# confidence interval (Student's t over rounds), their median and range.
-# Pairing within a round removes what drifts between rounds (other jobs on
-# the machine, the hypervisor), which on the project's shared 2-vCPU VM is
-# larger than what a small plugin costs. "control" is a second stage
-# without a plugin, measured like the others: its added CPU is the
-# method's noise floor, and an interval for it far from 0 says the run is
-# not to be trusted.
+# 1. Added CPU, twin edges (TWIN_ROUNDS, default 20, of TWIN_DURATION, 2 s).
+#    Two identical edges share core 0. For each variant, one edge serves
+#    "none" and the other the variant at the same time (wrk -t1 -c
+#    CONNS/2 each), and the variant's added CPU is the difference of the
+#    two edges' CPU per request over that same run; which edge serves
+#    which alternates between rounds. Measured one after the other, as in
+#    step 2, the same difference swings by more than a small plugin costs
+#    on the project's shared 2-vCPU VM (other jobs, the hypervisor, how
+#    the processes' work batches change from one second to the next);
+#    measured side by side, both edges see the same machine, and the
+#    noise floor (the "control" stage, which has no plugin) falls from
+#    about ±2.5 µs to ±0.3 µs. The setting is a cold one: between two
+#    requests of an edge the core runs the other edge, the origin and the
+#    backend, so a plugin's code and data come back from outside the core's
+#    first-level caches on nearly every request, as they would on a busy
+#    node; that is most of what a small plugin costs in situ.
+# 2. Throughput, one edge (ROUNDS, default 10, of DURATION, 3 s). The edge
+#    alone, each variant in turn in an order rotated every round, wrk -t1
+#    -cCONNS (64) at saturation: requests per second, and their ratio to
+#    "none" in the same round (median over rounds). The edge's added CPU
+#    per request is printed too, paired within rounds: a cross-check with
+#    a wider interval. With RATE=N these runs are at a fixed N requests/s
+#    instead (test/bench/loadclient -rate): every variant then does the same
+#    work per second, but the edge idles between requests and every request
+#    starts colder still.
 #
-# The load: by default wrk -t1 -cCONNS (64) at saturation, which also gives
-# the throughput loss against "none" (median of the per-round ratios). With
-# RATE=N the runs are at a fixed N requests/s instead (test/bench/loadclient
-# -rate), below what the slowest variant serves, so that every variant does
-# the same work per second; the edge then idles between requests, and every
-# request starts with colder caches, which magnifies what a plugin costs in
-# situ (docs/plugins.md, "Cost").
+# Intervals are 95% (Student's t over rounds) around the mean of the paired
+# differences; the load average and the hypervisor's steal time are
+# printed with them: figures from a run with high steal are not clean.
 #
-# The load average and the hypervisor's steal time are printed with the
-# table: figures from a run with high steal or load are not clean.
-#
-# CALLGRIND=N instead restarts the edge (with its compiled-module cache)
-# under valgrind's callgrind, and counts the instructions the edge process
-# executes for N requests per variant on one connection, ROUNDS times
-# (default 3). The count does not depend on what else the machine runs,
-# so it shows, in situ, how much work a plugin adds and (with KEEP=1 and
-# callgrind_annotate on the kept callgrind.out.K files, one per run) where.
-# Instructions are not time: cache misses, which dominate what a small
-# plugin costs in situ, are not in it. Go's garbage collector is off for
-# these runs (its cycles would land in one run or another), and timers
+# CALLGRIND=N instead restarts one edge (with its compiled-module cache)
+# under valgrind's callgrind, and counts the instructions it executes for N
+# requests per variant on one connection, ROUNDS times (default 3). The
+# count does not depend on what else the machine runs, so it shows, in
+# situ, how much work a plugin adds and (KEEP=1, then callgrind_annotate on
+# the kept callgrind.out.K files, one per run) where; CALLGRIND_FLAGS adds
+# valgrind options, such as --cache-sim=yes for simulated cache misses.
+# Instructions are not time: cache misses, which are most of what a small
+# plugin costs in situ, are not in the count. Go's garbage collector is off
+# for these runs (its cycles would land in one run or another), and timers
 # fire about 50 times more often per request than at full speed, so the
 # engine's watchdog shows up where it does not at full speed.
 #
-#   test/bench/wasm.sh                          # 20 rounds of 3 s, all variants
-#   ROUNDS=30 DURATION=2 VARIANTS="none control c assemblyscript" test/bench/wasm.sh
-#   ORIGIN_CPU=1 test/bench/wasm.sh             # edge alone on core 0
-#   RATE=3000 test/bench/wasm.sh                # fixed rate instead of saturation
-#   PORTICO_BIN=/tmp/portico EDGE_FLAGS="--pprof-listen 127.0.0.1:6060" test/bench/wasm.sh
-#   KEEP=1 test/bench/wasm.sh                   # keep the per-run table (TSV) and logs
+#   test/bench/wasm.sh                          # both steps, all variants (about 8 minutes)
+#   VARIANTS="none control c assemblyscript" TWIN_ROUNDS=40 ROUNDS=0 test/bench/wasm.sh
+#   ORIGIN_CPU=1 test/bench/wasm.sh             # origin and backend beside the load generators
+#   RATE=3000 test/bench/wasm.sh                # step 2 at a fixed rate
 #   CALLGRIND=2000 ROUNDS=2 test/bench/wasm.sh  # instructions per request (valgrind)
+#   PORTICO_BIN=/tmp/portico PLUGINS_DIR=/tmp/plugins KEEP=1 test/bench/wasm.sh
+#   EDGE_FLAGS="--pprof-listen 127.0.0.1:6060" ROUNDS=1 TWIN_ROUNDS=0 DURATION=30 test/bench/wasm.sh
 #
 # PORTICO_BIN runs a prebuilt binary instead of building one; PLUGINS_DIR
 # takes prebuilt plugins (authorizer-c.wasm ...) instead of building them;
-# EDGE_FLAGS are added to the edge's command line.
+# EDGE_FLAGS are added to the (first) edge's command line; KEEP=1 keeps the
+# work directory with the per-run tables (twin.tsv, runs.tsv) and logs.
 #
 # Needs: wrk, taskset (util-linux), curl, python3, go (valgrind for
-# CALLGRIND), and the toolchains of
-# examples/plugins/build.sh. Targets: a C or AssemblyScript authorizer adds
-# at most 5 µs of CPU per request and loses at most 10% of throughput.
+# CALLGRIND), and the toolchains of examples/plugins/build.sh. Targets: a C
+# or AssemblyScript authorizer adds at most 5 µs of CPU per request and
+# loses at most 10% of throughput.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
-rounds=${ROUNDS:-20}
+rounds=${ROUNDS:-10}
 duration=${DURATION:-3}
+twin_rounds=${TWIN_ROUNDS:-20}
+twin_duration=${TWIN_DURATION:-2}
 server_cpu=${SERVER_CPU:-0}
 origin_cpu=${ORIGIN_CPU:-$server_cpu}
 load_cpu=${LOAD_CPU:-1}
@@ -157,14 +167,19 @@ for v in "${variants[@]}"; do
 	fi
 done
 
-# start_edge [WRAPPER...]: starts the edge (under WRAPPER, a command such
-# as valgrind, if given) and waits until every variant answers as it should.
+# start_edge NAME [WRAPPER...]: starts an edge with its own data directory
+# and log (under WRAPPER, a command such as valgrind, if given), sets
+# edge_pid and edge (its address), and waits until every variant answers as
+# it should.
 start_edge() {
-	GOMAXPROCS=1 taskset -c "$server_cpu" "$@" "$work/portico" edge --origin "$data" --token "$edge_token" --data-dir "$work/edge" \
-		--https-listen 127.0.0.1:0 --http-listen 127.0.0.1:0 --ops-listen "" --dev-ca ${EDGE_FLAGS:-} >"$work/edge.log" 2>&1 &
+	local name=$1 flags=
+	shift
+	[[ "$name" == edge ]] && flags=${EDGE_FLAGS:-}
+	GOMAXPROCS=1 taskset -c "$server_cpu" "$@" "$work/portico" edge --origin "$data" --token "$edge_token" --data-dir "$work/$name" \
+		--https-listen 127.0.0.1:0 --http-listen 127.0.0.1:0 --ops-listen "" --dev-ca $flags >"$work/$name.log" 2>&1 &
 	edge_pid=$!
 	pids+=("$edge_pid")
-	edge=$(wait_log "$work/edge.log" 'edge serving.* http=([^ ]+)')
+	edge=$(wait_log "$work/$name.log" 'edge serving.* http=([^ ]+)')
 	local v url ok code
 	for v in "${variants[@]}"; do
 		url="http://$edge/$v/hello"
@@ -174,19 +189,25 @@ start_edge() {
 			[[ "$code" == 200 ]] && { ok=1; break; }
 			sleep 0.1
 		done
-		[[ -n "$ok" ]] || { echo "wasm.sh: $url answered $code to a good token" >&2; cat "$work/edge.log" >&2; exit 1; }
+		[[ -n "$ok" ]] || { echo "wasm.sh: $url answered $code to a good token" >&2; cat "$work/$name.log" >&2; exit 1; }
 		if [[ "$v" != none && "$v" != control ]]; then
 			code=$(curl -s -o /dev/null -w '%{http_code}' -H 'Host: bench.test' "$url")
 			[[ "$code" == 401 ]] || { echo "wasm.sh: $url answered $code without a token; the plugin is not running" >&2; exit 1; }
 		fi
 	done
 }
-start_edge
-# Warm the connections and the instances (and compile the modules into
-# the edge's cache).
-for v in "${variants[@]}"; do
-	taskset -c "$load_cpu" wrk -t1 -c"$conns" -d2s -H 'Host: bench.test' -H 'Authorization: Bearer s3cr3t' "http://$edge/$v/hello" >/dev/null
-done
+
+# warm ADDR: opens the connections, and warms the instances (and compiles
+# the modules into the edge's cache).
+warm() {
+	local v
+	for v in "${variants[@]}"; do
+		taskset -c "$load_cpu" wrk -t1 -c"$conns" -d2s -H 'Host: bench.test' -H 'Authorization: Bearer s3cr3t' "http://$1/$v/hello" >/dev/null
+	done
+}
+
+start_edge edge
+warm "$edge"
 
 if [[ -n "${CALLGRIND:-}" ]]; then
 	# The edge again, under callgrind, with the compiled modules from its
@@ -198,7 +219,7 @@ if [[ -n "${CALLGRIND:-}" ]]; then
 	# allocations themselves are still counted.
 	kill "$edge_pid"
 	wait "$edge_pid" 2>/dev/null || true
-	start_edge env GODEBUG=asyncpreemptoff=1 GOGC=off valgrind --tool=callgrind --callgrind-out-file="$work/callgrind.out" \
+	start_edge edge env GODEBUG=asyncpreemptoff=1 GOGC=off valgrind --tool=callgrind --callgrind-out-file="$work/callgrind.out" \
 		--smc-check=all-non-file --dump-instr=no --compress-strings=no ${CALLGRIND_FLAGS:-}
 	printf 'round\tvariant\trequests\tinstructions\n' >"$work/callgrind.tsv"
 	k=${#variants[@]}
@@ -236,47 +257,80 @@ EOF
 	exit 0
 fi
 
-# edge_cpu: the edge's CPU time so far in ns, all threads, and its user
-# and system clock ticks (for the split, at tick precision).
-edge_cpu() {
+# cpu_of PID: the process's CPU time so far in ns, all threads.
+cpu_of() {
 	local ns=0 t
-	for t in /proc/"$edge_pid"/task/*/schedstat; do
+	for t in /proc/"$1"/task/*/schedstat; do
 		read -r run _ 2>/dev/null <"$t" && ns=$((ns + run))
 	done
-	echo "$ns $(awk '{print $14, $15}' "/proc/$edge_pid/stat")"
+	echo "$ns"
 }
 # steal: the hypervisor's steal ticks of the machine so far.
 steal() { awk '/^cpu / {print $9}' /proc/stat; }
+# wrk_requests FILE, wrk_rate FILE, wrk_errors FILE: from wrk's output.
+# Errors are counted, not fatal: on an overloaded machine the Go guest's
+# requests can outwait the 1 s instance queue (503); a run with errors is
+# not a clean figure.
+wrk_requests() { awk '/requests in/ {print $1}' "$1"; }
+wrk_rate() { awk '/Requests\/sec/ {print $2}' "$1"; }
+wrk_errors() { awk '/Non-2xx/ {print $5} /Socket errors/ {gsub(",", ""); print $4 + $6 + $8 + $10}' "$1" | awk '{s += $1} END {print s + 0}'; }
 
 hz=$(getconf CLK_TCK)
-runs="$work/runs.tsv"
-printf 'round\tvariant\trequests\trps\tcpu_ns\tuser_ticks\tsys_ticks\terrors\n' >"$runs"
 load0=$(cut -d' ' -f1-3 /proc/loadavg)
 steal0=$(steal)
 t0=$(date +%s)
 k=${#variants[@]}
+
+# 1. Twin edges.
+twin="$work/twin.tsv"
+printf 'round\tvariant\tedge\trequests_none\tcpu_none\trequests\tcpu\terrors\n' >"$twin"
+if ((twin_rounds > 0)); then
+	pidA=$edge_pid addrA=$edge
+	start_edge edge2
+	pidB=$edge_pid addrB=$edge
+	warm "$addrB"
+	for r in $(seq "$twin_rounds"); do
+		for v in "${variants[@]:1}"; do
+			if ((r % 2)); then pn=$pidA an=$addrA pv=$pidB av=$addrB which=B; else pn=$pidB an=$addrB pv=$pidA av=$addrA which=A; fi
+			n0=$(cpu_of "$pn") v0=$(cpu_of "$pv")
+			taskset -c "$load_cpu" wrk -t1 -c$((conns / 2)) -d"${twin_duration}s" -H 'Host: bench.test' -H 'Authorization: Bearer s3cr3t' "http://$an/none/hello" >"$work/wrk-none.out" &
+			w1=$!
+			taskset -c "$load_cpu" wrk -t1 -c$((conns / 2)) -d"${twin_duration}s" -H 'Host: bench.test' -H 'Authorization: Bearer s3cr3t' "http://$av/$v/hello" >"$work/wrk-v.out" &
+			w2=$!
+			wait "$w1" "$w2"
+			n1=$(cpu_of "$pn") v1=$(cpu_of "$pv")
+			rn=$(wrk_requests "$work/wrk-none.out") rv=$(wrk_requests "$work/wrk-v.out")
+			bad=$(($(wrk_errors "$work/wrk-none.out") + $(wrk_errors "$work/wrk-v.out")))
+			printf '%d\t%s\t%s\t%d\t%d\t%d\t%d\t%d\n' "$r" "$v" "$which" "$rn" $((n1 - n0)) "$rv" $((v1 - v0)) "$bad" >>"$twin"
+			awk -v r="$r" -v v="$v" -v a=$((n1 - n0)) -v b="$rn" -v c=$((v1 - v0)) -v d="$rv" \
+				'BEGIN {printf "twin round %2d %-15s none %7.2f µs, variant %7.2f µs: %+6.2f µs\n", r, v, a / b / 1000, c / d / 1000, c / d / 1000 - a / b / 1000}' >&2
+		done
+	done
+	kill "$pidB"
+	wait "$pidB" 2>/dev/null || true
+	edge_pid=$pidA edge=$addrA
+fi
+
+# 2. One edge, variants in turn.
+runs="$work/runs.tsv"
+printf 'round\tvariant\trequests\trps\tcpu_ns\terrors\n' >"$runs"
 for r in $(seq "$rounds"); do
 	for i in $(seq 0 $((k - 1))); do
 		v=${variants[$(((i + r) % k))]}
 		url="http://$edge/$v/hello"
-		read -r c0 u0 s0 < <(edge_cpu)
+		c0=$(cpu_of "$edge_pid")
 		if [[ -n "${RATE:-}" ]]; then
 			out=$(taskset -c "$load_cpu" "$work/loadclient" -c "$conns" -rate "$RATE" -d "${duration}s" -H 'Host: bench.test' -H 'Authorization: Bearer s3cr3t' "$url")
-			read -r c1 u1 s1 < <(edge_cpu)
+			c1=$(cpu_of "$edge_pid")
 			n=$(sed -nE 's/.* requests=([0-9]+) .*/\1/p' <<<"$out")
 			rate=$(sed -nE 's/.* rps=([0-9]+) .*/\1/p' <<<"$out")
 			bad=$(sed -nE 's/.* errors=([0-9]+) .*/\1/p' <<<"$out")
 		else
-			out=$(taskset -c "$load_cpu" wrk -t1 -c"$conns" -d"${duration}s" -H 'Host: bench.test' -H 'Authorization: Bearer s3cr3t' "$url")
-			read -r c1 u1 s1 < <(edge_cpu)
-			n=$(awk '/requests in/ {print $1}' <<<"$out")
-			rate=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
-			# Errors are counted, not fatal: on an overloaded machine the
-			# Go guest's requests can outwait the 1 s instance queue
-			# (503). The table shows them; a run with errors is not clean.
-			bad=$(awk '/Non-2xx/ {print $5} /Socket errors/ {gsub(",", ""); print $4 + $6 + $8 + $10}' <<<"$out" | awk '{s += $1} END {print s + 0}')
+			taskset -c "$load_cpu" wrk -t1 -c"$conns" -d"${duration}s" -H 'Host: bench.test' -H 'Authorization: Bearer s3cr3t' "$url" >"$work/wrk.out"
+			c1=$(cpu_of "$edge_pid")
+			n=$(wrk_requests "$work/wrk.out") rate=$(wrk_rate "$work/wrk.out") bad=$(wrk_errors "$work/wrk.out")
 		fi
-		printf '%d\t%s\t%d\t%s\t%d\t%d\t%d\t%d\n' "$r" "$v" "$n" "$rate" $((c1 - c0)) $((u1 - u0)) $((s1 - s0)) "${bad:-0}" >>"$runs"
+		printf '%d\t%s\t%d\t%s\t%d\t%d\n' "$r" "$v" "$n" "$rate" $((c1 - c0)) "${bad:-0}" >>"$runs"
 		printf 'round %2d %-15s %9s req/s %8.2f µs edge CPU/request\n' "$r" "$v" "$rate" "$(awk -v c=$((c1 - c0)) -v n="$n" 'BEGIN {print c / n / 1000}')" >&2
 	done
 done
@@ -286,41 +340,49 @@ load1=$(cut -d' ' -f1-3 /proc/loadavg)
 
 if [[ -n "${RATE:-}" ]]; then load="loadclient -c$conns at $RATE requests/s"; else load="wrk -t1 -c$conns at saturation"; fi
 echo
-echo "$(date '+%F %T'): edge on core $server_cpu (GOMAXPROCS=1), origin and backend on core $origin_cpu, $load on core $load_cpu"
-echo "$rounds rounds x ${duration}s per variant, order rotated each round; load average $load0 before, $load1 after;" \
-	"steal $(awk -v s=$((steal1 - steal0)) -v hz="$hz" -v t=$((t1 - t0)) 'BEGIN {printf "%.1f%%", s / hz / t / 2 * 100}') of the machine's time"
-python3 - "$runs" "$hz" "${variants[@]}" <<'EOF'
+echo "$(date '+%F %T'): edges on core $server_cpu (GOMAXPROCS=1), origin and backend on core $origin_cpu, load on core $load_cpu;" \
+	"load average $load0 before, $load1 after; steal $(awk -v s=$((steal1 - steal0)) -v hz="$hz" -v t=$((t1 - t0)) 'BEGIN {printf "%.1f%%", s / hz / t / 2 * 100}') of the machine's time"
+echo "added CPU: $twin_rounds rounds x ${twin_duration}s, twin edges (wrk -c$((conns / 2)) each); throughput: $rounds rounds x ${duration}s, one edge ($load)"
+python3 - "$twin" "$runs" "${variants[@]}" <<'EOF'
 import csv, math, statistics as st, sys
 
 # Two-sided 95% Student t quantiles by degrees of freedom.
 T95 = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31, 9: 2.26, 10: 2.23,
        12: 2.18, 15: 2.13, 20: 2.09, 25: 2.06, 30: 2.04, 40: 2.02, 60: 2.00, 120: 1.98}
-def t95(df):
-    return T95[max(k for k in T95 if k <= df)] if df >= 1 else float("nan")
 
-runs = list(csv.DictReader(open(sys.argv[1]), delimiter="\t"))
-hz = float(sys.argv[2])
-variants = sys.argv[3:]
+def interval(d):
+    if len(d) < 2:
+        return f"{(d[0] if d else float('nan')):+6.2f}        "
+    t = T95[max(k for k in T95 if k <= len(d) - 1)]
+    return f"{st.mean(d):+6.2f} ± {t * st.stdev(d) / math.sqrt(len(d)):4.2f}"
+
+per = lambda cpu, n: int(cpu) / int(n) / 1000  # µs per request
+twin = list(csv.DictReader(open(sys.argv[1]), delimiter="\t"))
+runs = list(csv.DictReader(open(sys.argv[2]), delimiter="\t"))
 by = {(r["round"], r["variant"]): r for r in runs}
-rounds = sorted({r["round"] for r in runs}, key=int)
-cpu = lambda r: int(r["cpu_ns"]) / int(r["requests"]) / 1000  # µs per request
-
-print(f'{"variant":15} {"median rps":>10} {"rps loss":>9} {"µs CPU/req":>10} {"added µs: mean ± 95% CI":>24} {"median":>7} {"min … max":>16} {"user/sys added":>15} {"errors":>6}')
-for v in variants:
-    rs = [by[(k, v)] for k in rounds if (k, v) in by]
-    base = [(by[(r["round"], "none")], r) for r in rs if (r["round"], "none") in by]
-    rps = st.median(float(r["rps"]) for r in rs)
-    loss = st.median(1 - float(r["rps"]) / float(b["rps"]) for b, r in base) * 100
-    c = st.median(cpu(r) for r in rs)
-    errs = sum(int(r["errors"]) for r in rs)
-    if v == "none":
-        print(f'{v:15} {rps:10.0f} {"":>9} {c:10.2f} {"":>24} {"":>7} {"":>16} {"":>15} {errs:6d}')
-        continue
-    d = [cpu(r) - cpu(b) for b, r in base]
-    m = st.mean(d)
-    ci = t95(len(d) - 1) * st.stdev(d) / math.sqrt(len(d)) if len(d) > 1 else float("nan")
-    tick = lambda r, f: int(r[f]) / hz * 1e6 / int(r["requests"])
-    du = st.median(tick(r, "user_ticks") - tick(b, "user_ticks") for b, r in base)
-    ds = st.median(tick(r, "sys_ticks") - tick(b, "sys_ticks") for b, r in base)
-    print(f'{v:15} {rps:10.0f} {loss:8.1f}% {c:10.2f} {m:+13.2f} ± {ci:5.2f} µs {st.median(d):+7.2f} {min(d):+7.1f} … {max(d):+6.1f} {du:+7.1f}/{ds:+6.1f} {errs:6d}')
+print(f'{"variant":15} {"added µs/request (twin)":>24} {"median":>7} {"min … max":>15} {"errors":>6}   '
+      f'{"rps (one edge)":>14} {"rps loss":>8} {"µs/request":>10} {"added µs (one edge)":>20}')
+for v in sys.argv[3:]:
+    tw = [r for r in twin if r["variant"] == v]
+    d = [per(r["cpu"], r["requests"]) - per(r["cpu_none"], r["requests_none"]) for r in tw]
+    left = f'{v:15} {"":>24} {"":>7} {"":>15} {"":>6}'
+    if d:
+        left = (f'{v:15} {interval(d):>24} {st.median(d):+7.2f} {min(d):+7.1f} … {max(d):+5.1f} '
+                f'{sum(int(r["errors"]) for r in tw):6d}')
+    rs = [r for r in runs if r["variant"] == v]
+    right = ""
+    if rs:
+        base = [(by[(r["round"], "none")], r) for r in rs if (r["round"], "none") in by]
+        rps = st.median(float(r["rps"]) for r in rs)
+        c = st.median(per(r["cpu_ns"], r["requests"]) for r in rs)
+        if v == "none":
+            right = f'{rps:14.0f} {"":>8} {c:10.2f}'
+        else:
+            loss = st.median(1 - float(r["rps"]) / float(b["rps"]) for b, r in base) * 100
+            dd = [per(r["cpu_ns"], r["requests"]) - per(b["cpu_ns"], b["requests"]) for b, r in base]
+            right = f'{rps:14.0f} {loss:7.1f}% {c:10.2f} {interval(dd):>20}'
+        errs = sum(int(r["errors"]) for r in rs)
+        if errs:
+            right += f'  ({errs} errors)'
+    print(f"{left}   {right}")
 EOF
