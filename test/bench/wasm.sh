@@ -360,6 +360,11 @@ per = lambda cpu, n: int(cpu) / int(n) / 1000  # µs per request
 twin = list(csv.DictReader(open(sys.argv[1]), delimiter="\t"))
 runs = list(csv.DictReader(open(sys.argv[2]), delimiter="\t"))
 by = {(r["round"], r["variant"]): r for r in runs}
+if twin:
+    # How cold the setting was: what a request costs the edge without a
+    # plugin. A plugin's added CPU grows with it (more of its code and data
+    # come back from outside the core's caches).
+    print(f'twin edges: a request without a plugin cost {st.median(per(r["cpu_none"], r["requests_none"]) for r in twin):.1f} µs of CPU (median)')
 print(f'{"variant":15} {"added µs/request (twin)":>24} {"median":>7} {"min … max":>15} {"errors":>6}   '
       f'{"rps (one edge)":>14} {"rps loss":>8} {"µs/request":>10} {"added µs (one edge)":>20}')
 for v in sys.argv[3:]:
