@@ -27,20 +27,26 @@
 #    the processes' work batches change from one second to the next);
 #    measured side by side, both edges see the same machine, and the
 #    noise floor (the "control" stage, which has no plugin) falls from
-#    about ±2.5 µs to ±0.3 µs. The setting is a cold one: between two
+#    about ±2.5 µs to ±0.3-0.5 µs. The setting is a cold one: between two
 #    requests of an edge the core runs the other edge, the origin and the
 #    backend, so a plugin's code and data come back from outside the core's
 #    first-level caches on nearly every request, as they would on a busy
-#    node; that is most of what a small plugin costs in situ.
+#    node; that is most of what a small plugin costs in situ. What a request
+#    costs without a plugin is printed with the table: how cold the machine
+#    was. From the same runs: the edge-bound throughput loss, 1 - CPU per
+#    request without / with the plugin (what an edge that is its own
+#    bottleneck loses), and the chain loss, what the added CPU costs the
+#    one-edge chain of step 2 (edge, origin, backend on one core).
 # 2. Throughput, one edge (ROUNDS, default 10, of DURATION, 3 s). The edge
 #    alone, each variant in turn in an order rotated every round, wrk -t1
-#    -cCONNS (64) at saturation: requests per second, and their ratio to
-#    "none" in the same round (median over rounds). The edge's added CPU
-#    per request is printed too, paired within rounds: a cross-check with
-#    a wider interval. With RATE=N these runs are at a fixed N requests/s
-#    instead (test/bench/loadclient -rate): every variant then does the same
-#    work per second, but the edge idles between requests and every request
-#    starts colder still.
+#    -cCONNS (64) at saturation: requests per second, and the loss against
+#    "none" in the same round, median and mean with its interval; the
+#    edge's added CPU per request, paired within rounds. On a busy shared
+#    VM these swing by ±10% and ±3-5 µs from round to round: a cross-check
+#    of step 1, not a measurement of a few microseconds. With RATE=N these
+#    runs are at a fixed N requests/s (test/bench/loadclient -rate): every
+#    variant then does the same work per second, but the edge idles
+#    between requests and every request starts colder still.
 #
 # Intervals are 95% (Student's t over rounds) around the mean of the paired
 # differences; the load average and the hypervisor's steal time are
@@ -350,44 +356,51 @@ import csv, math, statistics as st, sys
 T95 = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31, 9: 2.26, 10: 2.23,
        12: 2.18, 15: 2.13, 20: 2.09, 25: 2.06, 30: 2.04, 40: 2.02, 60: 2.00, 120: 1.98}
 
-def interval(d):
+def interval(d, fmt="{:+6.2f}", width=4):
     if len(d) < 2:
-        return f"{(d[0] if d else float('nan')):+6.2f}        "
+        return fmt.format(d[0] if d else float("nan"))
     t = T95[max(k for k in T95 if k <= len(d) - 1)]
-    return f"{st.mean(d):+6.2f} ± {t * st.stdev(d) / math.sqrt(len(d)):4.2f}"
+    return fmt.format(st.mean(d)) + " ± " + f"{t * st.stdev(d) / math.sqrt(len(d)):{width}.2f}"
 
 per = lambda cpu, n: int(cpu) / int(n) / 1000  # µs per request
 twin = list(csv.DictReader(open(sys.argv[1]), delimiter="\t"))
 runs = list(csv.DictReader(open(sys.argv[2]), delimiter="\t"))
-by = {(r["round"], r["variant"]): r for r in runs}
+variants = sys.argv[3:]
 if twin:
-    # How cold the setting was: what a request costs the edge without a
+    # How cold the setting was: what a request costs an edge without a
     # plugin. A plugin's added CPU grows with it (more of its code and data
     # come back from outside the core's caches).
-    print(f'twin edges: a request without a plugin cost {st.median(per(r["cpu_none"], r["requests_none"]) for r in twin):.1f} µs of CPU (median)')
-print(f'{"variant":15} {"added µs/request (twin)":>24} {"median":>7} {"min … max":>15} {"errors":>6}   '
-      f'{"rps (one edge)":>14} {"rps loss":>8} {"µs/request":>10} {"added µs (one edge)":>20}')
-for v in sys.argv[3:]:
-    tw = [r for r in twin if r["variant"] == v]
-    d = [per(r["cpu"], r["requests"]) - per(r["cpu_none"], r["requests_none"]) for r in tw]
-    left = f'{v:15} {"":>24} {"":>7} {"":>15} {"":>6}'
-    if d:
-        left = (f'{v:15} {interval(d):>24} {st.median(d):+7.2f} {min(d):+7.1f} … {max(d):+5.1f} '
-                f'{sum(int(r["errors"]) for r in tw):6d}')
-    rs = [r for r in runs if r["variant"] == v]
-    right = ""
-    if rs:
+    print(f'twin edges; a request without a plugin cost {st.median(per(r["cpu_none"], r["requests_none"]) for r in twin):.1f} µs of CPU (median).')
+    print('Edge-bound loss: 1 - CPU per request without / with the plugin, what an edge that is its own')
+    print('bottleneck loses in throughput. Chain loss: what the added CPU costs the one-edge chain of step 2')
+    print('(edge, origin and backend sharing a core), 1 - T / (T + added), T = 1 / rps of none there.')
+    rps_none = [float(r["rps"]) for r in runs if r["variant"] == "none"]
+    chain_t = 1e6 / st.median(rps_none) if rps_none else None  # µs of the core per request
+    print(f'{"variant":15} {"added µs/request":>18} {"median":>7} {"min … max":>15} {"edge-bound loss %":>18} {"chain loss %":>12} {"errors":>6}')
+    for v in variants[1:]:
+        tw = [r for r in twin if r["variant"] == v]
+        if not tw:
+            continue
+        d = [per(r["cpu"], r["requests"]) - per(r["cpu_none"], r["requests_none"]) for r in tw]
+        loss = [100 * (1 - per(r["cpu_none"], r["requests_none"]) / per(r["cpu"], r["requests"])) for r in tw]
+        chain = f'{100 * st.mean(d) / (chain_t + st.mean(d)):12.1f}' if chain_t else f'{"":>12}'
+        print(f'{v:15} {interval(d):>18} {st.median(d):+7.2f} {min(d):+7.1f} … {max(d):+5.1f} {interval(loss, "{:5.1f}", 3):>18} '
+              f'{chain} {sum(int(r["errors"]) for r in tw):6d}')
+if runs[:1]:
+    print()
+    print("one edge, variants in turn; rps loss: 1 - rps / rps of none in the same round")
+    print(f'{"variant":15} {"median rps":>10} {"rps loss %: median":>19} {"mean":>14} {"µs/request":>10} {"added µs/request":>18} {"errors":>6}')
+    by = {(r["round"], r["variant"]): r for r in runs}
+    for v in variants:
+        rs = [r for r in runs if r["variant"] == v]
         base = [(by[(r["round"], "none")], r) for r in rs if (r["round"], "none") in by]
         rps = st.median(float(r["rps"]) for r in rs)
         c = st.median(per(r["cpu_ns"], r["requests"]) for r in rs)
-        if v == "none":
-            right = f'{rps:14.0f} {"":>8} {c:10.2f}'
-        else:
-            loss = st.median(1 - float(r["rps"]) / float(b["rps"]) for b, r in base) * 100
-            dd = [per(r["cpu_ns"], r["requests"]) - per(b["cpu_ns"], b["requests"]) for b, r in base]
-            right = f'{rps:14.0f} {loss:7.1f}% {c:10.2f} {interval(dd):>20}'
         errs = sum(int(r["errors"]) for r in rs)
-        if errs:
-            right += f'  ({errs} errors)'
-    print(f"{left}   {right}")
+        if v == "none":
+            print(f'{v:15} {rps:10.0f} {"":>19} {"":>14} {c:10.2f} {"":>18} {errs:6d}')
+            continue
+        loss = [100 * (1 - float(r["rps"]) / float(b["rps"])) for b, r in base]
+        dd = [per(r["cpu_ns"], r["requests"]) - per(b["cpu_ns"], b["requests"]) for b, r in base]
+        print(f'{v:15} {rps:10.0f} {st.median(loss):19.1f} {interval(loss, "{:5.1f}", 3):>14} {c:10.2f} {interval(dd):>18} {errs:6d}')
 EOF
