@@ -238,15 +238,12 @@ func b2u(b bool) uint64 {
 func (s *Stream) RequestHeaderMap(r *http.Request, scheme string) *HeaderMap {
 	m := &s.reqMap
 	m.Header = r.Header
-	s.pseudo = [4]Pair{{":method", r.Method}, {":path", ""}, {":authority", r.Host}, {":scheme", scheme}}
-	m.Pseudo = s.pseudo[:]
-	// ":path" is built when first read: with a query that costs an
-	// allocation, and most guests never read it. It is built from r.URL,
-	// which does not change while the request is in the plugin; before it
-	// goes on (Yield, or a Close that outlives the request) the path is
-	// built, so that a later read sees the request as it was. Copying the
-	// URL instead cost every request 150 bytes of stream to clear and copy.
-	m.url = r.URL
+	// The pseudo fields are filled in when first read, from r, which does
+	// not change while the request is in the plugin; before it goes on
+	// (Yield, or a Close that outlives the request) they are, so that a
+	// later read sees the request as it was.
+	m.Pseudo = s.pseudo[:0]
+	m.req, m.scheme = r, scheme
 	return m
 }
 
