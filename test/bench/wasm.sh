@@ -26,12 +26,13 @@
 #    on the project's shared 2-vCPU VM (other jobs, the hypervisor, how
 #    the processes' work batches change from one second to the next);
 #    measured side by side, both edges see the same machine, and the
-#    noise floor (the "control" stage, which has no plugin) falls from
-#    about ±2.5 µs to ±0.3-0.5 µs. The setting is a cold one: between two
-#    requests of an edge the core runs the other edge, the origin and the
-#    backend, so a plugin's code and data come back from outside the core's
-#    first-level caches on nearly every request, as they would on a busy
-#    node; that is most of what a small plugin costs in situ. What a request
+#    noise floor (the 95% interval of the "control" stage, which has no
+#    plugin) falls from ±2.5-7 µs in step 2 to ±0.3-0.6 µs (2026-12-06,
+#    20-40 rounds). The setting is a cold one: between two requests of an
+#    edge the core runs the other edge, the origin and the backend, so a
+#    plugin's code and data come back from outside the core's first-level
+#    caches on nearly every request, as they would on a busy node; that is
+#    most of what a small plugin costs in situ. What a request
 #    costs without a plugin is printed with the table: how cold the machine
 #    was. From the same runs: the edge-bound throughput loss, 1 - CPU per
 #    request without / with the plugin (what an edge that is its own
@@ -41,20 +42,23 @@
 #    alone, each variant in turn in an order rotated every round, wrk -t1
 #    -cCONNS (64) at saturation: requests per second, and the loss against
 #    "none" in the same round, median and mean with its interval; the
-#    edge's added CPU per request, paired within rounds. On a busy shared
-#    VM these swing by ±10% and ±3-5 µs from round to round: a cross-check
-#    of step 1, not a measurement of a few microseconds. With RATE=N these
-#    runs are at a fixed N requests/s (test/bench/loadclient -rate): every
-#    variant then does the same work per second, but the edge idles
-#    between requests and every request starts colder still.
+#    edge's added CPU per request, paired within rounds. On the shared VM
+#    the control stage's intervals over 10 rounds were ±4-11% and ±2.5-7
+#    µs: a cross-check of step 1, not a measurement of a few microseconds.
+#    With RATE=N these runs are at a fixed N requests/s
+#    (test/bench/loadclient -rate): every variant then does the same work
+#    per second, but the edge idles between requests and every request
+#    starts colder still.
 #
 # Intervals are 95% (Student's t over rounds) around the mean of the paired
 # differences; the load average and the hypervisor's steal time are
 # printed with them: figures from a run with high steal are not clean.
 #
 # CALLGRIND=N instead restarts one edge (with its compiled-module cache)
-# under valgrind's callgrind, and counts the instructions it executes for N
-# requests per variant on one connection, ROUNDS times (default 3). The
+# under valgrind's callgrind, and counts the user-space instructions it
+# executes for N requests per variant on one connection (after 200
+# uncounted ones, while valgrind translates the variant's code), ROUNDS
+# times (default 3); the kernel's work in system calls is not counted. The
 # count does not depend on what else the machine runs, so it shows, in
 # situ, how much work a plugin adds and (KEEP=1, then callgrind_annotate on
 # the kept callgrind.out.K files, one per run) where; CALLGRIND_FLAGS adds
