@@ -40,6 +40,22 @@ func TestIdentityHeaders(t *testing.T) {
 	}
 }
 
+// SetCanonicalHeader takes the name as it is; with a canonical name it is
+// SetHeader.
+func TestIdentitySetCanonicalHeader(t *testing.T) {
+	var id Identity
+	id.SetCanonicalHeader("X-Portico-User", "alice")
+	id.SetHeader("x-portico-user", "bob") // the same header
+	id.SetCanonicalHeader("X-Portico-Key", "k1")
+	var got []string
+	for k, v := range id.Headers() {
+		got = append(got, k+"="+v)
+	}
+	if want := []string{"X-Portico-User=bob", "X-Portico-Key=k1"}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("headers %q, want %q", got, want)
+	}
+}
+
 func TestIdentityHeadersAllocateNothing(t *testing.T) {
 	var id Identity
 	n := testing.AllocsPerRun(100, func() {

@@ -148,7 +148,13 @@ type Identity struct {
 // name before adding these, so the origin and the backend can trust what
 // arrives under these names.
 func (id *Identity) SetHeader(name, value string) {
-	name = textproto.CanonicalMIMEHeaderKey(name)
+	id.SetCanonicalHeader(textproto.CanonicalMIMEHeaderKey(name), value)
+}
+
+// SetCanonicalHeader is SetHeader for a name already in canonical form (a
+// key of a header map from net/http): checking that costs a WASM
+// authorizer as much as the rest of recording the header.
+func (id *Identity) SetCanonicalHeader(name, value string) {
 	if p := id.find(name); p != nil {
 		p.Value = value
 		return

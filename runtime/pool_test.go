@@ -202,30 +202,67 @@ func TestGuardWithShorterTimeoutAddedDuringSleep(t *testing.T) {
 	}
 }
 
-// BeginNext starts a call where the previous one ended: the deadline
-// covers the gap, and End measures it.
-func TestGuardBeginNext(t *testing.T) {
+// Many short calls in a row are separate calls: together they run far
+// longer than the timeout, but none of them does.
+func TestGuardSeparateCallsDoNotAddUp(t *testing.T) {
 	e := newTestEngine(t)
 	g := e.NewGuard(30 * time.Millisecond)
 	defer g.Close()
-	g.BeginNext() // no call before: an ordinary Begin
-	if g.start.Load() == 0 {
-		t.Fatal("BeginNext with no call before did not begin one")
+	for end := time.Now().Add(300 * time.Millisecond); time.Now().Before(end); {
+		g.Begin()
+		time.Sleep(time.Millisecond)
+		g.End()
+	}
+	if g.Dead() {
+		t.Fatal("a run of short calls fired the guard")
+	}
+}
+
+// A nested call (a host function calling the guest's allocator) is part of
+// the outer one: beginning and ending it does not restart the deadline.
+func TestGuardNestedCallsAreOneCall(t *testing.T) {
+	e := newTestEngine(t)
+	g := e.NewGuard(30 * time.Millisecond)
+	defer g.Close()
+	g.Begin()
+	for end := time.Now().Add(3 * time.Second); time.Now().Before(end) && !g.Dead(); {
+		g.Begin()
+		time.Sleep(time.Millisecond)
+		g.End()
 	}
 	g.End()
-	ended := g.lastEnd
-	time.Sleep(5 * time.Millisecond)
-	g.BeginNext()
-	if s := g.start.Load(); s != ended {
-		t.Fatalf("BeginNext started at %d, the last call ended at %d", s, ended)
+	if !g.TimedOut() {
+		t.Fatal("an outer call kept running by nested calls was never stopped")
 	}
-	if d := g.End(); d < 5*time.Millisecond {
-		t.Fatalf("the call measured %v, less than the gap before it", d)
+}
+
+// The watchdog first sees a call after it began, so it never stops one
+// before its timeout has passed.
+func TestGuardNeverFiresEarly(t *testing.T) {
+	e := newTestEngine(t)
+	for _, timeout := range []time.Duration{5 * time.Millisecond, 40 * time.Millisecond} {
+		g := e.NewGuard(timeout)
+		start := time.Now()
+		g.Begin()
+		waitFired(t, g, 3*time.Second, "guard did not fire")
+		if took := time.Since(start); took < timeout {
+			t.Errorf("timeout %v: the guard fired after %v", timeout, took)
+		}
+		g.End()
+		g.Close()
 	}
-	g.lastEnd = nanotime() - int64(time.Second)
-	g.BeginNext() // a start long past: the watchdog stops it at once
-	waitFired(t, g, 2*time.Second, "a call begun past its deadline was not stopped")
-	g.End()
+}
+
+func TestWatchPeriod(t *testing.T) {
+	for _, c := range []struct{ timeout, want time.Duration }{
+		{time.Millisecond, time.Millisecond},
+		{100 * time.Millisecond, 25 * time.Millisecond},
+		{10 * time.Second, 250 * time.Millisecond},
+	} {
+		if got := watchPeriod(c.timeout); got != c.want {
+			t.Errorf("watchPeriod(%v) = %v, want %v", c.timeout, got, c.want)
+		}
+	}
 }
 
 func BenchmarkPoolAcquireRelease(b *testing.B) {

@@ -169,10 +169,18 @@ func (f *Forwarder) setHeaders(h http.Header, ex *plugins.Exchange) {
 	h["X-Forwarded-Proto"] = vs[6:7:7]
 	h["Forwarded"] = vs[7:8:8]
 	if n := ex.Identity.NumHeaders(); n > 0 {
-		// One allocation for the identity's values too.
-		ids := make([]string, n)
+		// One allocation for the identity's values too, and none when
+		// the request already holds exactly the identity's value, as it
+		// does after a WASM authorizer set its headers on the request.
+		var ids []string
 		i := 0
 		for k, v := range ex.Identity.Headers() {
+			if cur := h[k]; len(cur) == 1 && cur[0] == v {
+				continue
+			}
+			if ids == nil {
+				ids = make([]string, n)
+			}
 			ids[i] = v
 			h[k] = ids[i : i+1 : i+1]
 			i++

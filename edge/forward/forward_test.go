@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptrace"
@@ -552,5 +553,35 @@ func TestForwardCancelsWhenTheClientLeaves(t *testing.T) {
 				t.Fatal("the origin's connection stayed open")
 			}
 		})
+	}
+}
+
+// An identity header the request already holds with the identity's value
+// (a WASM authorizer sets its headers on the request itself) is left as it
+// is; a different value, or several, is replaced by the identity's.
+func TestSetHeadersKeepsIdentityAlreadyOnTheRequest(t *testing.T) {
+	f, err := New(Options{Origin: &url.URL{Scheme: "http", Host: "127.0.0.1:1"}, Token: "tok", Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	r, _ := http.NewRequest(http.MethodGet, "http://api.example.test/x", nil)
+	same := []string{"alice"}
+	r.Header["X-User"] = same
+	r.Header["X-Role"] = []string{"admin"}
+	r.Header["X-Team"] = []string{"a", "b"}
+	ex := testExchange(r)
+	ex.Identity.SetHeader("X-User", "alice")
+	ex.Identity.SetHeader("X-Role", "reader")
+	ex.Identity.SetHeader("X-Team", "a")
+	ex.Identity.SetHeader("X-New", "1")
+	f.setHeaders(r.Header, ex)
+	if got := r.Header["X-User"]; len(got) != 1 || &got[0] != &same[0] {
+		t.Errorf("X-User was replaced: %q", got)
+	}
+	for k, want := range map[string]string{"X-Role": "reader", "X-Team": "a", "X-New": "1"} {
+		if got := r.Header[k]; len(got) != 1 || cap(got) != 1 || got[0] != want {
+			t.Errorf("%s: %q (cap %d), want [%q] with capacity 1", k, got, cap(got), want)
+		}
 	}
 }

@@ -33,7 +33,8 @@ echo "AssemblyScript: authorizer-as"
   cd "$ex/authorizer-as"
   [ -x node_modules/.bin/asc ] || npm ci --no-audit --no-fund --silent
   npx asc assembly/index.ts --config node_modules/@assemblyscript/wasi-shim/asconfig.json \
-    -O3 --use abort=abort_proc_exit --exportStart _initialize --runtime incremental -o "$out/authorizer-as.wasm"
+    -O3 --noAssert --use abort=abort_proc_exit --use ASC_GC_GRANULARITY=65536 \
+    --exportStart _initialize --runtime incremental -o "$out/authorizer-as.wasm"
 )
 
 for f in "$root"/test/wasm/hostile/*.wat; do

@@ -53,6 +53,51 @@ func (a *authorizer) serve(w http.ResponseWriter, ex *plugins.Exchange, next plu
 	}
 	h := st.RequestHeaderMap(r, scheme(r, ex.TLS))
 	outcome := st.RequestHeaders(h, r.Body == nil || r.Body == http.NoBody)
+	if outcome == proxywasm.Continue && !cacheable && !h.PseudoChanged {
+		// The common case, kept short: what runs on every request is
+		// what the node's instruction cache has to hold.
+		a.identify(ex, st, h, nil)
+		st.Close()
+		next.ServeExchange(w, ex)
+		return
+	}
+	a.finish(w, ex, next, st, h, outcome, cacheable, &key)
+}
+
+// identify records the identity the plugin established: its principal,
+// which it returns, and the headers it set, which are already on the
+// request. With headers set, it also appends them there, for a cached
+// decision.
+func (a *authorizer) identify(ex *plugins.Exchange, st *proxywasm.Stream, h *proxywasm.HeaderMap, headers *[][2]string) (principal string) {
+	ex.Identity.Source = TypeAuthorizer
+	if v, ok := st.Property(principalProperty); ok && v != "" {
+		ex.Identity.Principal = v
+		principal = v
+	}
+	r := ex.Request
+	for _, name := range h.Touched {
+		// The plugin's value is the last one: a value it added comes
+		// after any the client sent, and the client's never counts.
+		if v := r.Header[name]; len(v) > 0 { // Touched names are canonical
+			last := v[len(v)-1]
+			ex.Identity.SetCanonicalHeader(name, last)
+			if headers != nil {
+				*headers = append(*headers, [2]string{name, last})
+			}
+			if len(v) > 1 {
+				r.Header.Set(name, last)
+			}
+		}
+	}
+	return principal
+}
+
+// finish handles every outcome but the common one: a plugin that changed
+// the request's pseudo-headers, decisions to cache, local responses,
+// resets and failures.
+func (a *authorizer) finish(w http.ResponseWriter, ex *plugins.Exchange, next plugins.Handler, st *proxywasm.Stream,
+	h *proxywasm.HeaderMap, outcome proxywasm.Outcome, cacheable bool, key *[32]byte) {
+	r := ex.Request
 	switch outcome {
 	case proxywasm.Continue:
 		if err := applyPseudo(r, h); err != nil {
@@ -60,40 +105,23 @@ func (a *authorizer) serve(w http.ResponseWriter, ex *plugins.Exchange, next plu
 			a.fail(w, r, err)
 			return
 		}
-		// Headers are already on the request; record them as identity,
-		// and in a decision only when it is cached.
-		var principal string
+		if !cacheable {
+			a.identify(ex, st, h, nil)
+			st.Close()
+			next.ServeExchange(w, ex)
+			return
+		}
 		var headers [][2]string
-		ex.Identity.Source = TypeAuthorizer
-		if v, ok := st.Property(principalProperty); ok && v != "" {
-			ex.Identity.Principal = v
-			principal = v
-		}
-		for _, name := range h.Touched {
-			// The plugin's value is the last one: a value it added comes
-			// after any the client sent, and the client's never counts.
-			if v := r.Header[name]; len(v) > 0 { // Touched names are canonical
-				last := v[len(v)-1]
-				ex.Identity.SetHeader(name, last)
-				if cacheable {
-					headers = append(headers, [2]string{name, last})
-				}
-				if len(v) > 1 {
-					r.Header.Set(name, last)
-				}
-			}
-		}
-		if cacheable {
-			// h.Removed is the stream's, reused after Close.
-			a.cache.put(key, &decision{allow: true, principal: principal, headers: headers, removed: slices.Clone(h.Removed)})
-		}
+		principal := a.identify(ex, st, h, &headers)
+		// h.Removed is the stream's, reused after Close.
+		a.cache.put(*key, &decision{allow: true, principal: principal, headers: headers, removed: slices.Clone(h.Removed)})
 		st.Close()
 		next.ServeExchange(w, ex)
 	case proxywasm.Respond:
 		l := st.Local()
 		st.Close()
 		if cacheable {
-			a.cache.put(key, &decision{local: l})
+			a.cache.put(*key, &decision{local: l})
 		}
 		writeLocal(w, l)
 	case proxywasm.Reset:
@@ -108,13 +136,14 @@ func (a *authorizer) serve(w http.ResponseWriter, ex *plugins.Exchange, next plu
 	}
 }
 
-func (a *authorizer) identify(ex *plugins.Exchange, d *decision) {
+// replayIdentity records a cached decision's identity.
+func (a *authorizer) replayIdentity(ex *plugins.Exchange, d *decision) {
 	ex.Identity.Source = TypeAuthorizer
 	if d.principal != "" {
 		ex.Identity.Principal = d.principal
 	}
 	for _, hv := range d.headers {
-		ex.Identity.SetHeader(hv[0], hv[1])
+		ex.Identity.SetCanonicalHeader(hv[0], hv[1]) // names from Touched
 	}
 }
 
@@ -130,7 +159,7 @@ func (a *authorizer) apply(w http.ResponseWriter, ex *plugins.Exchange, next plu
 	for _, hv := range d.headers {
 		ex.Request.Header.Set(hv[0], hv[1])
 	}
-	a.identify(ex, d)
+	a.replayIdentity(ex, d)
 	next.ServeExchange(w, ex)
 }
 

@@ -125,3 +125,75 @@ func TestPropertyPath(t *testing.T) {
 		}
 	}
 }
+
+// TestHeaderGet: guests ask in any case, usually lower; maps from net/http
+// hold canonical names, but code may have put others in directly.
+func TestHeaderGet(t *testing.T) {
+	long := strings.Repeat("x-long", 12) // 72 bytes: past the stack buffer
+	small := http.Header{
+		"Authorization":                        {"Bearer t"},
+		"Accept":                               {"a", "b"},
+		"x-odd":                                {"odd"},       // not canonical
+		"Bad Name":                             {"raw"},       // not a token: net/http keeps such names as they are
+		"X-Dup":                                {"canonical"}, // preferred over its non-canonical twin
+		"x-dup":                                {"other"},
+		textproto.CanonicalMIMEHeaderKey(long): {"long"},
+	}
+	big := small.Clone()
+	for i := range 20 {
+		big["X-Filler-"+strings.Repeat("a", i+1)] = []string{"f"}
+	}
+	for _, tc := range []struct {
+		key, want string
+		found     bool
+		bigToo    bool // also found in a map too big to scan
+	}{
+		{"authorization", "Bearer t", true, true},
+		{"AUTHORIZATION", "Bearer t", true, true},
+		{"Authorization", "Bearer t", true, true},
+		{"accept", "a,b", true, true},
+		{"x-odd", "odd", true, false},
+		{"X-ODD", "odd", true, false},
+		{"Bad Name", "raw", true, true},
+		{"x-dup", "canonical", true, true},
+		{long, "long", true, true},
+		{"x-missing", "", false, false},
+		{":method", "GET", true, true},
+	} {
+		for _, h := range []http.Header{small, big} {
+			m := &HeaderMap{Header: h, Pseudo: []Pair{{":method", "GET"}}}
+			v, ok := m.get(tc.key)
+			wantOK := tc.found && (len(h) <= 16 || tc.bigToo)
+			if ok != wantOK || (ok && v != tc.want) {
+				t.Errorf("%d fields, get(%q) = %q, %v; want %q, %v", len(h), tc.key, v, ok, tc.want, wantOK)
+			}
+		}
+	}
+}
+
+// A read allocates nothing when the name is found.
+func TestHeaderGetAllocs(t *testing.T) {
+	m := &HeaderMap{Header: http.Header{"Authorization": {"Bearer t"}, "Accept": {"*/*"}, "User-Agent": {"x"}}}
+	key := []byte("authorization") // a view of guest memory, as readView gives
+	if n := testing.AllocsPerRun(100, func() {
+		if v, ok := m.get(view(key)); !ok || v != "Bearer t" {
+			t.Fatal(v, ok)
+		}
+	}); n != 0 {
+		t.Fatalf("%v allocations per read", n)
+	}
+}
+
+func TestCanonicalToken(t *testing.T) {
+	for _, k := range []string{"authorization", "X-PORTICO-USER", "x-b3-traceid", "content-type", "a--b", "-x", "x_y", "x.y!z", "WWW-Authenticate", "1abc"} {
+		b := []byte(k)
+		if !canonicalToken(b) || string(b) != textproto.CanonicalMIMEHeaderKey(k) {
+			t.Errorf("canonicalToken(%q) = %q, want %q", k, b, textproto.CanonicalMIMEHeaderKey(k))
+		}
+	}
+	for _, k := range []string{"bad name", "x:y", "é", "x\x00"} {
+		if canonicalToken([]byte(k)) {
+			t.Errorf("canonicalToken(%q) accepted a name that is not a token", k)
+		}
+	}
+}

@@ -176,3 +176,64 @@ func TestHostCallsRefusedAfterClose(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// procExit exits through WASI in its request-headers callback when the
+// request has a body (end_of_stream false), and lets it through otherwise.
+const procExit = `(module
+  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+  (memory (export "memory") 1)
+  (func (export "proxy_abi_version_0_2_1"))
+  (func (export "proxy_on_memory_allocate") (param i32) (result i32) (i32.const 1024))
+  (func (export "proxy_on_context_create") (param i32 i32))
+  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+    (if (i32.eqz (local.get 2)) (then (call $exit (i32.const 3))))
+    (i32.const 0)))`
+
+// A guest that exits (WASI proc_exit) closes its own module in the middle
+// of a callback: the request fails, and the instance is replaced, never
+// called again.
+func TestProcExitDiscardsInstance(t *testing.T) {
+	mod := wasmbuild.WATText(t, "proc-exit", procExit)
+	ctx := context.Background()
+	p, err := NewPlugin(ctx, newEngine(t), Config{Name: "exit", Module: mod, Instances: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closePlugin(p)
+	r, _ := http.NewRequest("GET", "http://example.test/", nil)
+	s, err := p.NewStream(ctx, &StreamInfo{Request: r})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := s.in
+	if o := s.RequestHeaders(requestMap(r), false); o != Fail {
+		t.Fatalf("outcome of a callback that exited: %v", o)
+	}
+	t.Logf("error: %v", s.Err())
+	s.Close()
+	if !in.dead() {
+		t.Fatal("the instance whose module exited is not marked dead")
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		s2, err := p.NewStream(ctx, &StreamInfo{Request: r})
+		if err == nil {
+			if s2.in == in {
+				t.Fatal("the exited instance served another request")
+			}
+			o := s2.RequestHeaders(requestMap(r), true)
+			s2.Close()
+			if o != Continue {
+				t.Fatalf("replacement instance: outcome %v", o)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no replacement instance: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if snap := p.Metrics().Snapshot(); snap.Traps != 1 {
+		t.Fatalf("traps %d, want 1 (the exit)", snap.Traps)
+	}
+}

@@ -37,11 +37,13 @@ type instance struct {
 		httpCallResponse, tick, queueReady                                    export
 		alloc                                                                 api.Function
 	}
+	timer      runtime.CallTimer
 	stack      [8]uint64
 	allocStack [1]uint64
 
 	nextID    uint32
 	streams   streamSet
+	spare     *Stream   // a closed stream, ready for the next request
 	pending   []*Stream // streams whose on_done returned false
 	rootProps propSet
 	nextToken uint32
@@ -59,7 +61,7 @@ func (p *Plugin) newInstance(ctx context.Context) (*instance, error) {
 	if p.closed.Load() {
 		return nil, runtime.ErrPoolClosed
 	}
-	in := &instance{p: p, nextID: rootID + 1}
+	in := &instance{p: p, nextID: rootID + 1, timer: p.metrics.NewCallTimer()}
 	in.guard = p.engine.NewGuard(p.cfg.StartTimeout)
 	in.guard.Data = in
 	in.starting = true
@@ -169,7 +171,19 @@ func (in *instance) startError(what string, err error) error {
 
 // dead reports whether the instance must not run anything any more.
 func (in *instance) dead() bool {
-	return in.broken || in.guard.Dead() || in.mod == nil || in.mod.IsClosed()
+	return in.failed() || in.mod == nil || in.mod.IsClosed()
+}
+
+// failed is dead without asking wazero whether the module was closed, for
+// the checks before a call into the guest: wazero refuses to call into a
+// closed module, and that error marks the instance broken. The host closes
+// a module only after marking the instance broken (close) or killing its
+// guard (Plugin.Close); a module that closes itself (WASI proc_exit) ends
+// the call in progress with an error. Asking wazero through its interface
+// cost as much as the rest of the check, which runs about ten times per
+// request.
+func (in *instance) failed() bool {
+	return in.broken || in.guard.Dead()
 }
 
 // export is a guest function and the number of its results, which call
@@ -189,31 +203,24 @@ func (in *instance) export(name string) export {
 	return export{f, len(f.Definition().ResultTypes())}
 }
 
-// call runs one callback under the deadline. A trap or timeout marks the
-// instance broken; the caller then discards it.
+// call runs one callback under the deadline; a callback the module does
+// not export is not called. A trap or timeout marks the instance broken;
+// the caller then discards it.
 func (in *instance) call(phase runtime.Phase, fn export, args ...uint64) (uint64, error) {
-	return in.callAfter(false, phase, fn, args...)
-}
-
-// callAfter is call; with next, the callback follows the one that just
-// returned at once, and starts when it ended (Guard.BeginNext).
-func (in *instance) callAfter(next bool, phase runtime.Phase, fn export, args ...uint64) (uint64, error) {
 	if fn.Function == nil {
 		return 0, nil
 	}
-	if in.dead() {
+	if in.failed() {
 		return 0, errInstanceBroken
 	}
 	n := copy(in.stack[:], args)
 	n = max(n, fn.results)
 	st := in.stack[:n]
-	if next {
-		in.guard.BeginNext()
-	} else {
-		in.guard.Begin()
-	}
+	in.guard.Begin()
+	in.timer.Begin()
 	err := fn.CallWithStack(in.guard, st)
-	in.p.metrics.Observe(phase, in.guard.End())
+	in.timer.End(phase)
+	in.guard.End()
 	if err != nil {
 		in.fail(err)
 		return 0, err
@@ -394,7 +401,7 @@ func (in *instance) giveString(v string, retPtr, retSize uint32) Status {
 }
 
 func (in *instance) alloc(n uint32) (uint32, error) {
-	if in.fn.alloc == nil || in.dead() {
+	if in.fn.alloc == nil || in.failed() {
 		return 0, errInstanceBroken
 	}
 	in.allocStack[0] = uint64(n)

@@ -97,8 +97,6 @@ type Plugin struct {
 	queues   queues
 	gmetrics guestMetrics
 
-	streamPool sync.Pool // *Stream
-
 	closed  atomic.Bool
 	refused atomic.Uint64 // host calls refused because their instance was dead
 	closeMu sync.Mutex

@@ -182,10 +182,26 @@ func tlsVersion(v uint16) string {
 	return ""
 }
 
+// builtinProperty reports whether path names a property the host answers,
+// which a guest may not set. It runs on every proxy_set_property, so it
+// looks at the first byte before comparing prefixes.
 func builtinProperty(path string) bool {
-	return strings.HasPrefix(path, "plugin_") || strings.HasPrefix(path, "request.") ||
-		strings.HasPrefix(path, "source.") || strings.HasPrefix(path, "destination.") ||
-		strings.HasPrefix(path, "connection.") || strings.HasPrefix(path, "response.")
+	if path == "" {
+		return false
+	}
+	switch path[0] {
+	case 'p':
+		return strings.HasPrefix(path, "plugin_")
+	case 'r':
+		return strings.HasPrefix(path, "request.") || strings.HasPrefix(path, "response.")
+	case 's':
+		return strings.HasPrefix(path, "source.")
+	case 'd':
+		return strings.HasPrefix(path, "destination.")
+	case 'c':
+		return strings.HasPrefix(path, "connection.")
+	}
+	return false
 }
 
 func (in *instance) getProperty(s []uint64) Status {

@@ -245,3 +245,28 @@ func TestStreamSet(t *testing.T) {
 		t.Fatal("a cleared set still has a stream")
 	}
 }
+
+// ":path" is built from the request's URL when first read. The request may
+// change once it goes on (a transform's request goes upstream after Yield,
+// and the forwarder rewrites its URL); a later read must see the request as
+// it was in the plugin.
+func TestPathIsTheRequestsAsItWasInThePlugin(t *testing.T) {
+	ctx := context.Background()
+	p := newCAuthorizer(t)
+	r, _ := http.NewRequest("GET", "http://example.test/pets?limit=10", nil)
+	r.Header.Set("Authorization", "Bearer s3cr3t")
+	s, err := p.NewStream(ctx, &StreamInfo{Request: r})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	h := s.RequestHeaderMap(r, "http")
+	if o := s.RequestHeaders(h, true); o != Continue {
+		t.Fatalf("outcome %v: %v", o, s.Err())
+	}
+	s.Yield()
+	r.URL.Path, r.URL.RawQuery = "/origin/prefix/pets", "limit=10&edge=1"
+	if v, _ := h.PseudoValue(":path"); v != "/pets?limit=10" {
+		t.Fatalf(":path after the request went on: %q", v)
+	}
+}

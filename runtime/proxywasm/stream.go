@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
-	"net/url"
 	"time"
 
 	"github.com/portico-edge/portico/runtime"
@@ -115,24 +114,30 @@ type Stream struct {
 	// Storage for RequestHeaderMap, reused with the stream.
 	reqMap HeaderMap
 	pseudo [4]Pair
-	url    url.URL
 }
 
-// newStream takes a stream from the plugin's pool.
-func (p *Plugin) newStream() *Stream {
-	if s, ok := p.streamPool.Get().(*Stream); ok {
-		return s
+// takeStream returns the instance's spare stream, or a new one; the caller
+// holds in.mu.
+func (in *instance) takeStream() *Stream {
+	s := in.spare
+	if s == nil {
+		return new(Stream)
 	}
-	return new(Stream)
+	in.spare = nil
+	return s
 }
 
-// recycle puts a stream back in the pool; the caller makes sure nothing
-// refers to it any more: its owner has closed it, and the instance has run
-// its delete callback (or is gone). A stream that made an http call is
-// left to the collector: the call's goroutine holds it until the response
-// comes.
-func (p *Plugin) recycle(s *Stream) {
-	if s.events != nil {
+// recycle makes a stream the instance's spare, for its next request; the
+// caller holds in.mu and makes sure nothing refers to the stream any more:
+// its owner has closed it, and the instance has run its delete callback
+// (or is gone). A stream that made an http call is left to the collector
+// (the call's goroutine holds it until the response comes), as is one when
+// the instance already has a spare: an instance serves one request at a
+// time unless streams wait (paused, or upstream), so one spare is nearly
+// always enough, and it stays warm in the cache with its instance, where a
+// sync.Pool handed out whichever stream it had.
+func (in *instance) recycle(s *Stream) {
+	if s.events != nil || in.spare != nil {
 		return
 	}
 	clear(s.props)
@@ -142,7 +147,7 @@ func (p *Plugin) recycle(s *Stream) {
 		props:  s.props[:0],
 		reqMap: HeaderMap{Touched: s.reqMap.Touched[:0], Removed: s.reqMap.Removed[:0]},
 	}
-	p.streamPool.Put(s)
+	in.spare = s
 }
 
 // NewStream starts a stream: it waits for a free instance (giving up when
@@ -176,7 +181,7 @@ func (p *Plugin) NewStream(ctx context.Context, info *StreamInfo) (*Stream, erro
 			}
 			return nil, runtime.ErrUnavailable
 		}
-		s := p.newStream()
+		s := in.takeStream()
 		s.p, s.in, s.ctx, s.holding = p, in, ctx, true
 		if info != nil {
 			s.info, s.hasInfo = *info, true
@@ -233,13 +238,12 @@ func b2u(b bool) uint64 {
 func (s *Stream) RequestHeaderMap(r *http.Request, scheme string) *HeaderMap {
 	m := &s.reqMap
 	m.Header = r.Header
-	s.pseudo = [4]Pair{{":method", r.Method}, {":path", ""}, {":authority", r.Host}, {":scheme", scheme}}
-	m.Pseudo = s.pseudo[:]
-	// ":path" is built when first read: with a query that costs an
-	// allocation, and most guests never read it. The URL is copied so
-	// that a late read sees the request as it was now.
-	s.url = *r.URL
-	m.url = &s.url
+	// The pseudo fields are filled in when first read, from r, which does
+	// not change while the request is in the plugin; before it goes on
+	// (Yield, or a Close that outlives the request) they are, so that a
+	// later read sees the request as it was.
+	m.Pseudo = s.pseudo[:0]
+	m.req, m.scheme = r, scheme
 	return m
 }
 
@@ -292,6 +296,7 @@ func (s *Stream) Yield() {
 	if !s.holding {
 		return
 	}
+	s.reqMap.resolvePath() // the request goes on, and may change
 	s.holding = false
 	in := s.in
 	in.mu.Lock()
@@ -319,7 +324,7 @@ func (s *Stream) outcome() Outcome {
 // lock takes the instance for a callback, failing if it is gone.
 func (s *Stream) lock() bool {
 	s.in.mu.Lock()
-	if s.in.dead() || s.gone {
+	if s.in.failed() || s.gone {
 		s.in.mu.Unlock()
 		s.setErr(errInstanceBroken)
 		return false
@@ -507,10 +512,8 @@ func (s *Stream) Close() {
 			}
 		} else if err == nil {
 			in.effective = s
-			next := in.fn.done.Function != nil
-			if _, err = in.callAfter(next, runtime.PhaseDone, in.fn.log, uint64(s.id)); err == nil {
-				next = next || in.fn.log.Function != nil
-				_, err = in.callAfter(next, runtime.PhaseDone, in.fn.delete, uint64(s.id))
+			if _, err = in.call(runtime.PhaseDone, in.fn.log, uint64(s.id)); err == nil {
+				_, err = in.call(runtime.PhaseDone, in.fn.delete, uint64(s.id))
 			}
 			in.streams.remove(s)
 		}
@@ -526,10 +529,14 @@ func (s *Stream) Close() {
 	}
 	dead := in.dead()
 	holding := s.holding
-	s.holding = false
-	s.reqBody, s.respBody = nil, nil
-	// A pending stream is not touched after this: once the lock is free,
-	// another request's callback may finish it and recycle it.
+	if pending {
+		s.holding = false
+		s.reqBody, s.respBody = nil, nil
+		// A pending stream is not touched after this: once the lock is
+		// free, another request's callback may finish it and recycle it.
+	} else {
+		in.recycle(s)
+	}
 	in.mu.Unlock()
 	if holding {
 		if dead {
@@ -539,9 +546,6 @@ func (s *Stream) Close() {
 		}
 	} else if dead {
 		p.instanceFailed(in, false)
-	}
-	if !pending {
-		p.recycle(s)
 	}
 }
 
@@ -590,12 +594,12 @@ func (in *instance) finalizePending() {
 		}
 		in.effective = s
 		if _, err := in.call(runtime.PhaseDone, in.fn.log, uint64(s.id)); err == nil {
-			_, _ = in.callAfter(in.fn.log.Function != nil, runtime.PhaseDone, in.fn.delete, uint64(s.id))
+			_, _ = in.call(runtime.PhaseDone, in.fn.delete, uint64(s.id))
 		}
 		in.effective = nil
 		in.streams.remove(s)
 		// Its owner closed it (only Close makes a stream pending).
-		in.p.recycle(s)
+		in.recycle(s)
 	}
 	in.pending = keep
 }

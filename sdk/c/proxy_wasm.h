@@ -107,6 +107,11 @@ PROXY_WASM_IMPORT(proxy_call_foreign_function) uint32_t proxy_call_foreign_funct
 /* A byte string owned by the caller (free data with free()). */
 typedef struct { char *data; size_t size; } pw_bytes;
 
+/* A string literal as the (pointer, size) pair the host functions take:
+ *   proxy_replace_header_map_value(PW_REQUEST_HEADERS, PW_LIT("x-user"), v, n);
+ * Sizes known at compile time spare the plugin a strlen per call. */
+#define PW_LIT(s) ("" s ""), (sizeof(s) - 1)
+
 /* A header for pw_send_local_response / pw_http_call. */
 typedef struct { const char *key; const char *value; } pw_header;
 

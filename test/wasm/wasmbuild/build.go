@@ -212,7 +212,7 @@ func AssemblyScript(t TB, projDir string) []byte {
 	t.Helper()
 	npm := Tool(t, "npm", "apt-get install -y nodejs npm")
 	dir := Path(projDir)
-	key := hashInputs("as1", dir)
+	key := hashInputs("as2", dir)
 	return cached(t, filepath.Base(dir), key, func(out string) error {
 		if _, err := os.Stat(filepath.Join(dir, "node_modules", ".bin", "asc")); err != nil {
 			if err := run(dir, nil, npm, "ci", "--no-audit", "--no-fund"); err != nil {
@@ -221,7 +221,8 @@ func AssemblyScript(t TB, projDir string) []byte {
 		}
 		return run(dir, nil, filepath.Join(dir, "node_modules", ".bin", "asc"), "assembly/index.ts",
 			"--config", "node_modules/@assemblyscript/wasi-shim/asconfig.json",
-			"-O3", "--use", "abort=abort_proc_exit", "--exportStart", "_initialize", "--runtime", "incremental", "-o", out)
+			"-O3", "--noAssert", "--use", "abort=abort_proc_exit", "--use", "ASC_GC_GRANULARITY=65536",
+			"--exportStart", "_initialize", "--runtime", "incremental", "-o", out)
 	})
 }
 
