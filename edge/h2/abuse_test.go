@@ -1,7 +1,11 @@
 package h2
 
 import (
+	"context"
+	"fmt"
+	"io"
 	"net/http"
+	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -216,5 +220,103 @@ func waitUntil(t *testing.T, cond func() bool) {
 			t.Fatal("condition not met in 5s")
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// A header block still arriving for a stream that closes meanwhile (its
+// handler answered without reading the body) must end on nothing: the
+// stream object is pooled and may serve another connection's request by
+// the time the block's last CONTINUATION arrives. Neither valid trailers
+// (which would end the other request's body and inject values) nor
+// malformed ones (which would reset it) may reach it.
+func TestTrailersOfClosedStreamReachNoOtherStream(t *testing.T) {
+	// One P makes the pool hand the recycled stream to the next request.
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	for _, tc := range []struct {
+		name     string
+		trailers func(c *rawConn) []byte // HEADERS without END_HEADERS
+	}{
+		{"valid trailers", func(c *rawConn) []byte { return frame(frameHeaders, flagEndStream, 1, c.block("x-sum", "injected")...) }},
+		{"malformed trailers", func(c *rawConn) []byte { return frame(frameHeaders, 0, 1, c.block("x-sum", "1")...) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			type victim struct {
+				st  *stream
+				c   *conn
+				ctx context.Context
+			}
+			attackerSt := make(chan *stream, 1)
+			victimStarted := make(chan victim, 1)
+			victimDone := make(chan string, 1)
+			release := make(chan struct{})
+			ts := startServer(t, Config{}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				st := w.(*responseWriter).st
+				switch r.URL.Path {
+				case "/reject":
+					attackerSt <- st
+					<-release
+					w.WriteHeader(http.StatusUnauthorized) // the body is not read
+				case "/victim":
+					victimStarted <- victim{st, st.c, r.Context()}
+					b, err := io.ReadAll(r.Body)
+					victimDone <- fmt.Sprintf("body %q, %v, trailer %q, context %v", b, err, r.Trailer.Get("X-Sum"), context.Cause(r.Context()))
+				}
+			}))
+			for attempt := 0; attempt < 50; attempt++ {
+				a := ts.dialRaw(t)
+				a.raw(frame(frameHeaders, flagEndHeaders, 1, a.block(":method", "POST", ":scheme", "https", ":authority", "localhost", ":path", "/reject")...))
+				ast := <-attackerSt
+				a.raw(tc.trailers(a))
+				// No frame may follow in the block: give the server time
+				// to take the HEADERS in.
+				time.Sleep(50 * time.Millisecond)
+				release <- struct{}{}
+				if code, _, ok := a.rstOrGoAway(1, 5*time.Second); !ok || code != http2.ErrCodeNo {
+					t.Fatalf("no RST_STREAM(NO_ERROR) after the response: %v %t", code, ok)
+				}
+				ac := ts.connOf(t, a)
+				v := ts.dialRaw(t)
+				v.raw(frame(frameHeaders, flagEndHeaders, 1, v.block(":method", "POST", ":scheme", "https", ":authority", "localhost", ":path", "/victim", "trailer", "x-sum")...))
+				vs := <-victimStarted
+				if vs.st != ast {
+					v.raw(frame(frameData, flagEndStream, 1, 'x'))
+					<-victimDone
+					a.conn.Close()
+					v.conn.Close()
+					continue
+				}
+				// The attacker ends its block on its own connection.
+				a.raw(frame(frameContinuation, flagEndHeaders, 1))
+				for _, f := range a.ping(t) {
+					if _, ok := f.(*http2.RSTStreamFrame); ok {
+						t.Errorf("the attacker's connection got %v", f)
+					}
+				}
+				select {
+				case s := <-victimDone:
+					t.Fatalf("the victim, whose client sent no DATA and no END_STREAM, saw %s", s)
+				case <-vs.ctx.Done():
+					t.Fatalf("the victim's request was cancelled: %v", context.Cause(vs.ctx))
+				default:
+				}
+				vs.c.mu.Lock()
+				vActive, vHas := vs.c.active, vs.c.streams[1] == vs.st
+				vs.c.mu.Unlock()
+				ac.mu.Lock()
+				aActive := ac.active
+				ac.mu.Unlock()
+				if vActive != 1 || !vHas || aActive != 0 {
+					t.Fatalf("victim connection: %d active, stream 1 in its table %t; attacker connection: %d active", vActive, vHas, aActive)
+				}
+				// The victim's request goes on as its client sends.
+				v.raw(frame(frameData, 0, 1, []byte("abc")...))
+				v.raw(frame(frameHeaders, flagEndHeaders|flagEndStream, 1, v.block("x-sum", "real")...))
+				if s := <-victimDone; s != `body "abc", <nil>, trailer "real", context <nil>` {
+					t.Fatalf("the victim saw %s", s)
+				}
+				return
+			}
+			t.Skip("the pool never handed the recycled stream to the next request")
+		})
 	}
 }

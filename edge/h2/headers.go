@@ -24,9 +24,8 @@ type headerBlock struct {
 	continuations int
 
 	kind      blockKind
-	st        *stream // the stream whose trailers these are
-	selfDep   bool    // HEADERS whose priority depends on its own stream
-	size      int     // the decoded header list size (RFC 9113 §6.5.2)
+	selfDep   bool // HEADERS whose priority depends on its own stream
+	size      int  // the decoded header list size (RFC 9113 §6.5.2)
 	tooLarge  bool
 	malformed string // why the block is malformed, if it is
 
@@ -282,7 +281,10 @@ func (c *conn) processHeaders(fh frameHeader, p []byte) error {
 	case st != nil && st.remoteClosed:
 		hb.kind = blockStreamClosed
 	case st != nil:
-		hb.kind, hb.st = blockTrailers, st
+		// The stream is looked up again when the block ends: it may be
+		// closed and recycled, even handed to another connection, while
+		// the block is still arriving.
+		hb.kind = blockTrailers
 	case id <= c.maxClientID:
 		reset := c.wasResetLocked(id) || c.goingAway && id > c.lastStreamID
 		c.mu.Unlock()
@@ -440,11 +442,17 @@ func (c *conn) headerListTooLarge(id uint32, endStream bool) error {
 // endTrailers takes the request trailers of an open stream; they end it.
 func (c *conn) endTrailers() error {
 	hb := &c.hb
-	st := hb.st
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if !st.inMap || st.remoteClosed {
-		return nil // reset while the block was arriving
+	// Never a *stream kept from the HEADERS frame: streams are pooled, and
+	// one closed while its trailers were arriving may serve another
+	// connection's request by now.
+	st := c.streams[hb.stream]
+	if st == nil || st.remoteClosed {
+		return nil // closed or reset while the block was arriving
+	}
+	if st.c != c || st.id != hb.stream {
+		panic("h2: stream table holds another connection's stream")
 	}
 	switch {
 	case !hb.endStream:
