@@ -417,7 +417,7 @@ func (c *conn) processData(fh frameHeader, p []byte) error {
 				st.body, st.bodyOff = st.body[:n], 0
 			}
 			st.body = append(st.body, data...)
-			st.bodyCond.Signal()
+			st.wakeBodyLocked()
 		}
 	}
 	if end {
@@ -431,9 +431,8 @@ func (c *conn) endRemoteLocked(st *stream) {
 	st.remoteClosed = true
 	if st.bodyErr == nil {
 		st.bodyErr = io.EOF
-		st.copyTrailersLocked()
 	}
-	st.bodyCond.Broadcast()
+	st.wakeBodyLocked()
 	if st.localClosed {
 		c.closeStreamLocked(st)
 	}
@@ -730,7 +729,7 @@ func (c *conn) abortStreamLocked(st *stream, err error) {
 	if st.ctx != nil {
 		st.ctx.cancel(err)
 	}
-	st.bodyCond.Broadcast()
+	st.wakeBodyLocked()
 	c.cond.Broadcast()
 	c.closeStreamLocked(st)
 }

@@ -372,7 +372,7 @@ func (c *conn) endHeaders() error {
 		return c.refuse(id, ErrCodeRefusedStream, "over SETTINGS_MAX_CONCURRENT_STREAMS")
 	}
 	st.c, st.id, st.req, st.rs = c, id, req, rs
-	st.bodyCond.L = &c.mu
+	rs.body.cond.L = &c.mu
 	st.sendWindow = c.peerInitWindow
 	st.recvWindow = c.streamRecvInit
 	st.inMap = true

@@ -488,3 +488,56 @@ func TestResponseControllerDeadlines(t *testing.T) {
 var _ = http2.ErrCodeNo
 
 func panicGoexit() { runtime.Goexit() }
+
+// A goroutine the handler leaves reading r.Body is woken when the
+// handler returns and gets an error, instead of waiting forever on a
+// stream that has been recycled.
+func TestBodyReaderLeftByTheHandlerIsWoken(t *testing.T) {
+	done := make(chan error, 1)
+	ts := startServer(t, Config{}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		go func() {
+			_, err := io.Copy(io.Discard, r.Body)
+			done <- err
+		}()
+		time.Sleep(50 * time.Millisecond) // the goroutine waits in Read
+		io.WriteString(w, "bye")
+	}))
+	c := ts.dialRaw(t)
+	c.raw(frame(frameHeaders, flagEndHeaders, 1, c.block(":method", "POST", ":scheme", "https", ":authority", "localhost", ":path", "/")...))
+	if code, _, ok := c.rstOrGoAway(1, 5*time.Second); !ok || code != http2.ErrCodeNo {
+		t.Fatalf("no RST_STREAM(NO_ERROR) after the response: %v %t", code, ok)
+	}
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("the body read after the handler returned ended without an error")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a goroutine reading r.Body still waits 5s after the handler returned")
+	}
+}
+
+// Request trailers are copied into r.Trailer by the Read that returns
+// io.EOF, on the handler's goroutine: a handler may look at r.Trailer
+// while its body is still arriving (the race detector watches).
+func TestRequestTrailersWrittenByTheReader(t *testing.T) {
+	got := make(chan string, 1)
+	ts := startServer(t, Config{}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// The body and its trailers arrive meanwhile.
+		for range 20 {
+			_ = len(r.Trailer["X-Sum"])
+			time.Sleep(10 * time.Millisecond)
+		}
+		if _, err := io.Copy(io.Discard, r.Body); err != nil {
+			panic(err)
+		}
+		got <- r.Trailer.Get("X-Sum")
+	}))
+	c := ts.dialRaw(t)
+	c.raw(frame(frameHeaders, flagEndHeaders, 1, c.block(":method", "POST", ":scheme", "https", ":authority", "localhost", ":path", "/", "trailer", "x-sum")...))
+	c.raw(frame(frameData, 0, 1, 'x'))
+	c.raw(frame(frameHeaders, flagEndHeaders|flagEndStream, 1, c.block("x-sum", "1")...))
+	if v := <-got; v != "1" {
+		t.Fatalf("trailer X-Sum %q, want 1", v)
+	}
+}

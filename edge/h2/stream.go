@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -39,9 +40,8 @@ type stream struct {
 	received     int64 // request body octets received
 	body         []byte
 	bodyOff      int
-	bodyErr      error // io.EOF after END_STREAM, or why the body failed
-	bodyDone     bool  // nobody reads the body any more: arriving data is dropped
-	bodyCond     sync.Cond
+	bodyErr      error       // io.EOF after END_STREAM, or why the body failed
+	bodyDone     bool        // nobody reads the body any more: arriving data is dropped
 	trailers     http.Header // request trailers as received
 	reqTrailer   http.Header // the request's Trailer map (declared names)
 	readBy       time.Time
@@ -119,8 +119,18 @@ func (st *stream) creditLocked(n int64) {
 	c.wakeWriterLocked()
 }
 
+// wakeBodyLocked wakes the goroutines waiting in the request body's Read:
+// data, END_STREAM or an error arrived, or the stream went. The condition
+// variable belongs to the request, not to the pooled stream, so that a
+// reader still waiting when the stream is recycled is woken, not lost.
+func (st *stream) wakeBodyLocked() {
+	st.rs.body.cond.Broadcast()
+}
+
 // copyTrailersLocked fills the request's declared trailers once the body
-// is complete, as net/http does: only names the request declared.
+// is complete, as net/http does: only names the request declared. It runs
+// on the goroutine whose Read returned io.EOF, so that r.Trailer is never
+// written while the handler may be reading it.
 func (st *stream) copyTrailersLocked() {
 	for k, vv := range st.trailers {
 		if _, ok := st.reqTrailer[k]; ok {
@@ -166,6 +176,7 @@ func (st *stream) handlerReturned(panicked bool, v any) {
 	}
 	st.bodyDone = true
 	st.rs.body.st = nil
+	st.wakeBodyLocked() // a goroutine the handler left reading gets errBodyClosed
 	if n := int64(len(st.body) - st.bodyOff); n > 0 {
 		st.bodyOff = len(st.body)
 		c.creditConnLocked(n)
@@ -220,8 +231,10 @@ func (c *conn) killLocked(err error) {
 // stream, readable while more arrives.
 type requestBody struct {
 	c      *conn
-	st     *stream // nil once the handler has returned
+	st     *stream   // nil once the handler has returned
+	cond   sync.Cond // L is c.mu; see stream.wakeBodyLocked
 	closed bool
+	sawEOF bool // Read has returned io.EOF (and copied the trailers)
 }
 
 var errBodyClosed = errors.New("http: invalid Read on closed Body")
@@ -246,13 +259,17 @@ func (b *requestBody) Read(p []byte) (int, error) {
 			return n, nil
 		}
 		if st.bodyErr != nil {
+			if st.bodyErr == io.EOF && !b.sawEOF {
+				b.sawEOF = true
+				st.copyTrailersLocked()
+			}
 			return 0, st.bodyErr
 		}
 		if len(p) == 0 {
 			return 0, nil
 		}
-		st.bodyCond.Wait()
-		if b.st != st {
+		b.cond.Wait()
+		if b.st != st || b.closed {
 			return 0, errBodyClosed
 		}
 	}
@@ -276,7 +293,7 @@ func (b *requestBody) Close() error {
 		st.body, st.bodyOff = st.body[:0], 0
 		c.creditConnLocked(n)
 	}
-	st.bodyCond.Broadcast()
+	b.cond.Broadcast()
 	return nil
 }
 
@@ -429,7 +446,7 @@ func (c *conn) sweepDeadlines() {
 				if st.bodyErr == nil {
 					st.bodyErr = errReadDeadline
 				}
-				st.bodyCond.Broadcast()
+				st.wakeBodyLocked()
 				continue
 			}
 			earliest(st.readBy)
