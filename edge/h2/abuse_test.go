@@ -1,16 +1,22 @@
 package h2
 
 import (
+	"bytes"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"runtime"
+	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
 	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
 )
 
 // gauge counts handler starts and the most handlers running at once.
@@ -58,7 +64,7 @@ func flood(c *rawConn, n int, next func(i int) []byte) int {
 func expectCalm(t *testing.T, c *rawConn, ts *testServer, what string, sent int) {
 	t.Helper()
 	ga, closed := c.waitEnd(5 * time.Second)
-	t.Logf("%s: sent %d; GOAWAY %v; closed %t", what, sent, ga, closed)
+	t.Logf("%s: sent %d; GOAWAY %v; closed %t (%v)", what, sent, ga, closed, c.readErr)
 	if ga == nil || ga.ErrCode != http2.ErrCodeEnhanceYourCalm {
 		t.Errorf("%s: GOAWAY %v, want ENHANCE_YOUR_CALM", what, ga)
 	}
@@ -318,5 +324,197 @@ func TestTrailersOfClosedStreamReachNoOtherStream(t *testing.T) {
 			}
 			t.Skip("the pool never handed the recycled stream to the next request")
 		})
+	}
+}
+
+// Resets the server decides on for its own reasons never spend the
+// client's reset budget: a well-behaved client whose requests fail
+// upstream (edge/forward panics with http.ErrAbortHandler when an origin
+// fails mid-body), whose responses come out short, or whose handlers miss
+// their write deadline is not cut as abusive. They are counted apart.
+func TestServerResetsSpendNoClientBudget(t *testing.T) {
+	var calm atomic.Int64
+	ts := startServer(t, Config{ResetBurst: 2, ResetRate: 0.001, OnAbusive: func(string, string) { calm.Add(1) }},
+		http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			switch r.URL.Path {
+			case "/abort":
+				io.WriteString(w, "partial")
+				w.(http.Flusher).Flush()
+				panic(http.ErrAbortHandler)
+			case "/short":
+				w.Header().Set("Content-Length", "10")
+				io.WriteString(w, "short")
+			case "/late":
+				http.NewResponseController(w).SetWriteDeadline(time.Now().Add(time.Millisecond))
+				<-r.Context().Done()
+			}
+		}))
+	c := ts.dialRaw(t)
+	id := uint32(1)
+	for range 10 {
+		for _, path := range []string{"/abort", "/short", "/late"} {
+			// One request at a time, each waited for.
+			c.raw(frame(frameHeaders, flagEndHeaders|flagEndStream, id, c.get(path)...))
+			code, goAway, ok := c.rstOrGoAway(id, 5*time.Second)
+			if !ok || goAway || code != http2.ErrCodeInternal {
+				t.Fatalf("%s on stream %d: %v (GOAWAY %t, seen %t), want RST_STREAM INTERNAL_ERROR", path, id, code, goAway, ok)
+			}
+			id += 2
+		}
+	}
+	if n := ts.serverResets.Load(); n != 30 {
+		t.Errorf("%d server resets counted, want 30", n)
+	}
+	if calm.Load() != 0 || ts.Abusive() != 0 {
+		t.Errorf("OnAbusive called %d times, Abusive() %d: server resets spent the client's budget", calm.Load(), ts.Abusive())
+	}
+}
+
+// Oversized header lists are cheap to send with HPACK's dynamic table
+// (about 30 octets for one of 68 000): their 431 answers count as control
+// replies and spend the reset budget, so a client that sends them without
+// reading cannot grow the write queue beyond its bound.
+func TestOversizedHeaderListsBounded(t *testing.T) {
+	ts := startServer(t, Config{}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	d := &net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+		return rc.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+	}}
+	nc, err := tls.DialWithDialer(d, "tcp", ts.addr, ts.pki.clientTLS())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	var ebuf bytes.Buffer
+	enc := hpack.NewEncoder(&ebuf)
+	big := strings.Repeat("a", 4000)
+	block := func() []byte {
+		ebuf.Reset()
+		for _, kv := range [][2]string{{":method", "GET"}, {":scheme", "https"}, {":authority", "localhost"}, {":path", "/"}} {
+			enc.WriteField(hpack.HeaderField{Name: kv[0], Value: kv[1]})
+		}
+		for range 17 {
+			enc.WriteField(hpack.HeaderField{Name: "x-big", Value: big})
+		}
+		return append([]byte(nil), ebuf.Bytes()...)
+	}
+	nc.Write([]byte(http2.ClientPreface))
+	nc.Write(frame(frameSettings, 0, 0))
+	sc := ts.connWith(t, func(c *conn) bool { return c.remote == nc.LocalAddr().String() })
+	nc.Write(frame(frameHeaders, flagEndHeaders|flagEndStream, 1, block()...))
+	again := block() // every field indexed now
+	id := uint32(3)
+	most := 0
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) && ts.Abusive() == 0 {
+		var b []byte
+		for range 100 {
+			b = append(b, frame(frameHeaders, flagEndHeaders|flagEndStream, id, again...)...)
+			id += 2
+		}
+		nc.SetWriteDeadline(time.Now().Add(2 * time.Second))
+		if _, err := nc.Write(b); err != nil {
+			break
+		}
+		sc.mu.Lock()
+		most = max(most, len(sc.wbuf))
+		sc.mu.Unlock()
+	}
+	t.Logf("%d oversized requests sent without reading; the write queue reached %d octets", id/2, most)
+	if most > maxQueued+controlSlack {
+		t.Errorf("the write queue grew to %d octets for a client that does not read", most)
+	}
+	if ts.Abusive() != 1 {
+		t.Errorf("Abusive() = %d after %d oversized header lists, want 1", ts.Abusive(), id/2)
+	}
+}
+
+// Work a client asks for that serves no request spends a budget too:
+// header blocks decoded only to keep HPACK in step, WINDOW_UPDATEs on
+// closed streams beyond one per stream, GOAWAYs after the first, SETTINGS
+// entries (each may walk every stream), 431 answers.
+func TestFloodsOfWorkWithoutRequests(t *testing.T) {
+	ts := startServer(t, Config{MaxHeaderBytes: 1 << 10}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { holdIfAsked(r) }))
+	hold := func(c *rawConn, id uint32) []byte {
+		return frame(frameHeaders, flagEndHeaders|flagEndStream, id, c.block(":method", "GET", ":scheme", "https", ":authority", "localhost", ":path", "/", "x-hold", "1")...)
+	}
+	cases := map[string]struct {
+		n    int
+		next func(c *rawConn, i int) []byte
+	}{
+		"header blocks on a reset stream": {20000, func(c *rawConn, i int) []byte {
+			if i == 0 { // refused (malformed): stream 1 is reset
+				return frame(frameHeaders, flagEndHeaders|flagEndStream, 1, c.block(":method", "GET")...)
+			}
+			return frame(frameHeaders, flagEndHeaders|flagEndStream, 1, c.block("x-a", "b")...)
+		}},
+		"WINDOW_UPDATE on a closed stream": {20000, func(c *rawConn, i int) []byte {
+			if i == 0 {
+				return frame(frameHeaders, flagEndHeaders|flagEndStream, 1, c.get("/")...)
+			}
+			return frame(frameWindowUpdate, 0, 1, u32(1<<20)...)
+		}},
+		"repeated GOAWAY": {20000, func(c *rawConn, i int) []byte {
+			if i == 0 { // a stream in flight keeps the connection open
+				return hold(c, 1)
+			}
+			return frame(frameGoAway, 0, 0, make([]byte, 8)...)
+		}},
+		"SETTINGS of 1000 entries": {3, func(c *rawConn, i int) []byte {
+			kv := make([]uint32, 0, 2000)
+			for range 1000 {
+				kv = append(kv, 4, 65535)
+			}
+			return frame(frameSettings, 0, 0, settingsPayload(kv...)...)
+		}},
+		"431 answers": {20000, func(c *rawConn, i int) []byte {
+			return frame(frameHeaders, flagEndHeaders|flagEndStream, uint32(1+2*i), c.block(":method", "GET", ":scheme", "https", ":authority", "localhost", ":path", "/", "x-big", strings.Repeat("b", 2000))...)
+		}},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			c := ts.dialRaw(t)
+			sent := flood(c, tc.n, func(i int) []byte { return tc.next(c, i) })
+			expectCalm(t, c, ts, name+" flood", sent)
+		})
+	}
+}
+
+// Config.OnAbusive is user code: it runs without the connection's lock.
+func TestOnAbusiveCalledOutsideTheLock(t *testing.T) {
+	var srv atomic.Pointer[testServer]
+	locked := make(chan bool, 1)
+	ts := startServer(t, Config{ResetBurst: 1, ResetRate: 0.001, OnAbusive: func(client, reason string) {
+		ts := srv.Load()
+		ts.mu.Lock()
+		var c *conn
+		for k := range ts.conns {
+			if k.remote == client {
+				c = k
+			}
+		}
+		ts.mu.Unlock()
+		for range 200 {
+			if c.mu.TryLock() {
+				c.mu.Unlock()
+				locked <- false
+				return
+			}
+			time.Sleep(time.Millisecond)
+		}
+		locked <- true
+	}}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	srv.Store(ts)
+	c := ts.dialRaw(t)
+	for id := uint32(1); id <= 5; id += 2 {
+		c.raw(append(frame(frameHeaders, flagEndHeaders|flagEndStream, id, c.get("/")...), frame(frameRSTStream, 0, id, u32(8)...)...))
+	}
+	select {
+	case held := <-locked:
+		if held {
+			t.Fatal("OnAbusive was called with the connection's lock held")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("OnAbusive not called")
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/net/http2/hpack"
@@ -74,6 +75,7 @@ type conn struct {
 	maxClientID uint32
 	ctrlTokens  float64
 	ctrlLast    time.Time
+	sawGoAway   bool // the client has sent GOAWAY
 
 	mu      sync.Mutex
 	cond    sync.Cond // signalled when windows open, the queue drains, or the connection ends
@@ -83,6 +85,10 @@ type conn struct {
 	pending []*stream // streams waiting for a handler slot
 	resets  []uint32  // ring of streams we reset, lazily allocated
 	resetAt int
+	// lateFree is how many frames on closed streams the client may still
+	// send free of charge: each stream that closes grants one (a
+	// WINDOW_UPDATE the client sent before it saw the end of the stream).
+	lateFree int
 
 	// Flow control and the peer's settings.
 	peerMaxFrame   int
@@ -115,9 +121,15 @@ type conn struct {
 	lastLenS      string
 
 	// The reset budget (token bucket).
-	tokens    float64
-	tokenLast time.Time
-	killed    bool
+	tokens        float64
+	tokenLast     time.Time
+	killed        bool   // ended for a spent budget (ENHANCE_YOUR_CALM)
+	abusiveReason string // ... why; Config.OnAbusive hears it at teardown
+
+	// finishing: the frame loop must stop (a GOAWAY for an error, or a
+	// graceful one with nothing left in flight). Set under mu; read by
+	// the frame loop after every frame.
+	finishing atomic.Bool
 
 	idleDeadline bool // a read deadline for the idle timeout is set
 	sweep        *time.Timer
@@ -217,7 +229,7 @@ func (c *conn) serve() (err error) {
 			}
 			first = false
 			c.mu.Lock()
-			if c.cfg.IdleTimeout < 0 {
+			if c.cfg.IdleTimeout < 0 && !c.finishing.Load() {
 				_ = c.nc.SetReadDeadline(time.Time{}) // the preface's
 			}
 			c.updateIdleLocked()
@@ -230,6 +242,12 @@ func (c *conn) serve() (err error) {
 			}
 			return err
 		}
+		if c.finishing.Load() {
+			// Ended from elsewhere (Shutdown, a handler, the writer) or
+			// by this frame: the next frame may already be buffered, so
+			// the expired read deadline alone would not stop the loop.
+			return nil
+		}
 	}
 }
 
@@ -239,7 +257,7 @@ func (c *conn) serve() (err error) {
 func (c *conn) readTimedOut() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.goAwayErr || c.closed {
+	if c.finishing.Load() || c.closed {
 		return true
 	}
 	if c.active > 0 || c.running > 0 {
@@ -258,8 +276,8 @@ func (c *conn) readTimedOut() bool {
 // updateIdleLocked arms the idle timeout when the connection has nothing
 // in flight and disarms it when it has.
 func (c *conn) updateIdleLocked() {
-	if c.cfg.IdleTimeout < 0 || c.closed {
-		return
+	if c.cfg.IdleTimeout < 0 || c.closed || c.finishing.Load() {
+		return // finishing: the expired deadline that stops the frame loop stays
 	}
 	idle := c.active == 0 && c.running == 0
 	if idle && !c.idleDeadline {
@@ -300,27 +318,42 @@ func (c *conn) processFrame(fh frameHeader, p []byte) error {
 		return c.processContinuation(fh, p)
 	default:
 		// Unknown frame types are ignored (RFC 9113 §4.1, §5.5).
-		return c.spendControl("unknown frame types")
+		return c.spendControl("unknown frame types", 1)
 	}
 }
 
-// spendControl takes a token from the control-frame budget.
-func (c *conn) spendControl(what string) error {
+// spendControl takes n tokens from the control-frame budget (frame loop
+// only); a spent budget ends the connection.
+func (c *conn) spendControl(what string, n int) error {
+	if c.takeControl(n) {
+		return nil
+	}
+	return c.abusive(controlFlood(what))
+}
+
+// takeControl takes n tokens from the control-frame budget and reports
+// whether it had them. The budget belongs to the frame loop: no lock.
+func (c *conn) takeControl(n int) bool {
 	now := time.Now()
 	c.ctrlTokens += now.Sub(c.ctrlLast).Seconds() * controlRate
 	c.ctrlLast = now
 	if c.ctrlTokens > controlBurst {
 		c.ctrlTokens = controlBurst
 	}
-	c.ctrlTokens--
-	if c.ctrlTokens < 0 {
-		return c.abusive(fmt.Sprintf("control frame flood (%s; budget %d, %d/s)", what, controlBurst, controlRate))
-	}
-	return nil
+	c.ctrlTokens -= float64(n)
+	return c.ctrlTokens >= 0
 }
 
-// spendReset takes a token from the reset budget; false when spent.
-func (c *conn) spendResetLocked() bool {
+func controlFlood(what string) string {
+	return fmt.Sprintf("control frame flood (%s; budget %d, %d/s)", what, controlBurst, controlRate)
+}
+
+// takeResetLocked takes a token from the reset budget and reports whether
+// it had one. Only what the client provoked spends it: its RST_STREAMs,
+// and the streams the frame loop resets or refuses because of its frames
+// (stream errors, REFUSED_STREAM, 431). What the server decides on its
+// own (a handler's panic, a short response, a deadline) never does.
+func (c *conn) takeResetLocked() bool {
 	now := time.Now()
 	c.tokens += now.Sub(c.tokenLast).Seconds() * c.cfg.ResetRate
 	c.tokenLast = now
@@ -331,24 +364,30 @@ func (c *conn) spendResetLocked() bool {
 	return c.tokens >= 0
 }
 
-// abusive reports a spent budget and returns the connection error that
-// ends the connection with ENHANCE_YOUR_CALM.
-func (c *conn) abusive(reason string) error {
-	c.mu.Lock()
-	c.markAbusiveLocked(reason)
-	c.mu.Unlock()
-	return connError{ErrCodeEnhanceYourCalm, reason}
+func (c *conn) resetBudgetSpent(what string) string {
+	return fmt.Sprintf("stream reset budget spent (%s; burst %d, %.0f/s)", what, c.cfg.ResetBurst, c.cfg.ResetRate)
 }
 
-func (c *conn) markAbusiveLocked(reason string) {
-	if c.killed {
-		return
+// abusive ends the connection for a spent budget; see calmLocked.
+func (c *conn) abusive(reason string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.calmLocked(reason)
+}
+
+// calmLocked ends the connection for a spent budget: it is counted as
+// abusive and GOAWAY ENHANCE_YOUR_CALM is queued at once, whichever
+// goroutine noticed, so that no connection is marked without being ended.
+// Config.OnAbusive hears of it at teardown, outside the lock. The error
+// returned is for the frame loop to return.
+func (c *conn) calmLocked(reason string) error {
+	if !c.killed && !c.closed {
+		c.killed = true
+		c.abusiveReason = reason
+		c.srv.abusive.Add(1)
 	}
-	c.killed = true
-	c.srv.abusive.Add(1)
-	if c.cfg.OnAbusive != nil {
-		c.cfg.OnAbusive(c.remote, reason)
-	}
+	c.sendGoAwayLocked(ErrCodeEnhanceYourCalm, "")
+	return connError{ErrCodeEnhanceYourCalm, reason}
 }
 
 func (c *conn) processData(fh frameHeader, p []byte) error {
@@ -364,7 +403,7 @@ func (c *conn) processData(fh frameHeader, p []byte) error {
 		return connError{ErrCodeProtocol, fmt.Sprintf("DATA on idle stream %d", id)}
 	}
 	if len(data) == 0 && fh.Flags&flagEndStream == 0 {
-		if err := c.spendControl("empty DATA frames"); err != nil {
+		if err := c.spendControl("empty DATA frames", 1); err != nil {
 			return err
 		}
 	}
@@ -385,18 +424,18 @@ func (c *conn) processData(fh frameHeader, p []byte) error {
 	}
 	if st.remoteClosed {
 		c.creditConnLocked(flowLen)
-		return c.resetStreamLocked(st, ErrCodeStreamClosed)
+		return c.streamErrorLocked(id, ErrCodeStreamClosed)
 	}
 	if flowLen > st.recvWindow {
 		c.creditConnLocked(flowLen)
-		return c.resetStreamLocked(st, ErrCodeFlowControl)
+		return c.streamErrorLocked(id, ErrCodeFlowControl)
 	}
 	st.recvWindow -= flowLen
 	st.received += int64(len(data))
 	end := fh.Flags&flagEndStream != 0
 	if st.declLen >= 0 && (st.received > st.declLen || end && st.received != st.declLen) {
 		c.creditConnLocked(flowLen)
-		return c.resetStreamLocked(st, ErrCodeProtocol)
+		return c.streamErrorLocked(id, ErrCodeProtocol)
 	}
 	// Padding is consumed at once; the data when the handler reads it.
 	if pad := flowLen - int64(len(data)); pad > 0 {
@@ -448,7 +487,7 @@ func (c *conn) processPriority(fh frameHeader, p []byte) error {
 	if binary.BigEndian.Uint32(p)&(1<<31-1) == fh.StreamID {
 		return c.streamErrorNoState(fh.StreamID, ErrCodeProtocol)
 	}
-	return c.spendControl("PRIORITY frames")
+	return c.spendControl("PRIORITY frames", 1)
 }
 
 // streamErrorNoState answers a stream error on a stream that may not
@@ -456,10 +495,7 @@ func (c *conn) processPriority(fh frameHeader, p []byte) error {
 func (c *conn) streamErrorNoState(id uint32, code ErrCode) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if st := c.streams[id]; st != nil {
-		return c.resetStreamLocked(st, code)
-	}
-	return c.sendRSTLocked(id, code)
+	return c.streamErrorLocked(id, code)
 }
 
 func (c *conn) processRSTStream(fh frameHeader, p []byte) error {
@@ -474,11 +510,10 @@ func (c *conn) processRSTStream(fh frameHeader, p []byte) error {
 		return connError{ErrCodeProtocol, fmt.Sprintf("RST_STREAM on idle stream %d", id)}
 	}
 	c.mu.Lock()
-	if !c.spendResetLocked() {
-		reason := fmt.Sprintf("stream reset budget spent (client RST_STREAM; burst %d, %.0f/s)", c.cfg.ResetBurst, c.cfg.ResetRate)
-		c.markAbusiveLocked(reason)
+	if !c.takeResetLocked() {
+		err := c.calmLocked(c.resetBudgetSpent("client RST_STREAM"))
 		c.mu.Unlock()
-		return connError{ErrCodeEnhanceYourCalm, reason}
+		return err
 	}
 	if st := c.streams[id]; st != nil {
 		code := ErrCode(binary.BigEndian.Uint32(p))
@@ -513,7 +548,9 @@ func (c *conn) processSettings(fh frameHeader, p []byte) error {
 	if len(p)%6 != 0 {
 		return connError{ErrCodeFrameSize, fmt.Sprintf("SETTINGS of %d octets, not a multiple of 6", len(p))}
 	}
-	if err := c.spendControl("SETTINGS frames"); err != nil {
+	// Each entry costs a token: an INITIAL_WINDOW_SIZE entry walks every
+	// stream, and a frame can carry 2 730 of them.
+	if err := c.spendControl("SETTINGS entries", max(1, len(p)/6)); err != nil {
 		return err
 	}
 	c.mu.Lock()
@@ -571,7 +608,7 @@ func (c *conn) processPing(fh frameHeader, p []byte) error {
 	if fh.Flags&flagAck != 0 {
 		return nil // we send no PINGs; a stray ACK is harmless
 	}
-	if err := c.spendControl("PING frames"); err != nil {
+	if err := c.spendControl("PING frames", 1); err != nil {
 		return err
 	}
 	c.mu.Lock()
@@ -588,7 +625,14 @@ func (c *conn) processGoAway(fh frameHeader, p []byte) error {
 		return connError{ErrCodeFrameSize, fmt.Sprintf("GOAWAY of %d octets", len(p))}
 	}
 	// The client opens no more streams; the ones in flight finish, and
-	// the connection closes when they have.
+	// the connection closes when they have. A client says so once: more
+	// GOAWAYs are work for nothing.
+	if c.sawGoAway {
+		if err := c.spendControl("repeated GOAWAY frames", 1); err != nil {
+			return err
+		}
+	}
+	c.sawGoAway = true
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !c.goingAway {
@@ -606,8 +650,9 @@ func (c *conn) processWindowUpdate(fh frameHeader, p []byte) error {
 	if id > c.maxClientID {
 		return connError{ErrCodeProtocol, fmt.Sprintf("WINDOW_UPDATE on idle stream %d", id)}
 	}
-	if incr < tinyWindowUpdate {
-		if err := c.spendControl("tiny WINDOW_UPDATE frames"); err != nil {
+	tiny := incr < tinyWindowUpdate
+	if tiny {
+		if err := c.spendControl("tiny WINDOW_UPDATE frames", 1); err != nil {
 			return err
 		}
 	}
@@ -626,14 +671,23 @@ func (c *conn) processWindowUpdate(fh frameHeader, p []byte) error {
 	}
 	st := c.streams[id]
 	if st == nil {
-		return nil // closed: a late update is allowed
+		// Closed: a late update is allowed (RFC 9113 §5.1), one per stream
+		// that closed free of charge; a stream of them is work for nothing.
+		switch {
+		case tiny: // paid for above
+		case c.lateFree > 0:
+			c.lateFree--
+		case !c.takeControl(1):
+			return c.calmLocked(controlFlood("WINDOW_UPDATE frames on closed streams"))
+		}
+		return nil
 	}
 	if incr == 0 {
-		return c.resetStreamLocked(st, ErrCodeProtocol)
+		return c.streamErrorLocked(id, ErrCodeProtocol)
 	}
 	st.sendWindow += incr
 	if st.sendWindow > maxWindow {
-		return c.resetStreamLocked(st, ErrCodeFlowControl)
+		return c.streamErrorLocked(id, ErrCodeFlowControl)
 	}
 	c.cond.Broadcast()
 	return nil
@@ -652,26 +706,22 @@ func (c *conn) creditConnLocked(n int64) {
 	}
 }
 
-// queueControlLocked wakes the writer after a control frame of n octets
-// was queued; a client that makes replies pile up without reading them
-// ends the connection.
+// queueControlLocked wakes the writer after the frame loop queued a reply
+// of n octets (an acknowledgement, a WINDOW_UPDATE, a RST_STREAM, a 431);
+// a client that makes replies pile up without reading them ends the
+// connection.
 func (c *conn) queueControlLocked(n int) error {
 	c.ctrlQueued += n
 	if c.ctrlQueued > controlSlack {
-		reason := "queued control frames exceed the limit: the client sends without reading"
-		c.markAbusiveLocked(reason)
-		return connError{ErrCodeEnhanceYourCalm, reason}
+		return c.calmLocked("queued control frames exceed the limit: the client sends without reading")
 	}
 	c.wakeWriterLocked()
 	return nil
 }
 
-// sendRSTLocked queues RST_STREAM; a code other than NO_ERROR spends the
-// reset budget (the client provoked it).
-func (c *conn) sendRSTLocked(id uint32, code ErrCode) error {
-	if c.closed {
-		return nil
-	}
+// appendRSTLocked queues RST_STREAM and remembers the stream as reset;
+// the caller wakes the writer.
+func (c *conn) appendRSTLocked(id uint32, code ErrCode) {
 	c.rememberResetLocked(id)
 	// The reset leaves in a TLS record of its own: in one record with the
 	// response before it, curl 7.88 reports the stream closed and drops
@@ -681,23 +731,55 @@ func (c *conn) sendRSTLocked(id uint32, code ErrCode) error {
 		c.cuts = append(c.cuts, len(c.wbuf))
 	}
 	c.wbuf = appendRSTStream(c.wbuf, id, code)
+}
+
+// streamErrorLocked answers a stream error the client's frames caused
+// (RFC 9113 §5.4.2) from the frame loop: the stream, if open, is aborted,
+// RST_STREAM is queued as a control reply, and the reset budget pays for
+// it (MadeYouReset, CVE-2025-8671).
+func (c *conn) streamErrorLocked(id uint32, code ErrCode) error {
+	if c.closed {
+		return nil
+	}
+	if st := c.streams[id]; st != nil {
+		c.abortStreamLocked(st, fmt.Errorf("http2: stream reset by the server (%v)", code))
+	}
+	c.appendRSTLocked(id, code)
 	if err := c.queueControlLocked(frameHeaderLen + 4); err != nil {
 		return err
 	}
-	if code != ErrCodeNo && !c.spendResetLocked() {
-		reason := fmt.Sprintf("stream reset budget spent (server RST_STREAM %v provoked by the client; burst %d, %.0f/s)", code, c.cfg.ResetBurst, c.cfg.ResetRate)
-		c.markAbusiveLocked(reason)
-		return connError{ErrCodeEnhanceYourCalm, reason}
+	if !c.takeResetLocked() {
+		return c.calmLocked(c.resetBudgetSpent(fmt.Sprintf("server RST_STREAM %v provoked by the client", code)))
 	}
 	return nil
 }
 
-// resetStreamLocked answers a stream error: the stream is aborted and
-// RST_STREAM sent.
-func (c *conn) resetStreamLocked(st *stream, code ErrCode) error {
+// serverResetLocked resets a stream for the server's own reasons: a
+// handler's panic (http.ErrAbortHandler included, which edge/forward
+// raises when an origin fails mid-body), a response shorter than its
+// Content-Length, a deadline. The client provoked nothing: the reset
+// budget is not spent, and Server.serverResets counts them instead.
+func (c *conn) serverResetLocked(st *stream, code ErrCode, why string) {
 	id := st.id // st may be recycled by the abort
-	c.abortStreamLocked(st, fmt.Errorf("http2: stream reset by the server (%v)", code))
-	return c.sendRSTLocked(id, code)
+	c.abortStreamLocked(st, fmt.Errorf("http2: stream reset by the server (%v): %s", code, why))
+	if c.closed {
+		return
+	}
+	c.appendRSTLocked(id, code)
+	c.wakeWriterLocked()
+	c.srv.serverResets.Add(1)
+}
+
+// waitQueueLocked makes a handler wait while the write queue is full, as
+// a write to a full socket would, so that what handlers queue (their
+// resets and 1xx responses included) stays within maxQueued. It returns
+// at once when nothing more can be written.
+func (c *conn) waitQueueLocked() {
+	for len(c.wbuf) >= maxQueued && c.werr == nil && !c.closed {
+		c.queueWaiters++
+		c.cond.Wait()
+		c.queueWaiters--
+	}
 }
 
 func (c *conn) rememberResetLocked(id uint32) {
@@ -744,6 +826,9 @@ func (c *conn) closeStreamLocked(st *stream) {
 	st.inMap = false
 	delete(c.streams, st.id)
 	c.active--
+	if c.lateFree < int(c.cfg.MaxConcurrentStreams) {
+		c.lateFree++
+	}
 	// Unread body octets go back to the connection window.
 	if n := int64(len(st.body) - st.bodyOff); n > 0 {
 		st.bodyOff = len(st.body)
@@ -778,12 +863,18 @@ func (c *conn) sendGoAwayLocked(code ErrCode, debug string) {
 	}
 }
 
-// finishLocked makes the frame loop stop: the read is cut by an expired
-// deadline. The writer still sends what is queued.
+// finishLocked makes the frame loop stop: a read in progress is cut by an
+// expired deadline, which updateIdleLocked leaves alone from now on, and
+// the loop checks finishing after every frame. The writer still sends
+// what is queued.
 func (c *conn) finishLocked() {
 	c.goingAway = true
-	_ = c.nc.SetReadDeadline(time.Unix(1, 0))
-	c.idleDeadline = true
+	c.finishing.Store(true)
+	if !c.closed {
+		// Once torn down, the deadline is teardown's: a handler
+		// returning then must not cut its linger short.
+		_ = c.nc.SetReadDeadline(time.Unix(1, 0))
+	}
 }
 
 // goAway starts a graceful shutdown of the connection.
@@ -830,12 +921,16 @@ func (c *conn) teardown() {
 	// Whatever is queued (responses, GOAWAY) still leaves; nothing new is
 	// queued from now on.
 	lingerAfter := c.goAwayErr && c.werr == nil
+	abusive, reason := c.killed, c.abusiveReason
 	c.abortAllLocked(errConnClosed)
 	c.wakeWriterLocked()
 	if c.sweep != nil {
 		c.sweep.Stop()
 	}
 	c.mu.Unlock()
+	if abusive && c.cfg.OnAbusive != nil {
+		c.cfg.OnAbusive(c.remote, reason) // user code: never under c.mu
+	}
 	t := time.AfterFunc(closeDrainTimeout, func() { _ = c.nc.Close() })
 	<-c.writerDone
 	t.Stop()

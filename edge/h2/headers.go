@@ -302,6 +302,13 @@ func (c *conn) processHeaders(fh frameHeader, p []byte) error {
 		}
 	}
 	c.mu.Unlock()
+	if hb.kind == blockIgnore {
+		// Decoded for the HPACK state's sake, then dropped: work for no
+		// request.
+		if err := c.spendControl("header blocks on reset or ignored streams", 1); err != nil {
+			return err
+		}
+	}
 	return c.headerFragment(p, fh.Flags&flagEndHeaders != 0)
 }
 
@@ -411,16 +418,20 @@ func (c *conn) endHeaders() error {
 	return nil
 }
 
-// refuse resets a stream that never reached a handler.
+// refuse resets a stream that never reached a handler; the reset budget
+// pays for it.
 func (c *conn) refuse(id uint32, code ErrCode, reason string) error {
 	c.srv.log.Debug("HTTP/2 request refused", "client", c.remote, "stream", id, "code", code.String(), "reason", reason)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.sendRSTLocked(id, code)
+	return c.streamErrorLocked(id, code)
 }
 
 // headerListTooLarge answers 431 to a request whose header list exceeds
-// MaxHeaderBytes.
+// MaxHeaderBytes. The answer is a control reply (bounded with the others
+// while the client does not read) and a refused request: it spends a
+// token of the reset budget, as a reset stream would. With HPACK's
+// dynamic table, an oversized header list costs its sender a few octets.
 func (c *conn) headerListTooLarge(id uint32, endStream bool) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -430,11 +441,17 @@ func (c *conn) headerListTooLarge(id uint32, endStream bool) error {
 	c.hbuf.b = c.hbuf.b[:0]
 	_ = c.henc.WriteField(hpack.HeaderField{Name: ":status", Value: "431"})
 	_ = c.henc.WriteField(hpack.HeaderField{Name: "content-length", Value: "0"})
-	c.wbuf = appendHeaderBlock(c.buf(), id, c.hbuf.b, true, c.peerMaxFrame)
-	c.wakeWriterLocked()
+	before := len(c.buf())
+	c.wbuf = appendHeaderBlock(c.wbuf, id, c.hbuf.b, true, c.peerMaxFrame)
 	if !endStream {
 		// The response is complete; the body is not wanted.
-		return c.sendRSTLocked(id, ErrCodeNo)
+		c.appendRSTLocked(id, ErrCodeNo)
+	}
+	if err := c.queueControlLocked(len(c.wbuf) - before); err != nil {
+		return err
+	}
+	if !c.takeResetLocked() {
+		return c.calmLocked(c.resetBudgetSpent("431 answers to oversized header lists"))
 	}
 	return nil
 }
@@ -449,23 +466,28 @@ func (c *conn) endTrailers() error {
 	// connection's request by now.
 	st := c.streams[hb.stream]
 	if st == nil || st.remoteClosed {
-		return nil // closed or reset while the block was arriving
+		// Closed or reset while the block was arriving: decoded for
+		// nothing, as a block on an ignored stream.
+		if !c.takeControl(1) {
+			return c.calmLocked(controlFlood("header blocks on reset or ignored streams"))
+		}
+		return nil
 	}
 	if st.c != c || st.id != hb.stream {
 		panic("h2: stream table holds another connection's stream")
 	}
 	switch {
 	case !hb.endStream:
-		return c.resetStreamLocked(st, ErrCodeProtocol)
+		return c.streamErrorLocked(st.id, ErrCodeProtocol)
 	case hb.tooLarge, hb.malformed != "":
-		return c.resetStreamLocked(st, ErrCodeProtocol)
+		return c.streamErrorLocked(st.id, ErrCodeProtocol)
 	case st.declLen >= 0 && st.received != st.declLen:
-		return c.resetStreamLocked(st, ErrCodeProtocol)
+		return c.streamErrorLocked(st.id, ErrCodeProtocol)
 	}
 	for _, f := range hb.fields {
 		k := c.canonicalKey(f.Name)
 		if !httpguts.ValidTrailerHeader(k) {
-			return c.resetStreamLocked(st, ErrCodeProtocol)
+			return c.streamErrorLocked(st.id, ErrCodeProtocol)
 		}
 		if st.trailers == nil {
 			st.trailers = make(http.Header)

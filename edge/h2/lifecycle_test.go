@@ -314,3 +314,59 @@ func TestH2Load(t *testing.T) {
 	n, _ := strconv.Atoi(m[2])
 	t.Logf("h2load: %d requests succeeded", n)
 }
+
+// A GOAWAY for an error queued outside the frame loop (a budget spent
+// where a handler or the writer noticed it) ends the connection even
+// while streams are in flight: the expired read deadline that stops the
+// frame loop is not cleared when a stream closes or a handler returns
+// after it, and no frame after it is processed.
+func TestGoAwayFromOutsideTheFrameLoopEndsTheConnection(t *testing.T) {
+	release := make(chan struct{})
+	ts := startServer(t, Config{}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/hold" {
+			<-release
+		}
+	}))
+	defer close(release)
+	c := ts.dialRaw(t)
+	c.raw(frame(frameHeaders, flagEndHeaders|flagEndStream, 1, c.get("/hold")...))
+	c.raw(frame(frameHeaders, flagEndHeaders|flagEndStream, 3, c.get("/quick")...))
+	if c.next(5*time.Second, func(f http2.Frame) bool { h, ok := f.(*http2.MetaHeadersFrame); return ok && h.StreamID == 3 }) == nil {
+		t.Fatal("no response on stream 3")
+	}
+	sc := ts.connOf(t, c)
+	sc.mu.Lock()
+	sc.sendGoAwayLocked(ErrCodeEnhanceYourCalm, "")
+	sc.updateIdleLocked() // as closing a stream or a returning handler does
+	sc.mu.Unlock()
+	c.raw(frame(framePing, 0, 0, []byte("stillon?")...))
+	if f := c.next(time.Second, func(f http2.Frame) bool { p, ok := f.(*http2.PingFrame); return ok && p.IsAck() }); f != nil {
+		t.Fatal("a PING was answered after GOAWAY(ENHANCE_YOUR_CALM): the frame loop still runs")
+	}
+	if ga, closed := c.waitEnd(5 * time.Second); !closed || ga == nil || ga.ErrCode != http2.ErrCodeEnhanceYourCalm {
+		t.Fatalf("GOAWAY %v, closed %t", ga, closed)
+	}
+}
+
+// After a GOAWAY the connection reads and discards for a second before
+// it closes, so that the client reads the GOAWAY instead of a reset, even
+// when a handler returns meanwhile (it must not cut the linger short).
+func TestLingerAfterGoAway(t *testing.T) {
+	ts := startServer(t, Config{}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		<-r.Context().Done()
+		time.Sleep(100 * time.Millisecond) // returns after the teardown
+	}))
+	c := ts.dialRaw(t)
+	c.raw(frame(frameHeaders, flagEndHeaders|flagEndStream, 1, c.get("/")...))
+	c.ping(t)
+	c.raw(frame(framePing, 0, 1, make([]byte, 8)...)) // PING on a stream: a connection error
+	waitUntil(t, func() bool { return c.goAway.Load() != nil })
+	// The client keeps the connection open and says nothing: the server
+	// closes once the linger is over, not before.
+	if _, closed := c.waitEnd(500 * time.Millisecond); closed {
+		t.Fatal("the connection closed less than 500ms after the GOAWAY: no linger")
+	}
+	if _, closed := c.waitEnd(5 * time.Second); !closed {
+		t.Fatal("the connection still open 5s after the GOAWAY")
+	}
+}

@@ -394,7 +394,9 @@ func TestHandlerPanics(t *testing.T) {
 		defer logMu.Unlock()
 		return logged.Write(p)
 	}), nil))
-	ts := startServer(t, Config{Logger: log}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	// A budget of one reset: the panics are the server's doing and must
+	// not spend it.
+	ts := startServer(t, Config{Logger: log, ResetBurst: 1, ResetRate: 0.001}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/abort":
 			panic(http.ErrAbortHandler)
@@ -418,6 +420,16 @@ func TestHandlerPanics(t *testing.T) {
 	c.raw(frame(frameHeaders, flagEndHeaders|flagEndStream, 7, c.get("/fine")...))
 	if c.next(5*time.Second, func(f http2.Frame) bool { h, ok := f.(*http2.MetaHeadersFrame); return ok && h.StreamID == 7 }) == nil {
 		t.Fatal("connection does not serve after the panics")
+	}
+	if n := ts.serverResets.Load(); n != 3 {
+		t.Errorf("%d server resets counted, want 3", n)
+	}
+	sc := ts.connOf(t, c)
+	sc.mu.Lock()
+	tokens := sc.tokens
+	sc.mu.Unlock()
+	if tokens < 1 || c.goAway.Load() != nil || ts.Abusive() != 0 {
+		t.Errorf("after three panics: %.1f reset tokens left of 1, GOAWAY %v, Abusive() %d", tokens, c.goAway.Load(), ts.Abusive())
 	}
 	logMu.Lock()
 	defer logMu.Unlock()

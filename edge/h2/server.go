@@ -128,7 +128,8 @@ type Server struct {
 	streams sync.Pool // *stream
 	bufs    sync.Pool // *[]byte write queues
 
-	abusive atomic.Int64
+	abusive      atomic.Int64
+	serverResets atomic.Int64 // streams reset for the server's own reasons (serverResetLocked)
 }
 
 // NewServer returns a server for h with cfg's limits.

@@ -169,9 +169,10 @@ func (st *stream) handlerReturned(panicked bool, v any) {
 	st.rs.rw.st = nil
 
 	c.mu.Lock()
-	if panicked && !st.localClosed {
-		if err := c.resetStreamLocked(st, ErrCodeInternal); err != nil {
-			c.killLocked(err)
+	if panicked {
+		c.waitQueueLocked()
+		if !st.localClosed {
+			c.serverResetLocked(st, ErrCodeInternal, "the handler panicked")
 		}
 	}
 	st.bodyDone = true
@@ -182,12 +183,16 @@ func (st *stream) handlerReturned(panicked bool, v any) {
 		c.creditConnLocked(n)
 	}
 	if st.inMap && st.localClosed && !st.remoteClosed {
-		// The response is complete and the rest of the body is not
-		// wanted: RST_STREAM(NO_ERROR) tells the client to stop sending
-		// (RFC 9113 §8.1).
-		_ = c.sendRSTLocked(st.id, ErrCodeNo)
-		st.remoteClosed = true
-		c.closeStreamLocked(st)
+		c.waitQueueLocked()
+		if st.inMap && !st.remoteClosed && !c.closed {
+			// The response is complete and the rest of the body is not
+			// wanted: RST_STREAM(NO_ERROR) tells the client to stop
+			// sending (RFC 9113 §8.1).
+			c.appendRSTLocked(st.id, ErrCodeNo)
+			c.wakeWriterLocked()
+			st.remoteClosed = true
+			c.closeStreamLocked(st)
+		}
 	}
 	st.ctx.cancel(context.Canceled)
 	c.running--
@@ -215,15 +220,6 @@ func (st *stream) handlerReturned(panicked bool, v any) {
 	c.mu.Unlock()
 	if next != nil {
 		c.srv.workers.start(next)
-	}
-}
-
-// killLocked ends the connection from outside the frame loop (a spent
-// budget noticed by a handler or the sweeper).
-func (c *conn) killLocked(err error) {
-	var ce connError
-	if errors.As(err, &ce) {
-		c.sendGoAwayLocked(ce.Code, "")
 	}
 }
 
@@ -432,10 +428,7 @@ func (c *conn) sweepDeadlines() {
 		if !st.writeBy.IsZero() && !st.localClosed {
 			if !now.Before(st.writeBy) {
 				st.writeBy = time.Time{}
-				if err := c.resetStreamLocked(st, ErrCodeInternal); err != nil {
-					c.killLocked(err)
-					return
-				}
+				c.serverResetLocked(st, ErrCodeInternal, "the response's write deadline passed")
 				continue
 			}
 			earliest(st.writeBy)

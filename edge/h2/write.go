@@ -336,10 +336,9 @@ func (st *stream) finish() error {
 		c := st.c
 		c.mu.Lock()
 		defer c.mu.Unlock()
+		c.waitQueueLocked()
 		if !st.localClosed {
-			if err := c.resetStreamLocked(st, ErrCodeInternal); err != nil {
-				c.killLocked(err)
-			}
+			c.serverResetLocked(st, ErrCodeInternal, "the response is shorter than its Content-Length")
 		}
 		return errTooShort
 	}

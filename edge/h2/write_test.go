@@ -3,6 +3,7 @@ package h2
 import (
 	"bytes"
 	"crypto/tls"
+	"encoding/binary"
 	"errors"
 	"io"
 	"net"
@@ -195,9 +196,7 @@ func TestResetLeavesInItsOwnWrite(t *testing.T) {
 	c.writerPending = true
 	c.wbuf = append(c.buf(), headers...)
 	c.wbuf = append(c.wbuf, data...)
-	if err := c.sendRSTLocked(1, ErrCodeNo); err != nil {
-		t.Fatal(err)
-	}
+	c.appendRSTLocked(1, ErrCodeNo)
 	c.wbuf = append(c.wbuf, next...)
 	c.writerPending = false
 	c.wakeWriterLocked()
@@ -374,9 +373,16 @@ func TestUnreadRepliesCapped(t *testing.T) {
 		}
 		c.mu.Lock()
 		queued := len(c.wbuf)
+		goAway := queued >= 17 && parseFrameHeader(c.wbuf[queued-17:]).Type == frameGoAway &&
+			ErrCode(binary.BigEndian.Uint32(c.wbuf[queued-4:])) == ErrCodeEnhanceYourCalm
+		finishing := c.finishing.Load()
 		c.mu.Unlock()
 		if queued > controlSlack+64 {
 			t.Fatalf("%d octets queued before the cap", queued)
+		}
+		if !goAway || !finishing || c.srv.Abusive() != 1 {
+			// Never counted as abusive without being ended.
+			t.Fatalf("cut without GOAWAY(ENHANCE_YOUR_CALM) queued last (%t), finishing %t, Abusive() %d", goAway, finishing, c.srv.Abusive())
 		}
 		t.Logf("cut after %d unread PING acknowledgements (%d octets queued)", i, queued)
 		return
