@@ -183,16 +183,25 @@ func TestResetStreamNeverStarts(t *testing.T) {
 	for _, id := range []uint32{5, 7} {
 		c.raw(frame(frameHeaders, flagEndHeaders|flagEndStream, id, c.get("/")...))
 	}
-	time.Sleep(100 * time.Millisecond)
-	if n := started.Load(); n != 2 {
-		t.Fatalf("%d handlers started with 2 slots held by reset streams", n)
+	c.ping(t) // the frame loop has taken them in
+	sc := ts.connOf(t, c)
+	queued := func() int {
+		sc.mu.Lock()
+		defer sc.mu.Unlock()
+		return len(sc.pending)
+	}
+	if n, q := started.Load(), queued(); n != 2 || q != 2 {
+		t.Fatalf("%d handlers started and %d streams waiting, with 2 slots held by reset streams; want 2 and 2", n, q)
 	}
 	for _, id := range []uint32{5, 7} {
 		c.raw(frame(frameRSTStream, 0, id, u32(uint32(http2.ErrCodeCancel))...))
 	}
 	// A fifth waits too, then gets a slot once the handlers return.
 	c.raw(frame(frameHeaders, flagEndHeaders|flagEndStream, 9, c.get("/")...))
-	time.Sleep(50 * time.Millisecond)
+	c.ping(t)
+	if q := queued(); q != 1 {
+		t.Fatalf("%d streams waiting for a slot, want 1 (stream 9; 5 and 7 were reset)", q)
+	}
 	close(release)
 	if c.next(5*time.Second, func(f http2.Frame) bool { h, ok := f.(*http2.MetaHeadersFrame); return ok && h.StreamID == 9 }) == nil {
 		t.Fatal("stream 9 never answered")
@@ -516,5 +525,43 @@ func TestOnAbusiveCalledOutsideTheLock(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("OnAbusive not called")
+	}
+}
+
+// Streams reset while they wait for a handler slot leave the queue at
+// once: HEADERS+RST_STREAM pairs behind handlers that do not return hold
+// no requests (the reset budget alone would allow thousands).
+func TestResetPendingStreamsLeaveTheQueue(t *testing.T) {
+	release := make(chan struct{})
+	defer close(release)
+	var started atomic.Int64
+	ts := startServer(t, Config{MaxConcurrentStreams: 2, ResetBurst: 3000}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		started.Add(1)
+		<-release
+	}))
+	c := ts.dialRaw(t)
+	c.raw(frame(frameHeaders, flagEndHeaders|flagEndStream, 1, c.get("/")...))
+	c.raw(frame(frameHeaders, flagEndHeaders|flagEndStream, 3, c.get("/")...))
+	waitUntil(t, func() bool { return started.Load() == 2 })
+	// The two handlers ignore the reset: both slots stay taken.
+	c.raw(frame(frameRSTStream, 0, 1, u32(uint32(http2.ErrCodeCancel))...))
+	c.raw(frame(frameRSTStream, 0, 3, u32(uint32(http2.ErrCodeCancel))...))
+	var b []byte
+	for i := range 2500 {
+		id := uint32(5 + 2*i)
+		b = append(b, frame(frameHeaders, flagEndHeaders|flagEndStream, id, c.get("/")...)...)
+		b = append(b, frame(frameRSTStream, 0, id, u32(uint32(http2.ErrCodeCancel))...)...)
+	}
+	c.raw(b)
+	c.ping(t)
+	sc := ts.connOf(t, c)
+	sc.mu.Lock()
+	pending, active, running := len(sc.pending), sc.active, sc.running
+	sc.mu.Unlock()
+	if pending != 0 || active != 0 || running != 2 {
+		t.Fatalf("after 2500 streams reset while waiting: %d pending, %d active, %d handlers running; want 0, 0, 2", pending, active, running)
+	}
+	if ga := c.goAway.Load(); ga != nil {
+		t.Fatalf("GOAWAY %v", ga.ErrCode)
 	}
 }

@@ -803,6 +803,13 @@ func (c *conn) wasResetLocked(id uint32) bool {
 // context is cancelled, its body and writes fail with err, and a handler
 // that has not started never will.
 func (c *conn) abortStreamLocked(st *stream, err error) {
+	if st.pending {
+		// Never to start: off the queue at once, so that streams reset
+		// while waiting for a handler slot hold nothing (a client could
+		// otherwise pile up HEADERS+RST_STREAM pairs, each with its
+		// request, behind handlers that are slow to return).
+		c.removePendingLocked(st)
+	}
 	st.reset = true
 	st.remoteClosed, st.localClosed = true, true
 	if st.bodyErr == nil || st.bodyErr == io.EOF && len(st.body) > st.bodyOff {
@@ -902,14 +909,29 @@ func (c *conn) connError(ce connError) {
 	c.sendGoAwayLocked(ce.Code, "")
 }
 
+// removePendingLocked takes a stream off the queue of streams waiting for
+// a handler slot (at most MaxConcurrentStreams long).
+func (c *conn) removePendingLocked(st *stream) {
+	for i, p := range c.pending {
+		if p == st {
+			copy(c.pending[i:], c.pending[i+1:])
+			c.pending[len(c.pending)-1] = nil
+			c.pending = c.pending[:len(c.pending)-1]
+			break
+		}
+	}
+	st.pending = false
+}
+
 func (c *conn) abortAllLocked(err error) {
+	for _, st := range c.pending {
+		st.pending = false
+	}
+	clear(c.pending)
+	c.pending = nil
 	for _, st := range c.streams {
 		c.abortStreamLocked(st, err)
 	}
-	for _, st := range c.pending {
-		st.reset = true
-	}
-	c.pending = nil
 	c.closed = true
 	c.cond.Broadcast()
 }

@@ -202,7 +202,7 @@ func (st *stream) handlerReturned(panicked bool, v any) {
 		c.pending[0] = nil
 		c.pending = c.pending[1:]
 		p.pending = false
-		if p.reset {
+		if p.reset { // not expected: an abort takes the stream off the queue
 			c.maybeRecycleLocked(p)
 			continue
 		}
