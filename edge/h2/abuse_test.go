@@ -476,7 +476,7 @@ func TestFloodsOfWorkWithoutRequests(t *testing.T) {
 			return frame(frameSettings, 0, 0, settingsPayload(kv...)...)
 		}},
 		"431 answers": {20000, func(c *rawConn, i int) []byte {
-			return frame(frameHeaders, flagEndHeaders|flagEndStream, uint32(1+2*i), c.block(":method", "GET", ":scheme", "https", ":authority", "localhost", ":path", "/", "x-big", strings.Repeat("b", 2000))...)
+			return frame(frameHeaders, flagEndHeaders|flagEndStream, uint32(1+2*i), c.block(":method", "GET", ":scheme", "https", ":authority", "localhost", ":path", "/", "x-big", strings.Repeat("b", 1500))...)
 		}},
 	}
 	for name, tc := range cases {
@@ -563,5 +563,82 @@ func TestResetPendingStreamsLeaveTheQueue(t *testing.T) {
 	}
 	if ga := c.goAway.Load(); ga != nil {
 		t.Fatalf("GOAWAY %v", ga.ErrCode)
+	}
+}
+
+// The header-name caches hold client-chosen names: they are bounded in
+// octets, not in entries (CVE-2021-44716), both ways.
+func TestNameCachesBounded(t *testing.T) {
+	ts := startServer(t, Config{}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		for k := range r.Header {
+			if strings.HasPrefix(k, "X") {
+				w.Header().Set(k+"-Echo", "1") // through the lower-case cache
+			}
+		}
+	}))
+	c := ts.dialRaw(t)
+	sc := ts.connOf(t, c)
+	for i := range 64 {
+		for _, n := range []int{20, 30000} {
+			name := fmt.Sprintf("x%02d", i) + strings.Repeat("n", n)
+			id := uint32(1 + 4*i)
+			if n > 20 {
+				id += 2
+			}
+			c.raw(appendHeaderBlock(nil, id, c.block(":method", "GET", ":scheme", "https", ":authority", "localhost", ":path", "/", name, "v"), true, minMaxFrameSize))
+			if c.next(5*time.Second, func(f http2.Frame) bool { h, ok := f.(*http2.MetaHeadersFrame); return ok && h.StreamID == id }) == nil {
+				t.Fatalf("no response on stream %d", id)
+			}
+		}
+	}
+	size := func(m map[string]string) int {
+		n := 0
+		for k, v := range m {
+			n += len(k) + len(v)
+		}
+		return n
+	}
+	sc.mu.Lock()
+	canon, lower := size(sc.canon), size(sc.lower)
+	sc.mu.Unlock()
+	if canon > maxCachedNameBytes || lower > maxCachedNameBytes || canon == 0 || lower == 0 {
+		t.Fatalf("name caches hold %d and %d octets, want some and at most %d each", canon, lower, maxCachedNameBytes)
+	}
+}
+
+// A header block is bounded as sent, not only decoded: a string longer
+// than twice MaxHeaderBytes is refused when its length arrives (the HPACK
+// decoder would buffer it whole, waiting for the rest), and a block over
+// twice MaxHeaderBytes ends the connection before 33 frames of it are
+// decoded.
+func TestHeaderBlockBoundedAsSent(t *testing.T) {
+	ts := startServer(t, Config{}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	// A literal field "x" whose value says it is 2^24 octets long, not
+	// Huffman-coded; its first 16 KiB.
+	block := []byte{0x00, 0x01, 'x', 0x7f}
+	for v := uint64(1<<24 - 127); ; v /= 128 {
+		if v < 128 {
+			block = append(block, byte(v))
+			break
+		}
+		block = append(block, byte(v%128+128))
+	}
+	block = append(block, bytes.Repeat([]byte("v"), minMaxFrameSize-len(block))...)
+	long := ts.dialRaw(t)
+	long.raw(frame(frameHeaders, 0, 1, block...))
+	if ga, closed := long.waitEnd(5 * time.Second); ga == nil || ga.ErrCode != http2.ErrCodeProtocol || !closed {
+		t.Fatalf("a field announcing 16 MiB: GOAWAY %v, closed %t; want PROTOCOL_ERROR after its first frame", ga, closed)
+	}
+	// Indexed fields (":method: GET", one octet each, 42 decoded): far
+	// over MaxHeaderBytes, which HPACK must keep decoding.
+	indexed := bytes.Repeat([]byte{0x82}, minMaxFrameSize)
+	big := ts.dialRaw(t)
+	b := frame(frameHeaders, 0, 1, indexed...)
+	for range 9 { // 160 KiB: over 2 x 64 KiB, far below 33 frames
+		b = append(b, frame(frameContinuation, 0, 1, indexed...)...)
+	}
+	big.raw(b)
+	if ga, closed := big.waitEnd(5 * time.Second); ga == nil || ga.ErrCode != http2.ErrCodeProtocol || !closed {
+		t.Fatalf("a 160 KiB header block: GOAWAY %v, closed %t; want PROTOCOL_ERROR", ga, closed)
 	}
 }

@@ -72,6 +72,7 @@ type conn struct {
 	hdec        *hpack.Decoder
 	hb          headerBlock
 	canon       map[string]string // canonical names beyond the common ones
+	canonBytes  int               // ... their size (cachedNameSize)
 	maxClientID uint32
 	ctrlTokens  float64
 	ctrlLast    time.Time
@@ -103,6 +104,7 @@ type conn struct {
 	henc          *hpack.Encoder
 	hbuf          headerBuf
 	lower         map[string]string // this connection's lower-cased header names beyond the common ones (under mu)
+	lowerBytes    int               // ... their size (cachedNameSize)
 	wbuf          []byte
 	cuts          []int // offsets in wbuf where a write must begin (before each RST_STREAM)
 	spare         []byte
@@ -190,9 +192,11 @@ func (c *conn) serve() (err error) {
 	c.br = bufio.NewReaderSize(c.nc, readBufSize)
 	c.fr = newFrameReader(c.br, minMaxFrameSize)
 	c.hdec = hpack.NewDecoder(hpackTableSize, c.hb.emit)
-	// No bound on a single string: the header list size (MaxHeaderBytes,
-	// answered with 431) bounds what is kept, and the frame size and the
-	// CONTINUATION limit bound what a block can carry.
+	// A string longer than a block may be (headerFragment) is refused
+	// when its length arrives, before the decoder buffers it: a string
+	// that never ends would be held whole. Up to that, a list over
+	// MaxHeaderBytes is decoded (HPACK stays in step) and answered 431.
+	c.hdec.SetMaxStringLength(maxBlockOctets(c.cfg))
 	c.hb.c = c
 
 	p, err := c.br.Peek(clientPrefaceLen)

@@ -1,6 +1,7 @@
 package h2
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -26,6 +27,7 @@ type headerBlock struct {
 	kind      blockKind
 	selfDep   bool // HEADERS whose priority depends on its own stream
 	size      int  // the decoded header list size (RFC 9113 §6.5.2)
+	encoded   int  // the octets of the block as sent (compressed)
 	tooLarge  bool
 	malformed string // why the block is malformed, if it is
 
@@ -189,11 +191,12 @@ func (c *conn) canonicalKey(name string) string {
 		return k
 	}
 	k := http.CanonicalHeaderKey(name)
-	if c.canon == nil {
-		c.canon = make(map[string]string)
-	}
-	if len(c.canon) < maxCachedNames {
+	if size := cachedNameSize(name); c.canonBytes+size <= maxCachedNameBytes && len(name) <= maxCachedName {
+		if c.canon == nil {
+			c.canon = make(map[string]string)
+		}
 		c.canon[name] = k
+		c.canonBytes += size
 	}
 	return k
 }
@@ -207,17 +210,26 @@ func (c *conn) lowerKey(k string) string {
 		return l
 	}
 	l := strings.ToLower(k)
-	if c.lower == nil {
-		c.lower = make(map[string]string)
-	}
-	if len(c.lower) < maxCachedNames {
+	if size := cachedNameSize(k); c.lowerBytes+size <= maxCachedNameBytes && len(k) <= maxCachedName {
+		if c.lower == nil {
+			c.lower = make(map[string]string)
+		}
 		c.lower[k] = l
+		c.lowerBytes += size
 	}
 	return l
 }
 
-// maxCachedNames bounds each connection's name caches.
-const maxCachedNames = 64
+// Each connection's name caches are bounded in octets, not entries: the
+// client chooses the names (CVE-2021-44716). Names longer than
+// maxCachedName are converted every time; a cache holds up to
+// maxCachedNameBytes, counting both strings and some map overhead.
+const (
+	maxCachedName      = 64
+	maxCachedNameBytes = 4 << 10
+)
+
+func cachedNameSize(name string) int { return 2*len(name) + 64 }
 
 var commonCanonical = func() map[string]string {
 	m := make(map[string]string)
@@ -325,7 +337,21 @@ func (c *conn) processContinuation(fh frameHeader, p []byte) error {
 }
 
 func (c *conn) headerFragment(p []byte, end bool) error {
+	// The block's octets as sent are bounded too: HPACK keeps decoding
+	// past MaxHeaderBytes (to stay in step), and CONTINUATION frames
+	// alone would allow 33 x 16 KiB. Compressed, a header list is no
+	// larger than decoded (32 octets per field are counted), so a block
+	// over twice the limit could only ever be answered 431.
+	c.hb.encoded += len(p)
+	if limit := maxBlockOctets(c.cfg); c.hb.encoded > limit {
+		return connError{ErrCodeProtocol, fmt.Sprintf("the header block of stream %d exceeds %d octets (MaxHeaderBytes %d)", c.hb.stream, limit, c.cfg.MaxHeaderBytes)}
+	}
 	if _, err := c.hdec.Write(p); err != nil {
+		if errors.Is(err, hpack.ErrStringLength) {
+			// Refused before it is buffered: a string that never ends
+			// would otherwise be held whole by the decoder.
+			return connError{ErrCodeProtocol, fmt.Sprintf("a header field in the block of stream %d is longer than %d octets (MaxHeaderBytes %d)", c.hb.stream, maxBlockOctets(c.cfg), c.cfg.MaxHeaderBytes)}
+		}
 		return connError{ErrCodeCompression, fmt.Sprintf("decoding the header block of stream %d: %v", c.hb.stream, err)}
 	}
 	if !end {
@@ -339,6 +365,9 @@ func (c *conn) headerFragment(p []byte, end bool) error {
 	}
 	return c.endHeaders()
 }
+
+// maxBlockOctets bounds a header block as sent, and any string in it.
+func maxBlockOctets(cfg *Config) int { return max(2*cfg.MaxHeaderBytes, minMaxFrameSize) }
 
 // endHeaders acts on a complete header block.
 func (c *conn) endHeaders() error {
