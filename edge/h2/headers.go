@@ -631,10 +631,18 @@ func (c *conn) newRequest(hb *headerBlock, rs *requestState, st *stream) (*http.
 		delete(h, "Trailer")
 	}
 
+	// Expect: 100-continue is the server's business, as net/http has it:
+	// the header goes, and "100 Continue" is sent when the handler first
+	// reads the body (if its response has not started by then).
+	expect := httpguts.HeaderValuesContainsToken(h["Expect"], "100-continue")
+	if expect {
+		delete(h, "Expect")
+	}
 	var body io.ReadCloser = http.NoBody
 	if !hb.endStream {
 		rs.body.st = st
 		rs.body.c = c
+		rs.body.needsContinue = expect
 		body = &rs.body
 	}
 	rs.ctx.parent = c.base

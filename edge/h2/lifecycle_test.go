@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -252,9 +253,14 @@ func TestDateCache(t *testing.T) {
 func TestCurl(t *testing.T) {
 	curl := needTool(t, "curl", "Debian package curl")
 	ts := startServer(t, Config{}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/reject" {
+		switch r.URL.Path {
+		case "/reject":
 			w.WriteHeader(http.StatusRequestEntityTooLarge)
 			io.WriteString(w, "too big")
+			return
+		case "/count":
+			n, _ := io.Copy(io.Discard, r.Body)
+			fmt.Fprintf(w, "%d", n)
 			return
 		}
 		io.WriteString(w, "hello "+r.Proto)
@@ -280,6 +286,12 @@ func TestCurl(t *testing.T) {
 	out := run("-X", "POST", "--data-binary", "@"+bodyFile, "-w", " %{http_code}", base+"/reject")
 	if out != "too big 413" {
 		t.Fatalf("POST with an unread body: %q", out)
+	}
+	// curl waits for "100 Continue" up to its timeout (here beyond
+	// --max-time) before it sends the body.
+	out = run("-X", "PUT", "--data-binary", "@"+bodyFile, "-H", "Expect: 100-continue", "--expect100-timeout", "60", base+"/count")
+	if out != "1048576" {
+		t.Fatalf("PUT with Expect: 100-continue: %q", out)
 	}
 	var urls []string
 	for range 50 {

@@ -553,3 +553,49 @@ func TestRequestTrailersWrittenByTheReader(t *testing.T) {
 		t.Fatalf("trailer X-Sum %q, want 1", v)
 	}
 }
+
+// Expect: 100-continue is handled as net/http does for HTTP/2: the header
+// is removed from r.Header, "100 Continue" goes out when the handler
+// first reads the body, and not at all when the handler answers without
+// reading it.
+func TestExpectContinue(t *testing.T) {
+	expect := make(chan []string, 2)
+	ts := startServer(t, Config{}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		expect <- r.Header["Expect"]
+		if r.URL.Path == "/reject" {
+			w.WriteHeader(http.StatusForbidden)
+			return
+		}
+		b, _ := io.ReadAll(r.Body)
+		io.WriteString(w, string(b))
+	}))
+	c := ts.dialRaw(t)
+	put := func(id uint32, path string) {
+		c.raw(frame(frameHeaders, flagEndHeaders, id, c.block(":method", "PUT", ":scheme", "https", ":authority", "localhost", ":path", path, "expect", "100-continue", "content-length", "5")...))
+	}
+	status := func(f http2.Frame) string {
+		if h, ok := f.(*http2.MetaHeadersFrame); ok {
+			return h.PseudoValue("status")
+		}
+		return ""
+	}
+	put(1, "/upload")
+	if h := <-expect; h != nil {
+		t.Errorf("r.Header[Expect] = %q, want it removed", h)
+	}
+	f := c.next(5*time.Second, func(f http2.Frame) bool { return f.Header().StreamID == 1 })
+	if status(f) != "100" || f.Header().Flags.Has(http2.FlagHeadersEndStream) {
+		t.Fatalf("first frame on the stream: %v (status %q), want HEADERS 100 without END_STREAM", f, status(f))
+	}
+	c.raw(frame(frameData, flagEndStream, 1, []byte("hello")...))
+	f = c.next(5*time.Second, func(f http2.Frame) bool { return f.Header().StreamID == 1 })
+	if status(f) != "200" {
+		t.Fatalf("after the body: %v, want the final 200", f)
+	}
+	put(3, "/reject")
+	<-expect
+	f = c.next(5*time.Second, func(f http2.Frame) bool { return f.Header().StreamID == 3 })
+	if status(f) != "403" {
+		t.Fatalf("a handler that does not read: %v (status %q), want 403 and no 100", f, status(f))
+	}
+}

@@ -231,6 +231,9 @@ type requestBody struct {
 	cond   sync.Cond // L is c.mu; see stream.wakeBodyLocked
 	closed bool
 	sawEOF bool // Read has returned io.EOF (and copied the trailers)
+	// needsContinue: the request said Expect: 100-continue and the first
+	// Read has not happened yet.
+	needsContinue bool
 }
 
 var errBodyClosed = errors.New("http: invalid Read on closed Body")
@@ -242,6 +245,13 @@ func (b *requestBody) Read(p []byte) (int, error) {
 	st := b.st
 	if st == nil || b.closed {
 		return 0, errBodyClosed
+	}
+	if b.needsContinue {
+		b.needsContinue = false
+		st.write100ContinueLocked()
+		if b.st != st || b.closed {
+			return 0, errBodyClosed
+		}
 	}
 	for {
 		if st.bodyOff < len(st.body) {

@@ -325,6 +325,21 @@ func (st *stream) writeInformational(code int) error {
 	return nil
 }
 
+// write100ContinueLocked sends "100 Continue" to a request that asked
+// for it, when its handler first reads the body, unless the final
+// response header has been sent already (net/http's HTTP/2 behaviour).
+func (st *stream) write100ContinueLocked() {
+	c := st.c
+	c.waitQueueLocked()
+	if st.sentHeader || st.writableLocked() != nil {
+		return
+	}
+	c.hbuf.b = c.hbuf.b[:0]
+	c.writeStatusLocked(http.StatusContinue)
+	c.wbuf = appendHeaderBlock(c.buf(), st.id, c.hbuf.b, false, c.peerMaxFrame)
+	c.wakeWriterLocked()
+}
+
 // finish completes the response after the handler returned: whatever is
 // buffered, END_STREAM, and the trailers.
 func (st *stream) finish() error {
