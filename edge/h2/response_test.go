@@ -599,3 +599,40 @@ func TestExpectContinue(t *testing.T) {
 		t.Fatalf("a handler that does not read: %v (status %q), want 403 and no 100", f, status(f))
 	}
 }
+
+// A write past the declared Content-Length is rejected and not counted:
+// the response that then falls short of its length is reset, not ended
+// as if complete.
+func TestRejectedWriteLeavesResponseShort(t *testing.T) {
+	ts := startServer(t, Config{}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "5")
+		io.WriteString(w, "abc")
+		if _, err := io.WriteString(w, "defg"); err == nil {
+			panic("a write past Content-Length was accepted")
+		}
+	}))
+	c := ts.dialRaw(t)
+	c.raw(frame(frameHeaders, flagEndHeaders|flagEndStream, 1, c.get("/")...))
+	n := 0
+	for {
+		f := c.next(5*time.Second, func(f http2.Frame) bool { return f.Header().StreamID == 1 })
+		switch f := f.(type) {
+		case nil:
+			t.Fatal("the stream neither ended nor was reset")
+		case *dataFrame:
+			n += len(f.Data())
+			if f.StreamEnded() {
+				t.Fatalf("content-length 5, then %d octets and END_STREAM: a truncated response passed off as complete", n)
+			}
+		case *http2.MetaHeadersFrame:
+			if f.StreamEnded() {
+				t.Fatalf("the response ended with its HEADERS: %v", f.Fields)
+			}
+		case *http2.RSTStreamFrame:
+			if f.ErrCode != http2.ErrCodeInternal {
+				t.Fatalf("RST_STREAM %v, want INTERNAL_ERROR", f.ErrCode)
+			}
+			return
+		}
+	}
+}

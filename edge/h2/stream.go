@@ -53,8 +53,8 @@ type stream struct {
 	wroteHeader bool
 	sentHeader  bool
 	isHead      bool
-	declared    int64 // the Content-Length the handler set, or -1
-	written     int64
+	declared    int64  // the Content-Length the handler set, or -1
+	written     int64  // body octets accepted (a write past Content-Length is not)
 	buf         []byte // the handler's first writes, up to respBufSize
 	trailerKeys []string
 	snap        []hpack.HeaderField // the header at WriteHeader, in wire form

@@ -225,10 +225,13 @@ func (w *responseWriter) write(p []byte, s string) (int, error) {
 	if !bodyAllowed(st.status) {
 		return 0, http.ErrBodyNotAllowed
 	}
-	st.written += int64(n)
-	if st.declared >= 0 && st.written > st.declared {
+	if st.declared >= 0 && st.written+int64(n) > st.declared {
+		// Rejected, so not counted: finish compares what was accepted
+		// with the declared length and resets a response that falls
+		// short, instead of ending it as complete.
 		return 0, errTooLong
 	}
+	st.written += int64(n)
 	if len(st.buf)+n <= respBufSize {
 		st.buf = append(st.buf, p...)
 		st.buf = append(st.buf, s...)
