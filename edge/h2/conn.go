@@ -819,8 +819,8 @@ func (c *conn) abortStreamLocked(st *stream, err error) {
 	if st.bodyErr == nil || st.bodyErr == io.EOF && len(st.body) > st.bodyOff {
 		st.bodyErr = err
 	}
-	if st.ctx != nil {
-		st.ctx.cancel(err)
+	if st.cancel != nil {
+		st.cancel(canceled{err})
 	}
 	st.wakeBodyLocked()
 	c.cond.Broadcast()

@@ -1,6 +1,7 @@
 package h2
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -35,6 +36,7 @@ type headerBlock struct {
 	pseudoSeen                                uint8
 	method, scheme, authority, path, protocol string
 	host, contentLength                       string
+	hosts                                     int
 	fields                                    []hpack.HeaderField
 	cookies                                   int
 }
@@ -145,7 +147,11 @@ func (hb *headerBlock) emit(f hpack.HeaderField) {
 			hb.contentLength = f.Value
 		}
 	case "host":
+		// Kept apart, as net/http has it: checked against :authority
+		// and left out of r.Header.
+		hb.hosts++
 		hb.host = f.Value
+		return
 	case "cookie":
 		hb.cookies++
 	}
@@ -538,10 +544,17 @@ func (c *conn) newRequest(hb *headerBlock, rs *requestState, st *stream) (*http.
 	}
 	isConnect := hb.method == http.MethodConnect
 	authority := hb.authority
-	if authority == "" {
+	switch {
+	case hb.hosts > 1:
+		return nil, fmt.Sprintf("%d host fields", hb.hosts)
+	case hb.hosts == 1 && authority == "":
 		authority = hb.host
-	} else if hb.host != "" && !strings.EqualFold(hb.host, authority) {
+	case hb.hosts == 1 && hb.host != authority:
+		// Compared exactly, as net/http does.
 		return nil, fmt.Sprintf("host %q differs from :authority %q", hb.host, authority)
+	}
+	if strings.IndexByte(authority, '@') >= 0 && (hb.scheme == "http" || hb.scheme == "https") {
+		return nil, fmt.Sprintf("userinfo in authority %q (RFC 9113 §8.3.1)", authority)
 	}
 	if authority != "" && !httpguts.ValidHostHeader(authority) {
 		return nil, fmt.Sprintf("invalid authority %q", authority)
@@ -645,8 +658,13 @@ func (c *conn) newRequest(hb *headerBlock, rs *requestState, st *stream) (*http.
 		rs.body.needsContinue = expect
 		body = &rs.body
 	}
-	rs.ctx.parent = c.base
-	st.ctx = &rs.ctx
+	// A context of the standard kind: Err is exactly context.Canceled
+	// (or the base's DeadlineExceeded), context.Cause says why the stream
+	// ended, and the BaseContext's cancellation reaches it. With the
+	// default BaseContext (never cancelled) nothing registers with a
+	// parent.
+	ctx, cancel := context.WithCancelCause(c.base)
+	st.cancel = cancel
 	rs.rw.st = st
 	r := http.Request{
 		Method:        hb.method,
@@ -664,7 +682,7 @@ func (c *conn) newRequest(hb *headerBlock, rs *requestState, st *stream) (*http.
 		Trailer:       trailer,
 	}
 	st.reqTrailer = trailer
-	return r.WithContext(&rs.ctx), ""
+	return r.WithContext(ctx), ""
 }
 
 // parseRequestPath is url.ParseRequestURI for the common request target:

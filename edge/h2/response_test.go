@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptrace"
 	"net/textproto"
@@ -97,6 +98,18 @@ func TestRequestAsNetHTTPBuildsIt(t *testing.T) {
 	if s.path != "/a b/c" || s.uri != "/a%20b/c" {
 		t.Errorf("escaped path: %+v", s)
 	}
+	// A host field equal to :authority is allowed, and left out of
+	// r.Header; alone, it is the authority.
+	c.raw(frame(frameHeaders, flagEndHeaders|flagEndStream, 11, c.block(":method", "GET", ":scheme", "https", ":authority", "a.example", ":path", "/", "host", "a.example")...))
+	s = <-got
+	if _, ok := s.header["Host"]; ok || s.host != "a.example" {
+		t.Errorf("host equal to :authority: r.Host %q, r.Header %v", s.host, s.header)
+	}
+	c.raw(frame(frameHeaders, flagEndHeaders|flagEndStream, 13, c.block(":method", "GET", ":scheme", "https", ":path", "/", "host", "b.example")...))
+	s = <-got
+	if _, ok := s.header["Host"]; ok || s.host != "b.example" {
+		t.Errorf("host without :authority: r.Host %q, r.Header %v", s.host, s.header)
+	}
 }
 
 // The context is cancelled when the client resets the stream, when the
@@ -126,8 +139,8 @@ func TestRequestContextCancelled(t *testing.T) {
 	c.raw(frame(frameRSTStream, 0, 1, u32(uint32(http2.ErrCodeCancel))...))
 	select {
 	case err := <-ended:
-		if !errors.Is(err, context.Canceled) {
-			t.Errorf("after RST_STREAM: %v", err)
+		if !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "reset by the client (CANCEL)") {
+			t.Errorf("after RST_STREAM, the derived context's cause: %v", err)
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("context not cancelled by RST_STREAM")
@@ -147,8 +160,56 @@ func TestRequestContextCancelled(t *testing.T) {
 	resp.Body.Close()
 	keptMu.Lock()
 	defer keptMu.Unlock()
-	if kept.Err() == nil {
-		t.Fatal("context still live after the handler returned")
+	if kept.Err() != context.Canceled {
+		t.Fatalf("after the handler returned: Err() = %v, want context.Canceled", kept.Err())
+	}
+}
+
+// A request context keeps the Context contract: Err is exactly
+// context.Canceled, and context.Cause says why the stream ended.
+func TestRequestContextErrAndCause(t *testing.T) {
+	type result struct{ err, cause error }
+	got := make(chan result, 1)
+	ts := startServer(t, Config{}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		<-r.Context().Done()
+		got <- result{r.Context().Err(), context.Cause(r.Context())}
+	}))
+	c := ts.dialRaw(t)
+	c.raw(frame(frameHeaders, flagEndHeaders|flagEndStream, 1, c.get("/")...))
+	c.ping(t)
+	c.raw(frame(frameRSTStream, 0, 1, u32(uint32(http2.ErrCodeCancel))...))
+	res := <-got
+	if res.err != context.Canceled {
+		t.Errorf("Err() = %#v, want context.Canceled itself", res.err)
+	}
+	if !errors.Is(res.cause, context.Canceled) || res.cause.Error() != "http2: stream reset by the client (CANCEL)" {
+		t.Errorf("context.Cause = %q", res.cause)
+	}
+}
+
+// Cancelling the BaseContext reaches the requests' contexts, with its
+// cause.
+func TestRequestContextFollowsBaseContext(t *testing.T) {
+	base, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
+	errShutdown := errors.New("base cancelled")
+	got := make(chan error, 1)
+	started := make(chan struct{})
+	ts := startServer(t, Config{BaseContext: func(net.Conn) context.Context { return base }}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		close(started)
+		select {
+		case <-r.Context().Done():
+			got <- context.Cause(r.Context())
+		case <-time.After(5 * time.Second):
+			got <- nil
+		}
+	}))
+	c := ts.dialRaw(t)
+	c.raw(frame(frameHeaders, flagEndHeaders|flagEndStream, 1, c.get("/")...))
+	<-started
+	cancel(errShutdown)
+	if err := <-got; err != errShutdown {
+		t.Fatalf("after the BaseContext was cancelled: cause %v, want %v", err, errShutdown)
 	}
 }
 
@@ -184,6 +245,9 @@ func TestResponseWriterParity(t *testing.T) {
 		case "/date":
 			w.Header().Set("Date", "custom")
 		case "/empty":
+		case "/gzip":
+			w.Header().Set("Content-Encoding", "gzip")
+			w.Write([]byte{0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff})
 		case "/hop":
 			w.Header().Set("Connection", "close")
 			w.Header().Set("Transfer-Encoding", "chunked")
@@ -251,6 +315,11 @@ func TestResponseWriterParity(t *testing.T) {
 	}
 	if _, err := time.Parse(http.TimeFormat, resp.Header.Get("Date")); err != nil {
 		t.Errorf("Date %q: %v", resp.Header.Get("Date"), err)
+	}
+	// An encoded body is not sniffed (it would be "application/x-gzip").
+	resp, _ = get("GET", "/gzip")
+	if ct, ok := resp.Header["Content-Type"]; ok {
+		t.Errorf("/gzip: Content-Type %q sniffed from an encoded body", ct)
 	}
 	resp, _ = get("GET", "/hop")
 	for _, k := range []string{"Connection", "Transfer-Encoding", "Keep-Alive", "Upgrade", "X-Bad"} {

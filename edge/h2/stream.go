@@ -23,7 +23,9 @@ type stream struct {
 	id  uint32
 	req *http.Request
 	rs  *requestState
-	ctx *streamCtx
+	// cancel ends the request's context (context.WithCancelCause of the
+	// connection's base): Err is context.Canceled, Cause says why.
+	cancel context.CancelCauseFunc
 
 	// Guarded by c.mu.
 	inMap        bool // in c.streams: open or half-closed
@@ -61,7 +63,8 @@ type stream struct {
 	hasType     bool                // ... and whether it had Content-Type,
 	hasLen      bool                // Content-Length,
 	hasTE       bool                // Transfer-Encoding,
-	hasDate     bool                // Date
+	hasDate     bool                // Date,
+	hasEncoding bool                // a non-empty Content-Encoding
 }
 
 // respBufSize is how much of a response is held back so that a small one
@@ -71,7 +74,6 @@ const respBufSize = 4 << 10
 // requestState is what a request allocates: everything a handler may keep
 // after it returns, in one allocation.
 type requestState struct {
-	ctx  streamCtx
 	rw   responseWriter
 	body requestBody
 	url  url.URL
@@ -194,7 +196,7 @@ func (st *stream) handlerReturned(panicked bool, v any) {
 			c.closeStreamLocked(st)
 		}
 	}
-	st.ctx.cancel(context.Canceled)
+	st.cancel(errHandlerReturned)
 	c.running--
 	var next *stream
 	for len(c.pending) > 0 && next == nil {
@@ -303,96 +305,15 @@ func (b *requestBody) Close() error {
 	return nil
 }
 
-// streamCtx is a request's context: cancelled when the stream is reset,
-// the connection ends, or the handler returns. It is its own small
-// context type so that a request costs no cancelCtx registered with a
-// parent, and implements AfterFunc so that contexts derived from it cost
-// no goroutine either.
-type streamCtx struct {
-	parent context.Context // values and deadline; never cancelled
-	mu     sync.Mutex
-	done   chan struct{}
-	err    error
-	afters []afterFunc
-	nextID int
-}
+// canceled is the cause of a request context's cancellation: why the
+// stream ended. It is context.Canceled to errors.Is, as the context's Err
+// is exactly.
+type canceled struct{ err error }
 
-type afterFunc struct {
-	id int
-	f  func()
-}
+func (e canceled) Error() string   { return e.err.Error() }
+func (e canceled) Unwrap() []error { return []error{e.err, context.Canceled} }
 
-var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
-
-func (x *streamCtx) Deadline() (time.Time, bool) { return x.parent.Deadline() }
-func (x *streamCtx) Value(key any) any           { return x.parent.Value(key) }
-
-func (x *streamCtx) Done() <-chan struct{} {
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	if x.done == nil {
-		if x.err != nil {
-			return closedChan
-		}
-		x.done = make(chan struct{})
-	}
-	return x.done
-}
-
-func (x *streamCtx) Err() error {
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	return x.err
-}
-
-func (x *streamCtx) String() string { return "h2.streamCtx" }
-
-func (x *streamCtx) cancel(err error) {
-	x.mu.Lock()
-	if x.err != nil {
-		x.mu.Unlock()
-		return
-	}
-	if !errors.Is(err, context.Canceled) {
-		err = fmt.Errorf("%w: %w", context.Canceled, err)
-	}
-	x.err = err
-	if x.done != nil {
-		close(x.done)
-	}
-	afters := x.afters
-	x.afters = nil
-	x.mu.Unlock()
-	for _, a := range afters {
-		a.f()
-	}
-}
-
-// AfterFunc runs f when the context is cancelled (at once, if it is).
-// The context package uses it for contexts derived from this one.
-func (x *streamCtx) AfterFunc(f func()) (stop func() bool) {
-	x.mu.Lock()
-	if x.err != nil {
-		x.mu.Unlock()
-		go f()
-		return func() bool { return false }
-	}
-	x.nextID++
-	id := x.nextID
-	x.afters = append(x.afters, afterFunc{id, f})
-	x.mu.Unlock()
-	return func() bool {
-		x.mu.Lock()
-		defer x.mu.Unlock()
-		for i, a := range x.afters {
-			if a.id == id {
-				x.afters = append(x.afters[:i], x.afters[i+1:]...)
-				return true
-			}
-		}
-		return false
-	}
-}
+var errHandlerReturned error = canceled{errors.New("http2: the handler returned")}
 
 // Deadlines: one timer per connection, armed for the earliest deadline
 // of its streams (ReadTimeout, WriteTimeout, ResponseController's). A

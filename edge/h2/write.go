@@ -200,6 +200,9 @@ func (st *stream) snapshotHeader() {
 	_, st.hasLen = h["Content-Length"]
 	_, st.hasTE = h["Transfer-Encoding"]
 	_, st.hasDate = h["Date"]
+	// net/http does not sniff an encoded body: its type is not what the
+	// octets look like.
+	st.hasEncoding = h.Get("Content-Encoding") != ""
 	st.snap = st.snap[:0]
 	if len(h) == 0 {
 		return
@@ -490,7 +493,7 @@ func (st *stream) encodeResponseHeaderLocked(final bool, p []byte) {
 		_ = c.henc.WriteField(f)
 	}
 	allowed := bodyAllowed(st.status)
-	if !st.hasType && allowed {
+	if !st.hasType && !st.hasEncoding && allowed {
 		sniff := st.buf
 		if len(sniff) == 0 {
 			sniff = p
