@@ -420,11 +420,18 @@ func (c *conn) processData(fh frameHeader, p []byte) error {
 	c.recvWindow -= flowLen
 	st := c.streams[id]
 	if st == nil {
+		// Whatever happens to the stream, the octets count against the
+		// connection window and are given back: a DATA frame dropped
+		// without its credit would shrink the window for good.
 		c.creditConnLocked(flowLen)
 		if c.wasResetLocked(id) || c.goingAway && id > c.lastStreamID {
 			return nil // we reset or ignored the stream
 		}
-		return connError{ErrCodeStreamClosed, fmt.Sprintf("DATA on closed stream %d", id)}
+		// Closed, or reset too long ago for the ring to remember: a
+		// stream error, as x/net answers, never a connection error (the
+		// client may have sent it before it saw our reset). The reset
+		// is remembered, so the rest of that upload is ignored.
+		return c.streamErrorLocked(id, ErrCodeStreamClosed)
 	}
 	if st.remoteClosed {
 		c.creditConnLocked(flowLen)
@@ -862,8 +869,13 @@ func (c *conn) sendGoAwayLocked(code ErrCode, debug string) {
 	if c.goingAway && code == ErrCodeNo {
 		return
 	}
+	if !c.goingAway {
+		// The last stream id never grows from one GOAWAY to the next
+		// (RFC 9113 §6.8): streams the client opened after the first
+		// were ignored, and it may have retried them elsewhere.
+		c.lastStreamID = c.maxClientID
+	}
 	c.goingAway = true
-	c.lastStreamID = c.maxClientID
 	if code != ErrCodeNo {
 		c.goAwayErr = true
 	}

@@ -214,3 +214,76 @@ func TestBodyBufferBounded(t *testing.T) {
 		t.Fatalf("body buffer grew to %d octets for a 64 KiB stream window", most)
 	}
 }
+
+// TestLateDataOnForgottenStream guards the answer to DATA on a stream the
+// server reset so long ago that the reset ring no longer remembers it (the
+// client sent it before it saw the reset): a stream error, RST_STREAM
+// STREAM_CLOSED, never a connection error, and the octets still go back
+// to the connection window.
+func TestLateDataOnForgottenStream(t *testing.T) {
+	const streams = resetRingSize + 44
+	ts := startServer(t, Config{MaxConcurrentStreams: 1000}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusForbidden) // does not read the upload
+	}))
+	c := ts.dialRaw(t)
+	sc := ts.connOf(t, c)
+	post := c.block(":method", "POST", ":scheme", "https", ":authority", "localhost", ":path", "/")
+	var b []byte
+	for i := range streams {
+		b = append(b, frame(frameHeaders, flagEndHeaders, uint32(1+2*i), post...)...)
+	}
+	c.raw(b)
+	var first uint32
+	for i := range streams {
+		f := c.next(5*time.Second, func(f http2.Frame) bool { _, ok := f.(*http2.RSTStreamFrame); return ok })
+		if f == nil {
+			t.Fatalf("%d of %d streams reset", i, streams)
+		}
+		if i == 0 {
+			first = f.(*http2.RSTStreamFrame).StreamID
+		}
+	}
+	// The upload of the first stream reset, resets ago; then a PING, whose
+	// ACK means the server has handled the DATA.
+	c.raw(frame(frameData, 0, first, make([]byte, 100)...))
+	c.raw(frame(frameData, 0, first, make([]byte, 100)...))
+	frames := c.ping(t)
+	var resets int
+	for _, f := range frames {
+		if r, ok := f.(*http2.RSTStreamFrame); ok && r.StreamID == first {
+			resets++
+			if r.ErrCode != http2.ErrCodeStreamClosed {
+				t.Errorf("late DATA on stream %d: RST_STREAM %v, want STREAM_CLOSED", first, r.ErrCode)
+			}
+		}
+	}
+	if resets != 1 {
+		t.Errorf("two late DATA frames on stream %d: %d RST_STREAMs, want 1 (the second is ignored)", first, resets)
+	}
+	if ga := c.goAway.Load(); ga != nil {
+		t.Fatalf("late DATA on a stream the server reset: GOAWAY %v", ga.ErrCode)
+	}
+
+	// A stream closed on both sides, with no reset to remember: the
+	// server cannot tell a client's late frame from a bug, and answers
+	// as x/net does, with a stream error.
+	id := uint32(1 + 2*streams)
+	c.raw(frame(frameHeaders, flagEndHeaders|flagEndStream, id, c.get("/")...))
+	if c.next(5*time.Second, func(f http2.Frame) bool {
+		h, ok := f.(*http2.MetaHeadersFrame)
+		return ok && h.StreamID == id && h.StreamEnded()
+	}) == nil {
+		t.Fatalf("no response on stream %d", id)
+	}
+	c.raw(frame(frameData, 0, id, make([]byte, 100)...))
+	if code, goAway, ok := c.rstOrGoAway(id, 5*time.Second); !ok || goAway || code != http2.ErrCodeStreamClosed {
+		t.Fatalf("DATA on closed stream %d: %v (GOAWAY %t, seen %t), want RST_STREAM STREAM_CLOSED", id, code, goAway, ok)
+	}
+	c.ping(t)
+	sc.mu.Lock()
+	window := sc.recvWindow + sc.recvUnacked
+	sc.mu.Unlock()
+	if window != int64(sc.cfg.ConnWindow) {
+		t.Errorf("connection window %d after the late DATA was dropped, want all %d given back", window, sc.cfg.ConnWindow)
+	}
+}

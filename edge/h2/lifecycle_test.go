@@ -382,3 +382,24 @@ func TestLingerAfterGoAway(t *testing.T) {
 		t.Fatal("the connection still open 5s after the GOAWAY")
 	}
 }
+
+// TestGoAwayLastStreamNeverGrows guards RFC 9113 §6.8: a GOAWAY for an
+// error after a graceful one keeps the first GOAWAY's last stream id,
+// although the client has opened (ignored) streams above it since.
+func TestGoAwayLastStreamNeverGrows(t *testing.T) {
+	ts := startServer(t, Config{}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { holdIfAsked(r) }))
+	c := ts.dialRaw(t)
+	c.raw(frame(frameHeaders, flagEndHeaders|flagEndStream, 1, c.block(":method", "GET", ":scheme", "https", ":authority", "localhost", ":path", "/", "x-hold", "1")...))
+	c.ping(t)
+	go ts.Shutdown(context.Background())
+	waitUntil(t, func() bool { return c.goAway.Load() != nil })
+	if first := c.goAway.Load(); first.ErrCode != http2.ErrCodeNo || first.LastStreamID != 1 {
+		t.Fatalf("first GOAWAY %v, last stream %d; want NO_ERROR, 1", first.ErrCode, first.LastStreamID)
+	}
+	c.raw(frame(frameHeaders, flagEndHeaders|flagEndStream, 9, c.get("/")...)) // above the GOAWAY: ignored
+	c.raw(frame(framePing, 0, 1, make([]byte, 8)...))                         // PING on a stream: a connection error
+	waitUntil(t, func() bool { return c.goAway.Load().ErrCode != http2.ErrCodeNo })
+	if second := c.goAway.Load(); second.ErrCode != http2.ErrCodeProtocol || second.LastStreamID != 1 {
+		t.Errorf("second GOAWAY %v, last stream %d; want PROTOCOL_ERROR, 1", second.ErrCode, second.LastStreamID)
+	}
+}
