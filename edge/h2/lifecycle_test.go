@@ -397,7 +397,7 @@ func TestGoAwayLastStreamNeverGrows(t *testing.T) {
 		t.Fatalf("first GOAWAY %v, last stream %d; want NO_ERROR, 1", first.ErrCode, first.LastStreamID)
 	}
 	c.raw(frame(frameHeaders, flagEndHeaders|flagEndStream, 9, c.get("/")...)) // above the GOAWAY: ignored
-	c.raw(frame(framePing, 0, 1, make([]byte, 8)...))                         // PING on a stream: a connection error
+	c.raw(frame(framePing, 0, 1, make([]byte, 8)...))                          // PING on a stream: a connection error
 	waitUntil(t, func() bool { return c.goAway.Load().ErrCode != http2.ErrCodeNo })
 	if second := c.goAway.Load(); second.ErrCode != http2.ErrCodeProtocol || second.LastStreamID != 1 {
 		t.Errorf("second GOAWAY %v, last stream %d; want PROTOCOL_ERROR, 1", second.ErrCode, second.LastStreamID)
