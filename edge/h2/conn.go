@@ -39,9 +39,13 @@ const (
 	// closeDrainTimeout bounds how long a closing connection waits for its
 	// queued frames (the last responses, the GOAWAY) to be written.
 	closeDrainTimeout = 2 * time.Second
-	// lingerTimeout is how long a connection ended by an error keeps
-	// reading (and discarding) after its GOAWAY, so that the client reads
-	// the GOAWAY before the TCP connection is closed under it.
+	// lingerTimeout is how long a connection that sent GOAWAY keeps
+	// reading (and discarding) once its frame loop is done (for an error
+	// at once; for a graceful GOAWAY when its last stream has finished),
+	// so that the client reads the GOAWAY and the last responses before
+	// the TCP connection is closed under them: closing a socket with
+	// unread data resets the connection, and the client's kernel may
+	// drop what it had received but not yet handed to the client.
 	lingerTimeout = time.Second
 	// Control-frame budget: PING, SETTINGS, PRIORITY, tiny WINDOW_UPDATEs,
 	// empty DATA frames and unknown frames cost a token each; the bucket
@@ -115,8 +119,7 @@ type conn struct {
 	writerDone    chan struct{}
 	werr          error // the writer failed; nothing more can be sent
 	closed        bool  // torn down: every stream aborted, nothing more queued
-	goingAway     bool  // GOAWAY sent: no new streams
-	goAwayErr     bool  // ... for an error: linger, then close
+	goingAway     bool  // GOAWAY sent: no new streams; linger before the close
 	lastStreamID  uint32
 	ctrlQueued    int // octets of the frame loop's replies queued since the writer last took the queue
 	lastLen       int
@@ -162,6 +165,24 @@ func (s *Server) newConn(nc net.Conn) *conn {
 	c.henc = hpack.NewEncoder(&c.hbuf)
 	c.tokenLast = time.Now()
 	c.ctrlLast = c.tokenLast
+	// The preface deadline and our SETTINGS are set up before the
+	// connection is registered with the server: a Shutdown arriving
+	// before serve starts finds them in place, and its GOAWAY follows
+	// the SETTINGS instead of being overwritten by them, its expired
+	// read deadline instead of being replaced by PrefaceTimeout's.
+	_ = nc.SetReadDeadline(c.tokenLast.Add(s.cfg.PrefaceTimeout))
+	c.wbuf = appendSettings(s.getBuf(),
+		setting{settingMaxConcurrentStreams, s.cfg.MaxConcurrentStreams},
+		setting{settingInitialWindowSize, uint32(s.cfg.StreamWindow)},
+		setting{settingMaxFrameSize, minMaxFrameSize},
+		setting{settingMaxHeaderListSize, uint32(s.cfg.MaxHeaderBytes)},
+		setting{settingEnablePush, 0},
+	)
+	if s.cfg.ConnWindow > initialWindow {
+		c.wbuf = appendWindowUpdate(c.wbuf, 0, uint32(s.cfg.ConnWindow-initialWindow))
+	}
+	c.writerPending = true
+	c.wake <- struct{}{} // the writer, started by serve, sends them first
 	return c
 }
 
@@ -171,23 +192,7 @@ var errConnClosed = errors.New("http2: client connection closed")
 // serve runs the frame loop until the connection ends.
 func (c *conn) serve() (err error) {
 	defer func() { c.teardown() }()
-	go c.writeLoop()
-
-	_ = c.nc.SetReadDeadline(time.Now().Add(c.cfg.PrefaceTimeout))
-	c.mu.Lock()
-	c.wbuf = c.srv.getBuf()
-	c.wbuf = appendSettings(c.wbuf,
-		setting{settingMaxConcurrentStreams, c.cfg.MaxConcurrentStreams},
-		setting{settingInitialWindowSize, uint32(c.cfg.StreamWindow)},
-		setting{settingMaxFrameSize, minMaxFrameSize},
-		setting{settingMaxHeaderListSize, uint32(c.cfg.MaxHeaderBytes)},
-		setting{settingEnablePush, 0},
-	)
-	if c.cfg.ConnWindow > initialWindow {
-		c.wbuf = appendWindowUpdate(c.wbuf, 0, uint32(c.cfg.ConnWindow-initialWindow))
-	}
-	c.wakeWriterLocked()
-	c.mu.Unlock()
+	go c.writeLoop() // newConn queued our SETTINGS
 
 	c.br = bufio.NewReaderSize(c.nc, readBufSize)
 	c.fr = newFrameReader(c.br, minMaxFrameSize)
@@ -876,9 +881,6 @@ func (c *conn) sendGoAwayLocked(code ErrCode, debug string) {
 		c.lastStreamID = c.maxClientID
 	}
 	c.goingAway = true
-	if code != ErrCodeNo {
-		c.goAwayErr = true
-	}
 	c.wbuf = appendGoAway(c.buf(), c.lastStreamID, code, debug)
 	c.wakeWriterLocked()
 	if code != ErrCodeNo || c.active == 0 && c.running == 0 {
@@ -958,7 +960,7 @@ func (c *conn) teardown() {
 	c.mu.Lock()
 	// Whatever is queued (responses, GOAWAY) still leaves; nothing new is
 	// queued from now on.
-	lingerAfter := c.goAwayErr && c.werr == nil
+	lingerAfter := c.goingAway && c.werr == nil
 	abusive, reason := c.killed, c.abusiveReason
 	c.abortAllLocked(errConnClosed)
 	c.wakeWriterLocked()

@@ -403,3 +403,59 @@ func TestGoAwayLastStreamNeverGrows(t *testing.T) {
 		t.Errorf("second GOAWAY %v, last stream %d; want PROTOCOL_ERROR, 1", second.ErrCode, second.LastStreamID)
 	}
 }
+
+// TestLingerAfterGracefulGoAway guards the linger after a graceful
+// GOAWAY: once the last stream has finished, the connection still reads
+// and discards for a second before it closes, so that the client's frames
+// in flight (here a request above the GOAWAY's last stream id) do not
+// make the close a reset that could drop the last response unread.
+func TestLingerAfterGracefulGoAway(t *testing.T) {
+	release := make(chan struct{})
+	ts := startServer(t, Config{}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		<-release
+		io.WriteString(w, "last")
+	}))
+	c := ts.dialRaw(t)
+	c.raw(frame(frameHeaders, flagEndHeaders|flagEndStream, 1, c.get("/")...))
+	c.ping(t)
+	shut := make(chan error, 1)
+	go func() { shut <- ts.Shutdown(context.Background()) }()
+	waitUntil(t, func() bool { return c.goAway.Load() != nil })
+	close(release)
+	if n, end := c.dataOn(1, 5*time.Second); n != 4 || !end {
+		t.Fatalf("in-flight response: %d octets, end %t", n, end)
+	}
+	c.raw(frame(frameHeaders, flagEndHeaders|flagEndStream, 3, c.get("/")...))
+	// The server lingers; it closes once the linger is over, not before.
+	if _, closed := c.waitEnd(500 * time.Millisecond); closed {
+		t.Fatal("the connection closed less than 500ms after its last stream finished: no linger")
+	}
+	if _, closed := c.waitEnd(5 * time.Second); !closed {
+		t.Fatal("the connection still open 5s after its last stream finished")
+	}
+	if err := <-shut; err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+}
+
+// TestGoAwayBeforeServe guards a Shutdown that reaches a connection
+// registered with the server before its frame loop has started: the
+// GOAWAY follows the server's SETTINGS in the queue (serve used to
+// replace the queue with them).
+func TestGoAwayBeforeServe(t *testing.T) {
+	s := NewServer(Config{Logger: testLogger(t)}, http.NotFoundHandler())
+	c := s.newConn(newFakeConn())
+	c.goAway()
+	c.mu.Lock()
+	q := append([]byte(nil), c.wbuf...)
+	c.mu.Unlock()
+	var types []byte
+	for len(q) >= frameHeaderLen {
+		n := int(q[0])<<16 | int(q[1])<<8 | int(q[2])
+		types = append(types, q[3])
+		q = q[min(len(q), frameHeaderLen+n):]
+	}
+	if len(types) < 2 || types[0] != frameSettings || types[len(types)-1] != frameGoAway {
+		t.Fatalf("queued frame types %v: want SETTINGS first and GOAWAY last", types)
+	}
+}

@@ -65,6 +65,10 @@ func writerConn(t *testing.T, fc *fakeConn) *conn {
 	t.Helper()
 	s := NewServer(Config{Logger: testLogger(t)}, http.NotFoundHandler())
 	c := s.newConn(fc)
+	// These tests look at their own frames only: not at the SETTINGS
+	// newConn queued.
+	c.wbuf, c.writerPending = c.wbuf[:0], false
+	<-c.wake
 	go c.writeLoop()
 	t.Cleanup(func() {
 		c.mu.Lock()
