@@ -705,3 +705,50 @@ func TestRejectedWriteLeavesResponseShort(t *testing.T) {
 		}
 	}
 }
+
+// TestInformationalHeaderAndSwitchingProtocols guards two rules of 1xx
+// responses over HTTP/2: an informational response carries no
+// Content-Length (the handler's header may already hold the final
+// response's), and 101, which HTTP/2 does not have, is neither sent nor
+// taken as the final status.
+func TestInformationalHeaderAndSwitchingProtocols(t *testing.T) {
+	ts := startServer(t, Config{}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "5")
+		w.Header().Set("Link", "</a.css>; rel=preload")
+		w.WriteHeader(http.StatusEarlyHints)
+		w.WriteHeader(http.StatusSwitchingProtocols)
+		io.WriteString(w, "final")
+	}))
+	c := ts.dialRaw(t)
+	c.raw(frame(frameHeaders, flagEndHeaders|flagEndStream, 1, c.get("/")...))
+	var statuses []string
+	for {
+		f := c.next(5*time.Second, func(f http2.Frame) bool { h, ok := f.(*http2.MetaHeadersFrame); return ok && h.StreamID == 1 })
+		if f == nil {
+			t.Fatalf("statuses %v, then nothing", statuses)
+		}
+		h := f.(*http2.MetaHeadersFrame)
+		status, cl := h.PseudoValue("status"), ""
+		for _, hf := range h.RegularFields() {
+			if hf.Name == "content-length" {
+				cl = hf.Value
+			}
+		}
+		statuses = append(statuses, status)
+		if status == "103" && cl != "" {
+			t.Errorf("103 Early Hints with content-length %q", cl)
+		}
+		if status[0] != '1' {
+			if status != "200" || cl != "5" {
+				t.Errorf("final response %s with content-length %q, want 200 and 5", status, cl)
+			}
+			break
+		}
+	}
+	if len(statuses) != 2 || statuses[0] != "103" {
+		t.Errorf("statuses sent %v, want [103 200]", statuses)
+	}
+	if n, end := c.dataOn(1, 5*time.Second); n != 5 || !end {
+		t.Errorf("body: %d octets, end %t", n, end)
+	}
+}

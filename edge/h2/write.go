@@ -173,7 +173,15 @@ func (w *responseWriter) WriteHeader(code int) {
 	if code < 100 || code > 999 {
 		panic("invalid WriteHeader code " + strconv.Itoa(code))
 	}
-	if code >= 100 && code <= 199 && code != http.StatusSwitchingProtocols {
+	if code == http.StatusSwitchingProtocols {
+		// HTTP/2 has no 101 (RFC 9113 §8.6: clients such as nghttp2 reset
+		// the stream on it). As x/net has it, it is not a final status:
+		// the handler's next WriteHeader or Write makes the response. It
+		// is not sent at all.
+		st.c.srv.log.Debug("http2: 101 Switching Protocols is not valid in HTTP/2; not sent", "stream", st.id)
+		return
+	}
+	if code >= 100 && code <= 199 {
 		if err := st.writeInformational(code); err != nil {
 			st.c.srv.log.Debug("http2: informational response not sent", "stream", st.id, "error", err)
 		}
@@ -311,7 +319,9 @@ func (st *stream) writableLocked() error {
 	return nil
 }
 
-// writeInformational sends a 1xx response with the handler's header.
+// writeInformational sends a 1xx response with the handler's header,
+// less Content-Length (a 1xx response has no content; x/net strips it
+// too, and the header may already hold the final response's).
 func (st *stream) writeInformational(code int) error {
 	c := st.c
 	c.mu.Lock()
@@ -323,7 +333,9 @@ func (st *stream) writeInformational(code int) error {
 	c.writeStatusLocked(code)
 	st.snap = c.appendWireFieldsLocked(st.snap[:0], st.hdr, nil)
 	for _, f := range st.snap {
-		_ = c.henc.WriteField(f)
+		if f.Name != "content-length" {
+			_ = c.henc.WriteField(f)
+		}
 	}
 	st.snap = st.snap[:0]
 	c.wbuf = appendHeaderBlock(c.buf(), st.id, c.hbuf.b, false, c.peerMaxFrame)
