@@ -642,3 +642,41 @@ func TestHeaderBlockBoundedAsSent(t *testing.T) {
 		t.Fatalf("a 160 KiB header block: GOAWAY %v, closed %t; want PROTOCOL_ERROR", ga, closed)
 	}
 }
+
+// TestStreamResetBeforeItsWorkerRuns guards the window between the frame
+// loop handing a stream to the worker pool and a worker running it: a
+// stream the client reset meanwhile runs no handler, and its slot and
+// stream are given back.
+func TestStreamResetBeforeItsWorkerRuns(t *testing.T) {
+	var called atomic.Bool
+	s := NewServer(Config{Logger: testLogger(t)}, http.HandlerFunc(func(http.ResponseWriter, *http.Request) { called.Store(true) }))
+	c := s.newConn(newFakeConn())
+	st := s.getStream()
+	rs := new(requestState)
+	ctx, cancel := context.WithCancelCause(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "https://localhost/", nil)
+	st.c, st.id, st.req, st.rs, st.cancel = c, 1, req, rs, cancel
+	rs.rw.st = st
+	rs.body.cond.L = &c.mu
+	c.mu.Lock()
+	// As endHeaders leaves a stream it hands to a worker...
+	st.inMap, st.started = true, true
+	c.streams[1] = st
+	c.active, c.running = 1, 1
+	// ... and as processRSTStream leaves it before the worker runs.
+	c.abortStreamLocked(st, fmt.Errorf("http2: stream reset by the client (%v)", ErrCodeCancel))
+	c.mu.Unlock()
+	st.run()
+	if called.Load() {
+		t.Error("the handler ran for a stream reset before its worker started")
+	}
+	c.mu.Lock()
+	running, active := c.running, c.active
+	c.mu.Unlock()
+	if running != 0 || active != 0 {
+		t.Errorf("after the skipped stream: %d handlers running, %d streams active; want 0, 0", running, active)
+	}
+	if ctx.Err() != context.Canceled {
+		t.Errorf("the request's context: %v, want context.Canceled", ctx.Err())
+	}
+}

@@ -406,11 +406,12 @@ func (c *conn) endHeaders() error {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
+		c.dropRequest(st)
 		return nil
 	}
 	if c.active >= int(c.cfg.MaxConcurrentStreams) {
 		c.mu.Unlock()
-		c.srv.putStream(st)
+		c.dropRequest(st)
 		return c.refuse(id, ErrCodeRefusedStream, "over SETTINGS_MAX_CONCURRENT_STREAMS")
 	}
 	st.c, st.id, st.req, st.rs = c, id, req, rs
@@ -451,6 +452,18 @@ func (c *conn) endHeaders() error {
 		c.srv.workers.start(st)
 	}
 	return nil
+}
+
+// errRequestDropped is the cause of the context of a request built and
+// then dropped: the connection closed, or the stream was refused.
+var errRequestDropped error = canceled{errors.New("http2: request dropped before its handler started")}
+
+// dropRequest gives back a stream whose request was built but will never
+// reach a handler: its context is cancelled (a BaseContext that can be
+// cancelled would otherwise keep it registered) and the stream is pooled.
+func (c *conn) dropRequest(st *stream) {
+	st.cancel(errRequestDropped)
+	c.srv.putStream(st)
 }
 
 // refuse resets a stream that never reached a handler; the reset budget

@@ -143,13 +143,24 @@ func (st *stream) copyTrailersLocked() {
 
 // run serves the stream on a worker.
 func (st *stream) run() {
+	c := st.c
+	c.mu.Lock()
+	reset := st.reset
+	c.mu.Unlock()
+	if reset {
+		// Reset between the frame loop's hand-off and now (the worker
+		// pool was slow to get to it): the client has given up on it,
+		// and a handler would do its work for nobody.
+		st.handlerReturned(false, nil, true)
+		return
+	}
 	panicked := true
 	defer func() {
 		var v any
 		if panicked {
 			v = recover()
 		}
-		st.handlerReturned(panicked, v)
+		st.handlerReturned(panicked, v, false)
 	}()
 	st.c.srv.handler.ServeHTTP(&st.rs.rw, st.req)
 	panicked = false
@@ -157,14 +168,17 @@ func (st *stream) run() {
 
 // handlerReturned completes the response (or resets the stream after a
 // panic), cancels the request's context, and gives the handler's slot to
-// the next waiting stream.
-func (st *stream) handlerReturned(panicked bool, v any) {
+// the next waiting stream. skipped: the handler never ran (the stream was
+// reset before it could).
+func (st *stream) handlerReturned(panicked bool, v any, skipped bool) {
 	c := st.c
 	if panicked {
 		if v != nil && v != http.ErrAbortHandler {
 			c.srv.log.Error("http2: panic serving request", "client", c.remote, "method", st.req.Method,
 				"uri", st.req.RequestURI, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
 		}
+	} else if skipped {
+		// Nothing to complete: the stream is reset.
 	} else if err := st.finish(); err != nil && err != errStreamClosed && err != errConnClosed {
 		c.srv.log.Debug("http2: response not completed", "client", c.remote, "stream", st.id, "error", err)
 	}
