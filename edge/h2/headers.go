@@ -537,6 +537,9 @@ func (c *conn) endTrailers() error {
 		if !httpguts.ValidTrailerHeader(k) {
 			return c.streamErrorLocked(st.id, ErrCodeProtocol)
 		}
+		if st.reqTrailer == nil {
+			continue // none declared: r.Trailer stays nil (copyTrailersLocked)
+		}
 		if st.trailers == nil {
 			st.trailers = make(http.Header)
 		}

@@ -752,3 +752,74 @@ func TestInformationalHeaderAndSwitchingProtocols(t *testing.T) {
 		t.Errorf("body: %d octets, end %t", n, end)
 	}
 }
+
+// TestRequestTrailers guards how request trailers reach r.Trailer: once a
+// request declared any, every trailer received is kept, undeclared ones
+// too (as net/http's HTTP/1 server merges them; a gateway forwarding
+// r.Trailer must not lose one); a request that declared none keeps a nil
+// r.Trailer; a trailer block may span CONTINUATION frames; and trailers
+// that end a body shorter than its Content-Length reset the stream.
+func TestRequestTrailers(t *testing.T) {
+	type seen struct {
+		trailer http.Header
+		err     error
+	}
+	got := make(chan seen, 1)
+	started := make(chan struct{}, 1)
+	ts := startServer(t, Config{}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		started <- struct{}{}
+		_, err := io.Copy(io.Discard, r.Body)
+		got <- seen{r.Trailer.Clone(), err}
+	}))
+	c := ts.dialRaw(t)
+	// post opens a stream and waits for its handler: a stream reset
+	// before its handler starts never runs one.
+	post := func(id uint32, kv ...string) {
+		c.raw(frame(frameHeaders, flagEndHeaders, id, c.block(append([]string{":method", "POST", ":scheme", "https", ":authority", "localhost", ":path", "/"}, kv...)...)...))
+		<-started
+	}
+
+	post(1, "trailer", "x-sum")
+	c.raw(frame(frameData, 0, 1, 'x'))
+	c.raw(frame(frameHeaders, flagEndHeaders|flagEndStream, 1, c.block("x-sum", "1", "x-extra", "e", "x-extra", "f")...))
+	s := <-got
+	if s.err != nil || s.trailer.Get("X-Sum") != "1" || len(s.trailer["X-Extra"]) != 2 {
+		t.Errorf("declared X-Sum, sent X-Sum and X-Extra twice: r.Trailer %v (body error %v)", s.trailer, s.err)
+	}
+
+	post(3)
+	c.raw(frame(frameData, 0, 3, 'x'))
+	c.raw(frame(frameHeaders, flagEndHeaders|flagEndStream, 3, c.block("x-sum", "1")...))
+	if s := <-got; s.err != nil || s.trailer != nil {
+		t.Errorf("no trailer declared: r.Trailer %v (body error %v), want nil", s.trailer, s.err)
+	}
+
+	// A trailer block in HEADERS and two CONTINUATION frames.
+	post(5, "trailer", "x-a, x-b")
+	c.raw(frame(frameData, 0, 5, 'x'))
+	block := c.block("x-a", "1", "x-b", strings.Repeat("b", 40))
+	c.raw(frame(frameHeaders, flagEndStream, 5, block[:3]...))
+	c.raw(frame(frameContinuation, 0, 5, block[3:10]...))
+	c.raw(frame(frameContinuation, flagEndHeaders, 5, block[10:]...))
+	if s := <-got; s.err != nil || s.trailer.Get("X-A") != "1" || len(s.trailer.Get("X-B")) != 40 {
+		t.Errorf("trailers in CONTINUATION frames: r.Trailer %v (body error %v)", s.trailer, s.err)
+	}
+
+	// Trailers after all the declared octets are fine; after fewer, the
+	// body is malformed (RFC 9113 §8.1.1).
+	post(7, "content-length", "3", "trailer", "x-sum")
+	c.raw(frame(frameData, 0, 7, 'a', 'b', 'c'))
+	c.raw(frame(frameHeaders, flagEndHeaders|flagEndStream, 7, c.block("x-sum", "3")...))
+	if s := <-got; s.err != nil || s.trailer.Get("X-Sum") != "3" {
+		t.Errorf("content-length 3, 3 octets, trailers: r.Trailer %v (body error %v)", s.trailer, s.err)
+	}
+	post(9, "content-length", "3", "trailer", "x-sum")
+	c.raw(frame(frameData, 0, 9, 'a', 'b'))
+	c.raw(frame(frameHeaders, flagEndHeaders|flagEndStream, 9, c.block("x-sum", "2")...))
+	if code, goAway, ok := c.rstOrGoAway(9, 5*time.Second); !ok || goAway || code != http2.ErrCodeProtocol {
+		t.Errorf("content-length 3, 2 octets, trailers: %v (GOAWAY %t, seen %t), want RST_STREAM PROTOCOL_ERROR", code, goAway, ok)
+	}
+	if s := <-got; s.err == nil {
+		t.Errorf("content-length 3, 2 octets, trailers: the body ended without an error, r.Trailer %v", s.trailer)
+	}
+}

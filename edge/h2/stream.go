@@ -129,15 +129,17 @@ func (st *stream) wakeBodyLocked() {
 	st.rs.body.cond.Broadcast()
 }
 
-// copyTrailersLocked fills the request's declared trailers once the body
-// is complete, as net/http does: only names the request declared. It runs
-// on the goroutine whose Read returned io.EOF, so that r.Trailer is never
-// written while the handler may be reading it.
+// copyTrailersLocked fills the request's Trailer map once the body is
+// complete. A request that declared trailers gets every trailer received,
+// declared or not, as net/http's HTTP/1 server merges them: a gateway
+// that forwards r.Trailer must not lose a field because the client did
+// not announce it (x/net keeps only the declared names). A request that
+// declared none keeps r.Trailer nil, and what arrived was not kept. It
+// runs on the goroutine whose Read returned io.EOF, so that r.Trailer is
+// never written while the handler may be reading it.
 func (st *stream) copyTrailersLocked() {
 	for k, vv := range st.trailers {
-		if _, ok := st.reqTrailer[k]; ok {
-			st.reqTrailer[k] = vv
-		}
+		st.reqTrailer[k] = vv
 	}
 }
 
