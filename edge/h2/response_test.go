@@ -823,3 +823,49 @@ func TestRequestTrailers(t *testing.T) {
 		t.Errorf("content-length 3, 2 octets, trailers: the body ended without an error, r.Trailer %v", s.trailer)
 	}
 }
+
+// TestReadDeadlinePassed guards what a passed read deadline means: Read
+// returns what had arrived, then an error wrapping os.ErrDeadlineExceeded
+// for good; what the client sends afterwards is dropped with its
+// connection window given back; and the handler may still answer.
+func TestReadDeadlinePassed(t *testing.T) {
+	passed := make(chan struct{})
+	more := make(chan struct{})
+	type result struct {
+		read      string
+		err, err2 error
+	}
+	got := make(chan result, 1)
+	ts := startServer(t, Config{}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b := make([]byte, 1)
+		io.ReadFull(r.Body, b) // "abc" has arrived
+		http.NewResponseController(w).SetReadDeadline(time.Now())
+		rest, err := io.ReadAll(r.Body) // "bc", then the deadline's error
+		close(passed)
+		<-more // "def" has arrived meanwhile
+		n, err2 := r.Body.Read(make([]byte, 10))
+		got <- result{string(b) + string(rest) + strings.Repeat("?", n), err, err2}
+		io.WriteString(w, "answered")
+	}))
+	c := ts.dialRaw(t)
+	sc := ts.connOf(t, c)
+	c.raw(frame(frameHeaders, flagEndHeaders, 1, c.block(":method", "POST", ":scheme", "https", ":authority", "localhost", ":path", "/")...))
+	c.raw(frame(frameData, 0, 1, 'a', 'b', 'c'))
+	<-passed
+	c.raw(frame(frameData, 0, 1, 'd', 'e', 'f'))
+	c.ping(t)
+	sc.mu.Lock()
+	window := sc.recvWindow + sc.recvUnacked
+	sc.mu.Unlock()
+	close(more)
+	r := <-got
+	if r.read != "abc" || !errors.Is(r.err, os.ErrDeadlineExceeded) || !errors.Is(r.err2, os.ErrDeadlineExceeded) {
+		t.Errorf("read %q, then %v, then %v; want \"abc\", then os.ErrDeadlineExceeded twice", r.read, r.err, r.err2)
+	}
+	if window != int64(sc.cfg.ConnWindow) {
+		t.Errorf("connection window %d after DATA past the read deadline, want all %d given back", window, sc.cfg.ConnWindow)
+	}
+	if n, end := c.dataOn(1, 5*time.Second); n != len("answered") || !end {
+		t.Errorf("response after the read deadline: %d octets, end %t", n, end)
+	}
+}

@@ -382,10 +382,13 @@ func (c *conn) sweepDeadlines() {
 		}
 		if !st.readBy.IsZero() && !st.remoteClosed {
 			if !now.Before(st.readBy) {
+				// What has arrived stays readable; what arrives from now
+				// on is dropped, as x/net's closed pipe drops it.
 				st.readBy = time.Time{}
 				if st.bodyErr == nil {
 					st.bodyErr = errReadDeadline
 				}
+				st.bodyDone = true
 				st.wakeBodyLocked()
 				continue
 			}

@@ -269,7 +269,9 @@ func (w *responseWriter) FlushError() error {
 	return st.writeChunk(nil, false)
 }
 
-// SetReadDeadline bounds reading the request body (zero: no bound).
+// SetReadDeadline bounds reading the request body (zero: no bound); see
+// Config.ReadTimeout for what happens when it passes. A deadline that has
+// passed already stays passed.
 func (w *responseWriter) SetReadDeadline(t time.Time) error {
 	st := w.stream()
 	c := st.c
