@@ -3,6 +3,7 @@ package h2
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -19,6 +20,7 @@ import (
 	"time"
 
 	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
 )
 
 // The request a handler sees is the one net/http builds for HTTP/2.
@@ -867,5 +869,71 @@ func TestReadDeadlinePassed(t *testing.T) {
 	}
 	if n, end := c.dataOn(1, 5*time.Second); n != len("answered") || !end {
 		t.Errorf("response after the read deadline: %d octets, end %t", n, end)
+	}
+}
+
+// TestHeaderTableSizeZero guards SETTINGS_HEADER_TABLE_SIZE 0 from the
+// client: the response encoder uses no dynamic table (it signals the size
+// update, then indexes nothing), so a decoder that allows none decodes
+// every response, repeated fields included.
+func TestHeaderTableSizeZero(t *testing.T) {
+	ts := startServer(t, Config{}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Custom", "some value that would be indexed")
+		io.WriteString(w, "x")
+	}))
+	conn, err := tls.Dial("tcp", ts.addr, ts.pki.clientTLS())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.Write([]byte(http2.ClientPreface))
+	fr := http2.NewFramer(conn, conn)
+	fr.WriteSettings(http2.Setting{ID: http2.SettingHeaderTableSize, Val: 0})
+	var enc bytes.Buffer
+	e := hpack.NewEncoder(&enc)
+	for _, kv := range [][2]string{{":method", "GET"}, {":scheme", "https"}, {":authority", "localhost"}, {":path", "/"}} {
+		e.WriteField(hpack.HeaderField{Name: kv[0], Value: kv[1]})
+	}
+	// Wait for the server's SETTINGS and our SETTINGS' ACK first.
+	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	acked := false
+	for !acked {
+		f, err := fr.ReadFrame()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s, ok := f.(*http2.SettingsFrame); ok {
+			if s.IsAck() {
+				acked = true
+			} else {
+				fr.WriteSettingsAck()
+			}
+		}
+	}
+	var fields []string
+	dec := hpack.NewDecoder(0, func(f hpack.HeaderField) { fields = append(fields, f.Name) })
+	for id := uint32(1); id < 20; id += 2 { // 10 responses
+		fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: enc.Bytes(), EndStream: true, EndHeaders: true})
+		for {
+			conn.SetReadDeadline(time.Now().Add(3 * time.Second))
+			f, err := fr.ReadFrame()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if h, ok := f.(*http2.HeadersFrame); ok {
+				if _, err := dec.Write(h.HeaderBlockFragment()); err != nil {
+					t.Fatalf("stream %d: decoding with a 0-octet table: %v", id, err)
+				}
+				if err := dec.Close(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if d, ok := f.(*http2.DataFrame); ok && d.StreamEnded() {
+				break
+			}
+		}
+	}
+	if len(fields) < 10*3 { // :status, x-custom, date at least
+		t.Errorf("%d fields decoded from 10 responses", len(fields))
 	}
 }
