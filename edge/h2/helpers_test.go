@@ -205,11 +205,14 @@ func (c *rawConn) read() {
 					close(c.settings)
 				}
 			}
-		case *http2.GoAwayFrame:
-			c.goAway.Store(f)
 		}
-		// Framer reuses frames: copy what tests look at.
-		c.frames <- copyFrame(f)
+		// Framer reuses frames (and invalidates each at the next read):
+		// copy what tests look at.
+		f = copyFrame(f)
+		if ga, ok := f.(*http2.GoAwayFrame); ok {
+			c.goAway.Store(ga)
+		}
+		c.frames <- f
 	}
 }
 
@@ -220,6 +223,23 @@ func copyFrame(f http2.Frame) http2.Frame {
 		return &dataFrame{DataFrame: *f, data: append([]byte(nil), f.Data()...)}
 	case *http2.MetaHeadersFrame:
 		return f // fields are copies already
+	case *http2.RSTStreamFrame:
+		cp := *f
+		return &cp
+	case *http2.GoAwayFrame:
+		cp := *f
+		return &cp
+	case *http2.WindowUpdateFrame:
+		cp := *f
+		return &cp
+	case *http2.PingFrame:
+		cp := *f
+		return &cp
+	case *http2.SettingsFrame:
+		// Its header only: the settings still point into the Framer's
+		// buffer (no test reads them from a rawConn).
+		cp := *f
+		return &cp
 	}
 	return f
 }
