@@ -222,7 +222,11 @@ func copyFrame(f http2.Frame) http2.Frame {
 	case *http2.DataFrame:
 		return &dataFrame{DataFrame: *f, data: append([]byte(nil), f.Data()...)}
 	case *http2.MetaHeadersFrame:
-		return f // fields are copies already
+		// The fields are copies already; the HEADERS frame under them
+		// is not.
+		cp, hf := *f, *f.HeadersFrame
+		cp.HeadersFrame = &hf
+		return &cp
 	case *http2.RSTStreamFrame:
 		cp := *f
 		return &cp
