@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/net/http2/hpack"
@@ -38,9 +39,13 @@ const (
 	// closeDrainTimeout bounds how long a closing connection waits for its
 	// queued frames (the last responses, the GOAWAY) to be written.
 	closeDrainTimeout = 2 * time.Second
-	// lingerTimeout is how long a connection ended by an error keeps
-	// reading (and discarding) after its GOAWAY, so that the client reads
-	// the GOAWAY before the TCP connection is closed under it.
+	// lingerTimeout is how long a connection that sent GOAWAY keeps
+	// reading (and discarding) once its frame loop is done (for an error
+	// at once; for a graceful GOAWAY when its last stream has finished),
+	// so that the client reads the GOAWAY and the last responses before
+	// the TCP connection is closed under them: closing a socket with
+	// unread data resets the connection, and the client's kernel may
+	// drop what it had received but not yet handed to the client.
 	lingerTimeout = time.Second
 	// Control-frame budget: PING, SETTINGS, PRIORITY, tiny WINDOW_UPDATEs,
 	// empty DATA frames and unknown frames cost a token each; the bucket
@@ -71,9 +76,11 @@ type conn struct {
 	hdec        *hpack.Decoder
 	hb          headerBlock
 	canon       map[string]string // canonical names beyond the common ones
+	canonBytes  int               // ... their size (cachedNameSize)
 	maxClientID uint32
 	ctrlTokens  float64
 	ctrlLast    time.Time
+	sawGoAway   bool // the client has sent GOAWAY
 
 	mu      sync.Mutex
 	cond    sync.Cond // signalled when windows open, the queue drains, or the connection ends
@@ -83,6 +90,10 @@ type conn struct {
 	pending []*stream // streams waiting for a handler slot
 	resets  []uint32  // ring of streams we reset, lazily allocated
 	resetAt int
+	// lateFree is how many frames on closed streams the client may still
+	// send free of charge: each stream that closes grants one (a
+	// WINDOW_UPDATE the client sent before it saw the end of the stream).
+	lateFree int
 
 	// Flow control and the peer's settings.
 	peerMaxFrame   int
@@ -97,6 +108,7 @@ type conn struct {
 	henc          *hpack.Encoder
 	hbuf          headerBuf
 	lower         map[string]string // this connection's lower-cased header names beyond the common ones (under mu)
+	lowerBytes    int               // ... their size (cachedNameSize)
 	wbuf          []byte
 	cuts          []int // offsets in wbuf where a write must begin (before each RST_STREAM)
 	spare         []byte
@@ -107,17 +119,22 @@ type conn struct {
 	writerDone    chan struct{}
 	werr          error // the writer failed; nothing more can be sent
 	closed        bool  // torn down: every stream aborted, nothing more queued
-	goingAway     bool  // GOAWAY sent: no new streams
-	goAwayErr     bool  // ... for an error: linger, then close
+	goingAway     bool  // GOAWAY sent: no new streams; linger before the close
 	lastStreamID  uint32
 	ctrlQueued    int // octets of the frame loop's replies queued since the writer last took the queue
 	lastLen       int
 	lastLenS      string
 
 	// The reset budget (token bucket).
-	tokens    float64
-	tokenLast time.Time
-	killed    bool
+	tokens        float64
+	tokenLast     time.Time
+	killed        bool   // ended for a spent budget (ENHANCE_YOUR_CALM)
+	abusiveReason string // ... why; Config.OnAbusive hears it at teardown
+
+	// finishing: the frame loop must stop (a GOAWAY for an error, or a
+	// graceful one with nothing left in flight). Set under mu; read by
+	// the frame loop after every frame.
+	finishing atomic.Bool
 
 	idleDeadline bool // a read deadline for the idle timeout is set
 	sweep        *time.Timer
@@ -148,6 +165,24 @@ func (s *Server) newConn(nc net.Conn) *conn {
 	c.henc = hpack.NewEncoder(&c.hbuf)
 	c.tokenLast = time.Now()
 	c.ctrlLast = c.tokenLast
+	// The preface deadline and our SETTINGS are set up before the
+	// connection is registered with the server: a Shutdown arriving
+	// before serve starts finds them in place, and its GOAWAY follows
+	// the SETTINGS instead of being overwritten by them, its expired
+	// read deadline instead of being replaced by PrefaceTimeout's.
+	_ = nc.SetReadDeadline(c.tokenLast.Add(s.cfg.PrefaceTimeout))
+	c.wbuf = appendSettings(s.getBuf(),
+		setting{settingMaxConcurrentStreams, s.cfg.MaxConcurrentStreams},
+		setting{settingInitialWindowSize, uint32(s.cfg.StreamWindow)},
+		setting{settingMaxFrameSize, minMaxFrameSize},
+		setting{settingMaxHeaderListSize, uint32(s.cfg.MaxHeaderBytes)},
+		setting{settingEnablePush, 0},
+	)
+	if s.cfg.ConnWindow > initialWindow {
+		c.wbuf = appendWindowUpdate(c.wbuf, 0, uint32(s.cfg.ConnWindow-initialWindow))
+	}
+	c.writerPending = true
+	c.wake <- struct{}{} // the writer, started by serve, sends them first
 	return c
 }
 
@@ -157,30 +192,16 @@ var errConnClosed = errors.New("http2: client connection closed")
 // serve runs the frame loop until the connection ends.
 func (c *conn) serve() (err error) {
 	defer func() { c.teardown() }()
-	go c.writeLoop()
-
-	_ = c.nc.SetReadDeadline(time.Now().Add(c.cfg.PrefaceTimeout))
-	c.mu.Lock()
-	c.wbuf = c.srv.getBuf()
-	c.wbuf = appendSettings(c.wbuf,
-		setting{settingMaxConcurrentStreams, c.cfg.MaxConcurrentStreams},
-		setting{settingInitialWindowSize, uint32(c.cfg.StreamWindow)},
-		setting{settingMaxFrameSize, minMaxFrameSize},
-		setting{settingMaxHeaderListSize, uint32(c.cfg.MaxHeaderBytes)},
-		setting{settingEnablePush, 0},
-	)
-	if c.cfg.ConnWindow > initialWindow {
-		c.wbuf = appendWindowUpdate(c.wbuf, 0, uint32(c.cfg.ConnWindow-initialWindow))
-	}
-	c.wakeWriterLocked()
-	c.mu.Unlock()
+	go c.writeLoop() // newConn queued our SETTINGS
 
 	c.br = bufio.NewReaderSize(c.nc, readBufSize)
 	c.fr = newFrameReader(c.br, minMaxFrameSize)
 	c.hdec = hpack.NewDecoder(hpackTableSize, c.hb.emit)
-	// No bound on a single string: the header list size (MaxHeaderBytes,
-	// answered with 431) bounds what is kept, and the frame size and the
-	// CONTINUATION limit bound what a block can carry.
+	// A string longer than a block may be (headerFragment) is refused
+	// when its length arrives, before the decoder buffers it: a string
+	// that never ends would be held whole. Up to that, a list over
+	// MaxHeaderBytes is decoded (HPACK stays in step) and answered 431.
+	c.hdec.SetMaxStringLength(maxBlockOctets(c.cfg))
 	c.hb.c = c
 
 	p, err := c.br.Peek(clientPrefaceLen)
@@ -217,7 +238,7 @@ func (c *conn) serve() (err error) {
 			}
 			first = false
 			c.mu.Lock()
-			if c.cfg.IdleTimeout < 0 {
+			if c.cfg.IdleTimeout < 0 && !c.finishing.Load() {
 				_ = c.nc.SetReadDeadline(time.Time{}) // the preface's
 			}
 			c.updateIdleLocked()
@@ -230,6 +251,12 @@ func (c *conn) serve() (err error) {
 			}
 			return err
 		}
+		if c.finishing.Load() {
+			// Ended from elsewhere (Shutdown, a handler, the writer) or
+			// by this frame: the next frame may already be buffered, so
+			// the expired read deadline alone would not stop the loop.
+			return nil
+		}
 	}
 }
 
@@ -239,7 +266,7 @@ func (c *conn) serve() (err error) {
 func (c *conn) readTimedOut() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.goAwayErr || c.closed {
+	if c.finishing.Load() || c.closed {
 		return true
 	}
 	if c.active > 0 || c.running > 0 {
@@ -258,8 +285,8 @@ func (c *conn) readTimedOut() bool {
 // updateIdleLocked arms the idle timeout when the connection has nothing
 // in flight and disarms it when it has.
 func (c *conn) updateIdleLocked() {
-	if c.cfg.IdleTimeout < 0 || c.closed {
-		return
+	if c.cfg.IdleTimeout < 0 || c.closed || c.finishing.Load() {
+		return // finishing: the expired deadline that stops the frame loop stays
 	}
 	idle := c.active == 0 && c.running == 0
 	if idle && !c.idleDeadline {
@@ -300,27 +327,42 @@ func (c *conn) processFrame(fh frameHeader, p []byte) error {
 		return c.processContinuation(fh, p)
 	default:
 		// Unknown frame types are ignored (RFC 9113 §4.1, §5.5).
-		return c.spendControl("unknown frame types")
+		return c.spendControl("unknown frame types", 1)
 	}
 }
 
-// spendControl takes a token from the control-frame budget.
-func (c *conn) spendControl(what string) error {
+// spendControl takes n tokens from the control-frame budget (frame loop
+// only); a spent budget ends the connection.
+func (c *conn) spendControl(what string, n int) error {
+	if c.takeControl(n) {
+		return nil
+	}
+	return c.abusive(controlFlood(what))
+}
+
+// takeControl takes n tokens from the control-frame budget and reports
+// whether it had them. The budget belongs to the frame loop: no lock.
+func (c *conn) takeControl(n int) bool {
 	now := time.Now()
 	c.ctrlTokens += now.Sub(c.ctrlLast).Seconds() * controlRate
 	c.ctrlLast = now
 	if c.ctrlTokens > controlBurst {
 		c.ctrlTokens = controlBurst
 	}
-	c.ctrlTokens--
-	if c.ctrlTokens < 0 {
-		return c.abusive(fmt.Sprintf("control frame flood (%s; budget %d, %d/s)", what, controlBurst, controlRate))
-	}
-	return nil
+	c.ctrlTokens -= float64(n)
+	return c.ctrlTokens >= 0
 }
 
-// spendReset takes a token from the reset budget; false when spent.
-func (c *conn) spendResetLocked() bool {
+func controlFlood(what string) string {
+	return fmt.Sprintf("control frame flood (%s; budget %d, %d/s)", what, controlBurst, controlRate)
+}
+
+// takeResetLocked takes a token from the reset budget and reports whether
+// it had one. Only what the client provoked spends it: its RST_STREAMs,
+// and the streams the frame loop resets or refuses because of its frames
+// (stream errors, REFUSED_STREAM, 431). What the server decides on its
+// own (a handler's panic, a short response, a deadline) never does.
+func (c *conn) takeResetLocked() bool {
 	now := time.Now()
 	c.tokens += now.Sub(c.tokenLast).Seconds() * c.cfg.ResetRate
 	c.tokenLast = now
@@ -331,24 +373,30 @@ func (c *conn) spendResetLocked() bool {
 	return c.tokens >= 0
 }
 
-// abusive reports a spent budget and returns the connection error that
-// ends the connection with ENHANCE_YOUR_CALM.
-func (c *conn) abusive(reason string) error {
-	c.mu.Lock()
-	c.markAbusiveLocked(reason)
-	c.mu.Unlock()
-	return connError{ErrCodeEnhanceYourCalm, reason}
+func (c *conn) resetBudgetSpent(what string) string {
+	return fmt.Sprintf("stream reset budget spent (%s; burst %d, %.0f/s)", what, c.cfg.ResetBurst, c.cfg.ResetRate)
 }
 
-func (c *conn) markAbusiveLocked(reason string) {
-	if c.killed {
-		return
+// abusive ends the connection for a spent budget; see calmLocked.
+func (c *conn) abusive(reason string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.calmLocked(reason)
+}
+
+// calmLocked ends the connection for a spent budget: it is counted as
+// abusive and GOAWAY ENHANCE_YOUR_CALM is queued at once, whichever
+// goroutine noticed, so that no connection is marked without being ended.
+// Config.OnAbusive hears of it at teardown, outside the lock. The error
+// returned is for the frame loop to return.
+func (c *conn) calmLocked(reason string) error {
+	if !c.killed && !c.closed {
+		c.killed = true
+		c.abusiveReason = reason
+		c.srv.abusive.Add(1)
 	}
-	c.killed = true
-	c.srv.abusive.Add(1)
-	if c.cfg.OnAbusive != nil {
-		c.cfg.OnAbusive(c.remote, reason)
-	}
+	c.sendGoAwayLocked(ErrCodeEnhanceYourCalm, "")
+	return connError{ErrCodeEnhanceYourCalm, reason}
 }
 
 func (c *conn) processData(fh frameHeader, p []byte) error {
@@ -364,7 +412,7 @@ func (c *conn) processData(fh frameHeader, p []byte) error {
 		return connError{ErrCodeProtocol, fmt.Sprintf("DATA on idle stream %d", id)}
 	}
 	if len(data) == 0 && fh.Flags&flagEndStream == 0 {
-		if err := c.spendControl("empty DATA frames"); err != nil {
+		if err := c.spendControl("empty DATA frames", 1); err != nil {
 			return err
 		}
 	}
@@ -377,26 +425,33 @@ func (c *conn) processData(fh frameHeader, p []byte) error {
 	c.recvWindow -= flowLen
 	st := c.streams[id]
 	if st == nil {
+		// Whatever happens to the stream, the octets count against the
+		// connection window and are given back: a DATA frame dropped
+		// without its credit would shrink the window for good.
 		c.creditConnLocked(flowLen)
 		if c.wasResetLocked(id) || c.goingAway && id > c.lastStreamID {
 			return nil // we reset or ignored the stream
 		}
-		return connError{ErrCodeStreamClosed, fmt.Sprintf("DATA on closed stream %d", id)}
+		// Closed, or reset too long ago for the ring to remember: a
+		// stream error, as x/net answers, never a connection error (the
+		// client may have sent it before it saw our reset). The reset
+		// is remembered, so the rest of that upload is ignored.
+		return c.streamErrorLocked(id, ErrCodeStreamClosed)
 	}
 	if st.remoteClosed {
 		c.creditConnLocked(flowLen)
-		return c.resetStreamLocked(st, ErrCodeStreamClosed)
+		return c.streamErrorLocked(id, ErrCodeStreamClosed)
 	}
 	if flowLen > st.recvWindow {
 		c.creditConnLocked(flowLen)
-		return c.resetStreamLocked(st, ErrCodeFlowControl)
+		return c.streamErrorLocked(id, ErrCodeFlowControl)
 	}
 	st.recvWindow -= flowLen
 	st.received += int64(len(data))
 	end := fh.Flags&flagEndStream != 0
 	if st.declLen >= 0 && (st.received > st.declLen || end && st.received != st.declLen) {
 		c.creditConnLocked(flowLen)
-		return c.resetStreamLocked(st, ErrCodeProtocol)
+		return c.streamErrorLocked(id, ErrCodeProtocol)
 	}
 	// Padding is consumed at once; the data when the handler reads it.
 	if pad := flowLen - int64(len(data)); pad > 0 {
@@ -417,7 +472,7 @@ func (c *conn) processData(fh frameHeader, p []byte) error {
 				st.body, st.bodyOff = st.body[:n], 0
 			}
 			st.body = append(st.body, data...)
-			st.bodyCond.Signal()
+			st.wakeBodyLocked()
 		}
 	}
 	if end {
@@ -431,9 +486,8 @@ func (c *conn) endRemoteLocked(st *stream) {
 	st.remoteClosed = true
 	if st.bodyErr == nil {
 		st.bodyErr = io.EOF
-		st.copyTrailersLocked()
 	}
-	st.bodyCond.Broadcast()
+	st.wakeBodyLocked()
 	if st.localClosed {
 		c.closeStreamLocked(st)
 	}
@@ -449,7 +503,7 @@ func (c *conn) processPriority(fh frameHeader, p []byte) error {
 	if binary.BigEndian.Uint32(p)&(1<<31-1) == fh.StreamID {
 		return c.streamErrorNoState(fh.StreamID, ErrCodeProtocol)
 	}
-	return c.spendControl("PRIORITY frames")
+	return c.spendControl("PRIORITY frames", 1)
 }
 
 // streamErrorNoState answers a stream error on a stream that may not
@@ -457,10 +511,7 @@ func (c *conn) processPriority(fh frameHeader, p []byte) error {
 func (c *conn) streamErrorNoState(id uint32, code ErrCode) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if st := c.streams[id]; st != nil {
-		return c.resetStreamLocked(st, code)
-	}
-	return c.sendRSTLocked(id, code)
+	return c.streamErrorLocked(id, code)
 }
 
 func (c *conn) processRSTStream(fh frameHeader, p []byte) error {
@@ -475,11 +526,10 @@ func (c *conn) processRSTStream(fh frameHeader, p []byte) error {
 		return connError{ErrCodeProtocol, fmt.Sprintf("RST_STREAM on idle stream %d", id)}
 	}
 	c.mu.Lock()
-	if !c.spendResetLocked() {
-		reason := fmt.Sprintf("stream reset budget spent (client RST_STREAM; burst %d, %.0f/s)", c.cfg.ResetBurst, c.cfg.ResetRate)
-		c.markAbusiveLocked(reason)
+	if !c.takeResetLocked() {
+		err := c.calmLocked(c.resetBudgetSpent("client RST_STREAM"))
 		c.mu.Unlock()
-		return connError{ErrCodeEnhanceYourCalm, reason}
+		return err
 	}
 	if st := c.streams[id]; st != nil {
 		code := ErrCode(binary.BigEndian.Uint32(p))
@@ -514,7 +564,9 @@ func (c *conn) processSettings(fh frameHeader, p []byte) error {
 	if len(p)%6 != 0 {
 		return connError{ErrCodeFrameSize, fmt.Sprintf("SETTINGS of %d octets, not a multiple of 6", len(p))}
 	}
-	if err := c.spendControl("SETTINGS frames"); err != nil {
+	// Each entry costs a token: an INITIAL_WINDOW_SIZE entry walks every
+	// stream, and a frame can carry 2 730 of them.
+	if err := c.spendControl("SETTINGS entries", max(1, len(p)/6)); err != nil {
 		return err
 	}
 	c.mu.Lock()
@@ -572,7 +624,7 @@ func (c *conn) processPing(fh frameHeader, p []byte) error {
 	if fh.Flags&flagAck != 0 {
 		return nil // we send no PINGs; a stray ACK is harmless
 	}
-	if err := c.spendControl("PING frames"); err != nil {
+	if err := c.spendControl("PING frames", 1); err != nil {
 		return err
 	}
 	c.mu.Lock()
@@ -589,7 +641,14 @@ func (c *conn) processGoAway(fh frameHeader, p []byte) error {
 		return connError{ErrCodeFrameSize, fmt.Sprintf("GOAWAY of %d octets", len(p))}
 	}
 	// The client opens no more streams; the ones in flight finish, and
-	// the connection closes when they have.
+	// the connection closes when they have. A client says so once: more
+	// GOAWAYs are work for nothing.
+	if c.sawGoAway {
+		if err := c.spendControl("repeated GOAWAY frames", 1); err != nil {
+			return err
+		}
+	}
+	c.sawGoAway = true
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !c.goingAway {
@@ -607,8 +666,9 @@ func (c *conn) processWindowUpdate(fh frameHeader, p []byte) error {
 	if id > c.maxClientID {
 		return connError{ErrCodeProtocol, fmt.Sprintf("WINDOW_UPDATE on idle stream %d", id)}
 	}
-	if incr < tinyWindowUpdate {
-		if err := c.spendControl("tiny WINDOW_UPDATE frames"); err != nil {
+	tiny := incr < tinyWindowUpdate
+	if tiny {
+		if err := c.spendControl("tiny WINDOW_UPDATE frames", 1); err != nil {
 			return err
 		}
 	}
@@ -627,14 +687,23 @@ func (c *conn) processWindowUpdate(fh frameHeader, p []byte) error {
 	}
 	st := c.streams[id]
 	if st == nil {
-		return nil // closed: a late update is allowed
+		// Closed: a late update is allowed (RFC 9113 §5.1), one per stream
+		// that closed free of charge; a stream of them is work for nothing.
+		switch {
+		case tiny: // paid for above
+		case c.lateFree > 0:
+			c.lateFree--
+		case !c.takeControl(1):
+			return c.calmLocked(controlFlood("WINDOW_UPDATE frames on closed streams"))
+		}
+		return nil
 	}
 	if incr == 0 {
-		return c.resetStreamLocked(st, ErrCodeProtocol)
+		return c.streamErrorLocked(id, ErrCodeProtocol)
 	}
 	st.sendWindow += incr
 	if st.sendWindow > maxWindow {
-		return c.resetStreamLocked(st, ErrCodeFlowControl)
+		return c.streamErrorLocked(id, ErrCodeFlowControl)
 	}
 	c.cond.Broadcast()
 	return nil
@@ -653,26 +722,22 @@ func (c *conn) creditConnLocked(n int64) {
 	}
 }
 
-// queueControlLocked wakes the writer after a control frame of n octets
-// was queued; a client that makes replies pile up without reading them
-// ends the connection.
+// queueControlLocked wakes the writer after the frame loop queued a reply
+// of n octets (an acknowledgement, a WINDOW_UPDATE, a RST_STREAM, a 431);
+// a client that makes replies pile up without reading them ends the
+// connection.
 func (c *conn) queueControlLocked(n int) error {
 	c.ctrlQueued += n
 	if c.ctrlQueued > controlSlack {
-		reason := "queued control frames exceed the limit: the client sends without reading"
-		c.markAbusiveLocked(reason)
-		return connError{ErrCodeEnhanceYourCalm, reason}
+		return c.calmLocked("queued control frames exceed the limit: the client sends without reading")
 	}
 	c.wakeWriterLocked()
 	return nil
 }
 
-// sendRSTLocked queues RST_STREAM; a code other than NO_ERROR spends the
-// reset budget (the client provoked it).
-func (c *conn) sendRSTLocked(id uint32, code ErrCode) error {
-	if c.closed {
-		return nil
-	}
+// appendRSTLocked queues RST_STREAM and remembers the stream as reset;
+// the caller wakes the writer.
+func (c *conn) appendRSTLocked(id uint32, code ErrCode) {
 	c.rememberResetLocked(id)
 	// The reset leaves in a TLS record of its own: in one record with the
 	// response before it, curl 7.88 reports the stream closed and drops
@@ -682,23 +747,55 @@ func (c *conn) sendRSTLocked(id uint32, code ErrCode) error {
 		c.cuts = append(c.cuts, len(c.wbuf))
 	}
 	c.wbuf = appendRSTStream(c.wbuf, id, code)
+}
+
+// streamErrorLocked answers a stream error the client's frames caused
+// (RFC 9113 §5.4.2) from the frame loop: the stream, if open, is aborted,
+// RST_STREAM is queued as a control reply, and the reset budget pays for
+// it (MadeYouReset, CVE-2025-8671).
+func (c *conn) streamErrorLocked(id uint32, code ErrCode) error {
+	if c.closed {
+		return nil
+	}
+	if st := c.streams[id]; st != nil {
+		c.abortStreamLocked(st, fmt.Errorf("http2: stream reset by the server (%v)", code))
+	}
+	c.appendRSTLocked(id, code)
 	if err := c.queueControlLocked(frameHeaderLen + 4); err != nil {
 		return err
 	}
-	if code != ErrCodeNo && !c.spendResetLocked() {
-		reason := fmt.Sprintf("stream reset budget spent (server RST_STREAM %v provoked by the client; burst %d, %.0f/s)", code, c.cfg.ResetBurst, c.cfg.ResetRate)
-		c.markAbusiveLocked(reason)
-		return connError{ErrCodeEnhanceYourCalm, reason}
+	if !c.takeResetLocked() {
+		return c.calmLocked(c.resetBudgetSpent(fmt.Sprintf("server RST_STREAM %v provoked by the client", code)))
 	}
 	return nil
 }
 
-// resetStreamLocked answers a stream error: the stream is aborted and
-// RST_STREAM sent.
-func (c *conn) resetStreamLocked(st *stream, code ErrCode) error {
+// serverResetLocked resets a stream for the server's own reasons: a
+// handler's panic (http.ErrAbortHandler included, which edge/forward
+// raises when an origin fails mid-body), a response shorter than its
+// Content-Length, a deadline. The client provoked nothing: the reset
+// budget is not spent, and Server.serverResets counts them instead.
+func (c *conn) serverResetLocked(st *stream, code ErrCode, why string) {
 	id := st.id // st may be recycled by the abort
-	c.abortStreamLocked(st, fmt.Errorf("http2: stream reset by the server (%v)", code))
-	return c.sendRSTLocked(id, code)
+	c.abortStreamLocked(st, fmt.Errorf("http2: stream reset by the server (%v): %s", code, why))
+	if c.closed {
+		return
+	}
+	c.appendRSTLocked(id, code)
+	c.wakeWriterLocked()
+	c.srv.serverResets.Add(1)
+}
+
+// waitQueueLocked makes a handler wait while the write queue is full, as
+// a write to a full socket would, so that what handlers queue (their
+// resets and 1xx responses included) stays within maxQueued. It returns
+// at once when nothing more can be written.
+func (c *conn) waitQueueLocked() {
+	for len(c.wbuf) >= maxQueued && c.werr == nil && !c.closed {
+		c.queueWaiters++
+		c.cond.Wait()
+		c.queueWaiters--
+	}
 }
 
 func (c *conn) rememberResetLocked(id uint32) {
@@ -722,15 +819,22 @@ func (c *conn) wasResetLocked(id uint32) bool {
 // context is cancelled, its body and writes fail with err, and a handler
 // that has not started never will.
 func (c *conn) abortStreamLocked(st *stream, err error) {
+	if st.pending {
+		// Never to start: off the queue at once, so that streams reset
+		// while waiting for a handler slot hold nothing (a client could
+		// otherwise pile up HEADERS+RST_STREAM pairs, each with its
+		// request, behind handlers that are slow to return).
+		c.removePendingLocked(st)
+	}
 	st.reset = true
 	st.remoteClosed, st.localClosed = true, true
 	if st.bodyErr == nil || st.bodyErr == io.EOF && len(st.body) > st.bodyOff {
 		st.bodyErr = err
 	}
-	if st.ctx != nil {
-		st.ctx.cancel(err)
+	if st.cancel != nil {
+		st.cancel(canceled{err})
 	}
-	st.bodyCond.Broadcast()
+	st.wakeBodyLocked()
 	c.cond.Broadcast()
 	c.closeStreamLocked(st)
 }
@@ -745,6 +849,9 @@ func (c *conn) closeStreamLocked(st *stream) {
 	st.inMap = false
 	delete(c.streams, st.id)
 	c.active--
+	if c.lateFree < int(c.cfg.MaxConcurrentStreams) {
+		c.lateFree++
+	}
 	// Unread body octets go back to the connection window.
 	if n := int64(len(st.body) - st.bodyOff); n > 0 {
 		st.bodyOff = len(st.body)
@@ -767,11 +874,13 @@ func (c *conn) sendGoAwayLocked(code ErrCode, debug string) {
 	if c.goingAway && code == ErrCodeNo {
 		return
 	}
-	c.goingAway = true
-	c.lastStreamID = c.maxClientID
-	if code != ErrCodeNo {
-		c.goAwayErr = true
+	if !c.goingAway {
+		// The last stream id never grows from one GOAWAY to the next
+		// (RFC 9113 §6.8): streams the client opened after the first
+		// were ignored, and it may have retried them elsewhere.
+		c.lastStreamID = c.maxClientID
 	}
+	c.goingAway = true
 	c.wbuf = appendGoAway(c.buf(), c.lastStreamID, code, debug)
 	c.wakeWriterLocked()
 	if code != ErrCodeNo || c.active == 0 && c.running == 0 {
@@ -779,12 +888,18 @@ func (c *conn) sendGoAwayLocked(code ErrCode, debug string) {
 	}
 }
 
-// finishLocked makes the frame loop stop: the read is cut by an expired
-// deadline. The writer still sends what is queued.
+// finishLocked makes the frame loop stop: a read in progress is cut by an
+// expired deadline, which updateIdleLocked leaves alone from now on, and
+// the loop checks finishing after every frame. The writer still sends
+// what is queued.
 func (c *conn) finishLocked() {
 	c.goingAway = true
-	_ = c.nc.SetReadDeadline(time.Unix(1, 0))
-	c.idleDeadline = true
+	c.finishing.Store(true)
+	if !c.closed {
+		// Once torn down, the deadline is teardown's: a handler
+		// returning then must not cut its linger short.
+		_ = c.nc.SetReadDeadline(time.Unix(1, 0))
+	}
 }
 
 // goAway starts a graceful shutdown of the connection.
@@ -812,14 +927,29 @@ func (c *conn) connError(ce connError) {
 	c.sendGoAwayLocked(ce.Code, "")
 }
 
+// removePendingLocked takes a stream off the queue of streams waiting for
+// a handler slot (at most MaxConcurrentStreams long).
+func (c *conn) removePendingLocked(st *stream) {
+	for i, p := range c.pending {
+		if p == st {
+			copy(c.pending[i:], c.pending[i+1:])
+			c.pending[len(c.pending)-1] = nil
+			c.pending = c.pending[:len(c.pending)-1]
+			break
+		}
+	}
+	st.pending = false
+}
+
 func (c *conn) abortAllLocked(err error) {
+	for _, st := range c.pending {
+		st.pending = false
+	}
+	clear(c.pending)
+	c.pending = nil
 	for _, st := range c.streams {
 		c.abortStreamLocked(st, err)
 	}
-	for _, st := range c.pending {
-		st.reset = true
-	}
-	c.pending = nil
 	c.closed = true
 	c.cond.Broadcast()
 }
@@ -830,13 +960,17 @@ func (c *conn) teardown() {
 	c.mu.Lock()
 	// Whatever is queued (responses, GOAWAY) still leaves; nothing new is
 	// queued from now on.
-	lingerAfter := c.goAwayErr && c.werr == nil
+	lingerAfter := c.goingAway && c.werr == nil
+	abusive, reason := c.killed, c.abusiveReason
 	c.abortAllLocked(errConnClosed)
 	c.wakeWriterLocked()
 	if c.sweep != nil {
 		c.sweep.Stop()
 	}
 	c.mu.Unlock()
+	if abusive && c.cfg.OnAbusive != nil {
+		c.cfg.OnAbusive(c.remote, reason) // user code: never under c.mu
+	}
 	t := time.AfterFunc(closeDrainTimeout, func() { _ = c.nc.Close() })
 	<-c.writerDone
 	t.Stop()

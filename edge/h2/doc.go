@@ -28,10 +28,10 @@
 //
 // Per stream there is no goroutine and no timer: the request body is a
 // buffer the frame loop fills and the handler drains (full duplex, bounded
-// by the flow-control windows), the request's context is a small type of
-// its own (no cancelCtx registered with a parent; AfterFunc for derived
-// contexts), and one timer per connection serves every stream's read and
-// write deadlines. Streams, their response buffers and header snapshots
+// by the flow-control windows), the request's context is the standard
+// library's (context.WithCancelCause of the connection's BaseContext:
+// Err is context.Canceled, Cause says why the stream ended), and one timer
+// per connection serves every stream's read and write deadlines. Streams, their response buffers and header snapshots
 // are pooled; what a handler may keep after it returns (the request, its
 // context, body and writer) is allocated per request and detached from the
 // pooled stream when the handler returns.
@@ -39,10 +39,11 @@
 // # Hostile clients
 //
 // Every connection has a reset budget (Config.ResetBurst, ResetRate): each
-// RST_STREAM the client sends, and each one the server sends with a code
-// other than NO_ERROR (which the client provoked, MadeYouReset), spends a
-// token; a spent budget ends the connection with GOAWAY
-// ENHANCE_YOUR_CALM. Handlers running per connection never exceed
+// RST_STREAM the client sends, and each stream the server resets or
+// refuses because of the client's frames (MadeYouReset; 431 answers
+// included), spends a token; a spent budget ends the connection with
+// GOAWAY ENHANCE_YOUR_CALM. Resets the server decides on its own (a
+// handler's panic, a short response, a deadline) spend nothing. Handlers running per connection never exceed
 // MaxConcurrentStreams, reset streams whose handler still runs included,
 // and a stream reset before its handler started never starts it. Header
 // blocks are bounded in CONTINUATION frames and decoded size (431 beyond
@@ -50,9 +51,10 @@
 // PRIORITY, empty DATA, tiny WINDOW_UPDATE and unknown frames spend a
 // control-frame budget; a client that does not read is cut after
 // WriteTimeout; the preface must arrive within PrefaceTimeout. Connection
-// errors are answered with GOAWAY and the code RFC 9113 gives, after which
-// the connection lingers a second, reading and discarding, so that the
-// client reads the GOAWAY before the close.
+// errors are answered with GOAWAY and the code RFC 9113 gives; after any
+// GOAWAY (a graceful one once its last stream has finished) the
+// connection lingers a second, reading and discarding, so that the client
+// reads the GOAWAY and the last responses before the close.
 //
 // # Rationale: why Portico has its own HTTP/2 server
 //

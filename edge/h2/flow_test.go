@@ -214,3 +214,132 @@ func TestBodyBufferBounded(t *testing.T) {
 		t.Fatalf("body buffer grew to %d octets for a 64 KiB stream window", most)
 	}
 }
+
+// TestLateDataOnForgottenStream guards the answer to DATA on a stream the
+// server reset so long ago that the reset ring no longer remembers it (the
+// client sent it before it saw the reset): a stream error, RST_STREAM
+// STREAM_CLOSED, never a connection error, and the octets still go back
+// to the connection window.
+func TestLateDataOnForgottenStream(t *testing.T) {
+	const streams = resetRingSize + 44
+	ts := startServer(t, Config{MaxConcurrentStreams: 1000}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusForbidden) // does not read the upload
+	}))
+	c := ts.dialRaw(t)
+	sc := ts.connOf(t, c)
+	post := c.block(":method", "POST", ":scheme", "https", ":authority", "localhost", ":path", "/")
+	var b []byte
+	for i := range streams {
+		b = append(b, frame(frameHeaders, flagEndHeaders, uint32(1+2*i), post...)...)
+	}
+	c.raw(b)
+	var first uint32
+	for i := range streams {
+		f := c.next(5*time.Second, func(f http2.Frame) bool { _, ok := f.(*http2.RSTStreamFrame); return ok })
+		if f == nil {
+			t.Fatalf("%d of %d streams reset", i, streams)
+		}
+		if i == 0 {
+			first = f.(*http2.RSTStreamFrame).StreamID
+		}
+	}
+	// The upload of the first stream reset, resets ago; then a PING, whose
+	// ACK means the server has handled the DATA.
+	c.raw(frame(frameData, 0, first, make([]byte, 100)...))
+	c.raw(frame(frameData, 0, first, make([]byte, 100)...))
+	frames := c.ping(t)
+	var resets int
+	for _, f := range frames {
+		if r, ok := f.(*http2.RSTStreamFrame); ok && r.StreamID == first {
+			resets++
+			if r.ErrCode != http2.ErrCodeStreamClosed {
+				t.Errorf("late DATA on stream %d: RST_STREAM %v, want STREAM_CLOSED", first, r.ErrCode)
+			}
+		}
+	}
+	if resets != 1 {
+		t.Errorf("two late DATA frames on stream %d: %d RST_STREAMs, want 1 (the second is ignored)", first, resets)
+	}
+	if ga := c.goAway.Load(); ga != nil {
+		t.Fatalf("late DATA on a stream the server reset: GOAWAY %v", ga.ErrCode)
+	}
+
+	// A stream closed on both sides, with no reset to remember: the
+	// server cannot tell a client's late frame from a bug, and answers
+	// as x/net does, with a stream error.
+	id := uint32(1 + 2*streams)
+	c.raw(frame(frameHeaders, flagEndHeaders|flagEndStream, id, c.get("/")...))
+	if c.next(5*time.Second, func(f http2.Frame) bool {
+		h, ok := f.(*http2.MetaHeadersFrame)
+		return ok && h.StreamID == id && h.StreamEnded()
+	}) == nil {
+		t.Fatalf("no response on stream %d", id)
+	}
+	c.raw(frame(frameData, 0, id, make([]byte, 100)...))
+	if code, goAway, ok := c.rstOrGoAway(id, 5*time.Second); !ok || goAway || code != http2.ErrCodeStreamClosed {
+		t.Fatalf("DATA on closed stream %d: %v (GOAWAY %t, seen %t), want RST_STREAM STREAM_CLOSED", id, code, goAway, ok)
+	}
+	c.ping(t)
+	sc.mu.Lock()
+	window := sc.recvWindow + sc.recvUnacked
+	sc.mu.Unlock()
+	if window != int64(sc.cfg.ConnWindow) {
+		t.Errorf("connection window %d after the late DATA was dropped, want all %d given back", window, sc.cfg.ConnWindow)
+	}
+}
+
+// TestPaddedDataCountsAgainstWindows guards flow control for padded DATA
+// (RFC 9113 §6.1): the whole frame payload, pad length and padding
+// included, counts against the stream and connection windows; padding is
+// given back at once, the data only when the handler reads it.
+func TestPaddedDataCountsAgainstWindows(t *testing.T) {
+	const window = 1000
+	release := make(chan struct{})
+	ts := startServer(t, Config{StreamWindow: window}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select { // does not read the body
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer close(release)
+	c := ts.dialRaw(t)
+	sc := ts.connOf(t, c)
+	c.ping(t) // our SETTINGS ACK is in: streams get the 1000-octet window
+	padded := func(data, pad int) []byte {
+		p := append([]byte{byte(pad)}, make([]byte, data+pad)...)
+		return frame(frameData, flagPadded, 1, p...)
+	}
+	c.raw(frame(frameHeaders, flagEndHeaders, 1, c.block(":method", "POST", ":scheme", "https", ":authority", "localhost", ":path", "/")...))
+	// 10 octets of data, 255 of padding and 1 of pad length: 266 octets
+	// of the window. The padding comes back (256 octets, over a quarter
+	// of the window), the data does not.
+	c.raw(padded(10, 255))
+	f := c.next(5*time.Second, func(f http2.Frame) bool { w, ok := f.(*http2.WindowUpdateFrame); return ok && w.StreamID == 1 })
+	if f == nil {
+		t.Fatal("no WINDOW_UPDATE on stream 1 for the padding")
+	}
+	if got := f.(*http2.WindowUpdateFrame).Increment; got != 256 {
+		t.Errorf("WINDOW_UPDATE of %d for 10 data octets in a 266-octet padded frame, want 256", got)
+	}
+	sc.mu.Lock()
+	connWindow := sc.recvWindow + sc.recvUnacked
+	sc.mu.Unlock()
+	if connWindow != int64(sc.cfg.ConnWindow)-10 {
+		t.Errorf("connection window %d with 10 octets unread, want %d", connWindow, sc.cfg.ConnWindow-10)
+	}
+	// 900 more octets, unread: 90 of the stream window left. Then 257
+	// octets with 1 of data: over the window, though its data would fit.
+	// A stream error, not a connection one.
+	c.raw(frame(frameData, 0, 1, make([]byte, 900)...))
+	c.raw(padded(1, 255))
+	if code, goAway, ok := c.rstOrGoAway(1, 5*time.Second); !ok || goAway || code != http2.ErrCodeFlowControl {
+		t.Fatalf("padded DATA over the stream window: %v (GOAWAY %t, seen %t), want RST_STREAM FLOW_CONTROL_ERROR", code, goAway, ok)
+	}
+	c.ping(t)
+	sc.mu.Lock()
+	connWindow = sc.recvWindow + sc.recvUnacked
+	sc.mu.Unlock()
+	if connWindow != int64(sc.cfg.ConnWindow) {
+		t.Errorf("connection window %d after the stream's reset, want all %d given back", connWindow, sc.cfg.ConnWindow)
+	}
+}

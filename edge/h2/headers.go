@@ -1,6 +1,8 @@
 package h2
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -24,9 +26,9 @@ type headerBlock struct {
 	continuations int
 
 	kind      blockKind
-	st        *stream // the stream whose trailers these are
-	selfDep   bool    // HEADERS whose priority depends on its own stream
-	size      int     // the decoded header list size (RFC 9113 §6.5.2)
+	selfDep   bool // HEADERS whose priority depends on its own stream
+	size      int  // the decoded header list size (RFC 9113 §6.5.2)
+	encoded   int  // the octets of the block as sent (compressed)
 	tooLarge  bool
 	malformed string // why the block is malformed, if it is
 
@@ -34,6 +36,7 @@ type headerBlock struct {
 	pseudoSeen                                uint8
 	method, scheme, authority, path, protocol string
 	host, contentLength                       string
+	hosts                                     int
 	fields                                    []hpack.HeaderField
 	cookies                                   int
 }
@@ -144,7 +147,11 @@ func (hb *headerBlock) emit(f hpack.HeaderField) {
 			hb.contentLength = f.Value
 		}
 	case "host":
+		// Kept apart, as net/http has it: checked against :authority
+		// and left out of r.Header.
+		hb.hosts++
 		hb.host = f.Value
+		return
 	case "cookie":
 		hb.cookies++
 	}
@@ -190,11 +197,12 @@ func (c *conn) canonicalKey(name string) string {
 		return k
 	}
 	k := http.CanonicalHeaderKey(name)
-	if c.canon == nil {
-		c.canon = make(map[string]string)
-	}
-	if len(c.canon) < maxCachedNames {
+	if size := cachedNameSize(name); c.canonBytes+size <= maxCachedNameBytes && len(name) <= maxCachedName {
+		if c.canon == nil {
+			c.canon = make(map[string]string)
+		}
 		c.canon[name] = k
+		c.canonBytes += size
 	}
 	return k
 }
@@ -208,17 +216,26 @@ func (c *conn) lowerKey(k string) string {
 		return l
 	}
 	l := strings.ToLower(k)
-	if c.lower == nil {
-		c.lower = make(map[string]string)
-	}
-	if len(c.lower) < maxCachedNames {
+	if size := cachedNameSize(k); c.lowerBytes+size <= maxCachedNameBytes && len(k) <= maxCachedName {
+		if c.lower == nil {
+			c.lower = make(map[string]string)
+		}
 		c.lower[k] = l
+		c.lowerBytes += size
 	}
 	return l
 }
 
-// maxCachedNames bounds each connection's name caches.
-const maxCachedNames = 64
+// Each connection's name caches are bounded in octets, not entries: the
+// client chooses the names (CVE-2021-44716). Names longer than
+// maxCachedName are converted every time; a cache holds up to
+// maxCachedNameBytes, counting both strings and some map overhead.
+const (
+	maxCachedName      = 64
+	maxCachedNameBytes = 4 << 10
+)
+
+func cachedNameSize(name string) int { return 2*len(name) + 64 }
 
 var commonCanonical = func() map[string]string {
 	m := make(map[string]string)
@@ -282,7 +299,10 @@ func (c *conn) processHeaders(fh frameHeader, p []byte) error {
 	case st != nil && st.remoteClosed:
 		hb.kind = blockStreamClosed
 	case st != nil:
-		hb.kind, hb.st = blockTrailers, st
+		// The stream is looked up again when the block ends: it may be
+		// closed and recycled, even handed to another connection, while
+		// the block is still arriving.
+		hb.kind = blockTrailers
 	case id <= c.maxClientID:
 		reset := c.wasResetLocked(id) || c.goingAway && id > c.lastStreamID
 		c.mu.Unlock()
@@ -300,6 +320,13 @@ func (c *conn) processHeaders(fh frameHeader, p []byte) error {
 		}
 	}
 	c.mu.Unlock()
+	if hb.kind == blockIgnore {
+		// Decoded for the HPACK state's sake, then dropped: work for no
+		// request.
+		if err := c.spendControl("header blocks on reset or ignored streams", 1); err != nil {
+			return err
+		}
+	}
 	return c.headerFragment(p, fh.Flags&flagEndHeaders != 0)
 }
 
@@ -316,7 +343,21 @@ func (c *conn) processContinuation(fh frameHeader, p []byte) error {
 }
 
 func (c *conn) headerFragment(p []byte, end bool) error {
+	// The block's octets as sent are bounded too: HPACK keeps decoding
+	// past MaxHeaderBytes (to stay in step), and CONTINUATION frames
+	// alone would allow 33 x 16 KiB. Compressed, a header list is no
+	// larger than decoded (32 octets per field are counted), so a block
+	// over twice the limit could only ever be answered 431.
+	c.hb.encoded += len(p)
+	if limit := maxBlockOctets(c.cfg); c.hb.encoded > limit {
+		return connError{ErrCodeProtocol, fmt.Sprintf("the header block of stream %d exceeds %d octets (MaxHeaderBytes %d)", c.hb.stream, limit, c.cfg.MaxHeaderBytes)}
+	}
 	if _, err := c.hdec.Write(p); err != nil {
+		if errors.Is(err, hpack.ErrStringLength) {
+			// Refused before it is buffered: a string that never ends
+			// would otherwise be held whole by the decoder.
+			return connError{ErrCodeProtocol, fmt.Sprintf("a header field in the block of stream %d is longer than %d octets (MaxHeaderBytes %d)", c.hb.stream, maxBlockOctets(c.cfg), c.cfg.MaxHeaderBytes)}
+		}
 		return connError{ErrCodeCompression, fmt.Sprintf("decoding the header block of stream %d: %v", c.hb.stream, err)}
 	}
 	if !end {
@@ -330,6 +371,9 @@ func (c *conn) headerFragment(p []byte, end bool) error {
 	}
 	return c.endHeaders()
 }
+
+// maxBlockOctets bounds a header block as sent, and any string in it.
+func maxBlockOctets(cfg *Config) int { return max(2*cfg.MaxHeaderBytes, minMaxFrameSize) }
 
 // endHeaders acts on a complete header block.
 func (c *conn) endHeaders() error {
@@ -362,15 +406,16 @@ func (c *conn) endHeaders() error {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
+		c.dropRequest(st)
 		return nil
 	}
 	if c.active >= int(c.cfg.MaxConcurrentStreams) {
 		c.mu.Unlock()
-		c.srv.putStream(st)
+		c.dropRequest(st)
 		return c.refuse(id, ErrCodeRefusedStream, "over SETTINGS_MAX_CONCURRENT_STREAMS")
 	}
 	st.c, st.id, st.req, st.rs = c, id, req, rs
-	st.bodyCond.L = &c.mu
+	rs.body.cond.L = &c.mu
 	st.sendWindow = c.peerInitWindow
 	st.recvWindow = c.streamRecvInit
 	st.inMap = true
@@ -409,16 +454,32 @@ func (c *conn) endHeaders() error {
 	return nil
 }
 
-// refuse resets a stream that never reached a handler.
+// errRequestDropped is the cause of the context of a request built and
+// then dropped: the connection closed, or the stream was refused.
+var errRequestDropped error = canceled{errors.New("http2: request dropped before its handler started")}
+
+// dropRequest gives back a stream whose request was built but will never
+// reach a handler: its context is cancelled (a BaseContext that can be
+// cancelled would otherwise keep it registered) and the stream is pooled.
+func (c *conn) dropRequest(st *stream) {
+	st.cancel(errRequestDropped)
+	c.srv.putStream(st)
+}
+
+// refuse resets a stream that never reached a handler; the reset budget
+// pays for it.
 func (c *conn) refuse(id uint32, code ErrCode, reason string) error {
 	c.srv.log.Debug("HTTP/2 request refused", "client", c.remote, "stream", id, "code", code.String(), "reason", reason)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.sendRSTLocked(id, code)
+	return c.streamErrorLocked(id, code)
 }
 
 // headerListTooLarge answers 431 to a request whose header list exceeds
-// MaxHeaderBytes.
+// MaxHeaderBytes. The answer is a control reply (bounded with the others
+// while the client does not read) and a refused request: it spends a
+// token of the reset budget, as a reset stream would. With HPACK's
+// dynamic table, an oversized header list costs its sender a few octets.
 func (c *conn) headerListTooLarge(id uint32, endStream bool) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -428,11 +489,17 @@ func (c *conn) headerListTooLarge(id uint32, endStream bool) error {
 	c.hbuf.b = c.hbuf.b[:0]
 	_ = c.henc.WriteField(hpack.HeaderField{Name: ":status", Value: "431"})
 	_ = c.henc.WriteField(hpack.HeaderField{Name: "content-length", Value: "0"})
-	c.wbuf = appendHeaderBlock(c.buf(), id, c.hbuf.b, true, c.peerMaxFrame)
-	c.wakeWriterLocked()
+	before := len(c.buf())
+	c.wbuf = appendHeaderBlock(c.wbuf, id, c.hbuf.b, true, c.peerMaxFrame)
 	if !endStream {
 		// The response is complete; the body is not wanted.
-		return c.sendRSTLocked(id, ErrCodeNo)
+		c.appendRSTLocked(id, ErrCodeNo)
+	}
+	if err := c.queueControlLocked(len(c.wbuf) - before); err != nil {
+		return err
+	}
+	if !c.takeResetLocked() {
+		return c.calmLocked(c.resetBudgetSpent("431 answers to oversized header lists"))
 	}
 	return nil
 }
@@ -440,24 +507,38 @@ func (c *conn) headerListTooLarge(id uint32, endStream bool) error {
 // endTrailers takes the request trailers of an open stream; they end it.
 func (c *conn) endTrailers() error {
 	hb := &c.hb
-	st := hb.st
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if !st.inMap || st.remoteClosed {
-		return nil // reset while the block was arriving
+	// Never a *stream kept from the HEADERS frame: streams are pooled, and
+	// one closed while its trailers were arriving may serve another
+	// connection's request by now.
+	st := c.streams[hb.stream]
+	if st == nil || st.remoteClosed {
+		// Closed or reset while the block was arriving: decoded for
+		// nothing, as a block on an ignored stream.
+		if !c.takeControl(1) {
+			return c.calmLocked(controlFlood("header blocks on reset or ignored streams"))
+		}
+		return nil
+	}
+	if st.c != c || st.id != hb.stream {
+		panic("h2: stream table holds another connection's stream")
 	}
 	switch {
 	case !hb.endStream:
-		return c.resetStreamLocked(st, ErrCodeProtocol)
+		return c.streamErrorLocked(st.id, ErrCodeProtocol)
 	case hb.tooLarge, hb.malformed != "":
-		return c.resetStreamLocked(st, ErrCodeProtocol)
+		return c.streamErrorLocked(st.id, ErrCodeProtocol)
 	case st.declLen >= 0 && st.received != st.declLen:
-		return c.resetStreamLocked(st, ErrCodeProtocol)
+		return c.streamErrorLocked(st.id, ErrCodeProtocol)
 	}
 	for _, f := range hb.fields {
 		k := c.canonicalKey(f.Name)
 		if !httpguts.ValidTrailerHeader(k) {
-			return c.resetStreamLocked(st, ErrCodeProtocol)
+			return c.streamErrorLocked(st.id, ErrCodeProtocol)
+		}
+		if st.reqTrailer == nil {
+			continue // none declared: r.Trailer stays nil (copyTrailersLocked)
 		}
 		if st.trailers == nil {
 			st.trailers = make(http.Header)
@@ -479,10 +560,17 @@ func (c *conn) newRequest(hb *headerBlock, rs *requestState, st *stream) (*http.
 	}
 	isConnect := hb.method == http.MethodConnect
 	authority := hb.authority
-	if authority == "" {
+	switch {
+	case hb.hosts > 1:
+		return nil, fmt.Sprintf("%d host fields", hb.hosts)
+	case hb.hosts == 1 && authority == "":
 		authority = hb.host
-	} else if hb.host != "" && !strings.EqualFold(hb.host, authority) {
+	case hb.hosts == 1 && hb.host != authority:
+		// Compared exactly, as net/http does.
 		return nil, fmt.Sprintf("host %q differs from :authority %q", hb.host, authority)
+	}
+	if strings.IndexByte(authority, '@') >= 0 && (hb.scheme == "http" || hb.scheme == "https") {
+		return nil, fmt.Sprintf("userinfo in authority %q (RFC 9113 §8.3.1)", authority)
 	}
 	if authority != "" && !httpguts.ValidHostHeader(authority) {
 		return nil, fmt.Sprintf("invalid authority %q", authority)
@@ -572,14 +660,27 @@ func (c *conn) newRequest(hb *headerBlock, rs *requestState, st *stream) (*http.
 		delete(h, "Trailer")
 	}
 
+	// Expect: 100-continue is the server's business, as net/http has it:
+	// the header goes, and "100 Continue" is sent when the handler first
+	// reads the body (if its response has not started by then).
+	expect := httpguts.HeaderValuesContainsToken(h["Expect"], "100-continue")
+	if expect {
+		delete(h, "Expect")
+	}
 	var body io.ReadCloser = http.NoBody
 	if !hb.endStream {
 		rs.body.st = st
 		rs.body.c = c
+		rs.body.needsContinue = expect
 		body = &rs.body
 	}
-	rs.ctx.parent = c.base
-	st.ctx = &rs.ctx
+	// A context of the standard kind: Err is exactly context.Canceled
+	// (or the base's DeadlineExceeded), context.Cause says why the stream
+	// ended, and the BaseContext's cancellation reaches it. With the
+	// default BaseContext (never cancelled) nothing registers with a
+	// parent.
+	ctx, cancel := context.WithCancelCause(c.base)
+	st.cancel = cancel
 	rs.rw.st = st
 	r := http.Request{
 		Method:        hb.method,
@@ -597,7 +698,7 @@ func (c *conn) newRequest(hb *headerBlock, rs *requestState, st *stream) (*http.
 		Trailer:       trailer,
 	}
 	st.reqTrailer = trailer
-	return r.WithContext(&rs.ctx), ""
+	return r.WithContext(ctx), ""
 }
 
 // parseRequestPath is url.ParseRequestURI for the common request target:

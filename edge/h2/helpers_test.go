@@ -9,6 +9,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/binary"
 	"errors"
 	"io"
 	"log/slog"
@@ -204,11 +205,14 @@ func (c *rawConn) read() {
 					close(c.settings)
 				}
 			}
-		case *http2.GoAwayFrame:
-			c.goAway.Store(f)
 		}
-		// Framer reuses frames: copy what tests look at.
-		c.frames <- copyFrame(f)
+		// Framer reuses frames (and invalidates each at the next read):
+		// copy what tests look at.
+		f = copyFrame(f)
+		if ga, ok := f.(*http2.GoAwayFrame); ok {
+			c.goAway.Store(ga)
+		}
+		c.frames <- f
 	}
 }
 
@@ -218,7 +222,28 @@ func copyFrame(f http2.Frame) http2.Frame {
 	case *http2.DataFrame:
 		return &dataFrame{DataFrame: *f, data: append([]byte(nil), f.Data()...)}
 	case *http2.MetaHeadersFrame:
-		return f // fields are copies already
+		// The fields are copies already; the HEADERS frame under them
+		// is not.
+		cp, hf := *f, *f.HeadersFrame
+		cp.HeadersFrame = &hf
+		return &cp
+	case *http2.RSTStreamFrame:
+		cp := *f
+		return &cp
+	case *http2.GoAwayFrame:
+		cp := *f
+		return &cp
+	case *http2.WindowUpdateFrame:
+		cp := *f
+		return &cp
+	case *http2.PingFrame:
+		cp := *f
+		return &cp
+	case *http2.SettingsFrame:
+		// Its header only: the settings still point into the Framer's
+		// buffer (no test reads them from a rawConn).
+		cp := *f
+		return &cp
 	}
 	return f
 }
@@ -344,4 +369,56 @@ func needTool(t testing.TB, name, install string) string {
 	}
 	t.Skipf("%s is not installed (%s); skipping", name, install)
 	return ""
+}
+
+// ping sends a PING and waits for its ACK: every frame sent before it has
+// been processed by the server's frame loop. It returns the frames that
+// arrived before the ACK.
+func (c *rawConn) ping(t testing.TB) []http2.Frame {
+	t.Helper()
+	var data [8]byte
+	binary.BigEndian.PutUint64(data[:], uint64(time.Now().UnixNano()))
+	if err := c.raw(frame(framePing, 0, 0, data[:]...)); err != nil {
+		t.Fatalf("sending PING: %v", err)
+	}
+	var before []http2.Frame
+	if c.next(5*time.Second, func(f http2.Frame) bool {
+		if p, ok := f.(*http2.PingFrame); ok && p.IsAck() && p.Data == data {
+			return true
+		}
+		before = append(before, f)
+		return false
+	}) == nil {
+		t.Fatal("no PING ACK in 5s")
+	}
+	return before
+}
+
+// connOf returns the server's side of a raw client's connection.
+func (ts *testServer) connOf(t *testing.T, rc *rawConn) *conn {
+	t.Helper()
+	addr := rc.conn.LocalAddr().String()
+	return ts.connWith(t, func(c *conn) bool { return c.remote == addr })
+}
+
+// connWith returns the server's connection that satisfies match (under
+// its lock), waiting up to 5s for one to.
+func (ts *testServer) connWith(t *testing.T, match func(*conn) bool) *conn {
+	t.Helper()
+	var found *conn
+	waitUntil(t, func() bool {
+		ts.mu.Lock()
+		defer ts.mu.Unlock()
+		for c := range ts.conns {
+			c.mu.Lock()
+			ok := match(c)
+			c.mu.Unlock()
+			if ok {
+				found = c
+				return true
+			}
+		}
+		return false
+	})
+	return found
 }

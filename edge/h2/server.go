@@ -29,11 +29,14 @@ type Config struct {
 	// block (default 32); more ends the connection (CVE-2023-45288).
 	MaxContinuationFrames int
 	// ResetBurst and ResetRate are the stream-reset budget of a connection:
-	// every RST_STREAM the client sends and every one the server sends
-	// with a code other than NO_ERROR spends one token; ResetRate tokens a
-	// second refill it up to ResetBurst (defaults 200 and 50/s). A spent
-	// budget ends the connection with ENHANCE_YOUR_CALM (rapid reset,
-	// CVE-2023-44487; MadeYouReset, CVE-2025-8671).
+	// every RST_STREAM the client sends, and every stream the server
+	// resets or refuses because of the client's frames (a stream error,
+	// REFUSED_STREAM, a 431 answer), spends one token; ResetRate tokens a
+	// second refill it up to ResetBurst (defaults 200 and 50/s). Resets
+	// the server decides on its own (a handler's panic, a short response,
+	// a deadline) spend nothing. A spent budget ends the connection with
+	// ENHANCE_YOUR_CALM (rapid reset, CVE-2023-44487; MadeYouReset,
+	// CVE-2025-8671).
 	ResetBurst int
 	ResetRate  float64
 
@@ -43,13 +46,20 @@ type Config struct {
 	// IdleTimeout closes a connection without streams for this long, with
 	// GOAWAY first (default 120s; negative: never).
 	IdleTimeout time.Duration
-	// ReadTimeout bounds, per stream, reading the request body from the
-	// handler's start (default: none). A handler can move it with
+	// ReadTimeout bounds, per stream, reading the request body, from the
+	// arrival of the request's header block (as x/net starts it; a
+	// stream waiting for a handler slot spends it too). Default: none.
+	// Once it passes, Read returns what had arrived and then an error
+	// that wraps os.ErrDeadlineExceeded, for good; what the client sends
+	// afterwards is dropped (its connection window given back), and the
+	// stream is not reset: the handler may still answer. A handler can
+	// move the deadline, before it passes, with
 	// http.ResponseController.SetReadDeadline.
 	ReadTimeout time.Duration
-	// WriteTimeout bounds, per stream, writing the response from the
-	// handler's start (the stream is reset after it), and cuts a connection
-	// whose peer accepts no bytes for that long (default: none).
+	// WriteTimeout bounds, per stream, writing the response, from the
+	// arrival of the request's header block: past it the stream is reset
+	// (INTERNAL_ERROR) and the handler's writes fail. It also cuts a
+	// connection whose peer accepts no bytes for that long. Default: none.
 	WriteTimeout time.Duration
 
 	// Workers is how many long-lived goroutines run handlers (default 256).
@@ -128,7 +138,8 @@ type Server struct {
 	streams sync.Pool // *stream
 	bufs    sync.Pool // *[]byte write queues
 
-	abusive atomic.Int64
+	abusive      atomic.Int64
+	serverResets atomic.Int64 // streams reset for the server's own reasons (serverResetLocked)
 }
 
 // NewServer returns a server for h with cfg's limits.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -22,7 +23,9 @@ type stream struct {
 	id  uint32
 	req *http.Request
 	rs  *requestState
-	ctx *streamCtx
+	// cancel ends the request's context (context.WithCancelCause of the
+	// connection's base): Err is context.Canceled, Cause says why.
+	cancel context.CancelCauseFunc
 
 	// Guarded by c.mu.
 	inMap        bool // in c.streams: open or half-closed
@@ -39,9 +42,8 @@ type stream struct {
 	received     int64 // request body octets received
 	body         []byte
 	bodyOff      int
-	bodyErr      error // io.EOF after END_STREAM, or why the body failed
-	bodyDone     bool  // nobody reads the body any more: arriving data is dropped
-	bodyCond     sync.Cond
+	bodyErr      error       // io.EOF after END_STREAM, or why the body failed
+	bodyDone     bool        // nobody reads the body any more: arriving data is dropped
 	trailers     http.Header // request trailers as received
 	reqTrailer   http.Header // the request's Trailer map (declared names)
 	readBy       time.Time
@@ -53,15 +55,16 @@ type stream struct {
 	wroteHeader bool
 	sentHeader  bool
 	isHead      bool
-	declared    int64 // the Content-Length the handler set, or -1
-	written     int64
+	declared    int64  // the Content-Length the handler set, or -1
+	written     int64  // body octets accepted (a write past Content-Length is not)
 	buf         []byte // the handler's first writes, up to respBufSize
 	trailerKeys []string
 	snap        []hpack.HeaderField // the header at WriteHeader, in wire form
 	hasType     bool                // ... and whether it had Content-Type,
 	hasLen      bool                // Content-Length,
 	hasTE       bool                // Transfer-Encoding,
-	hasDate     bool                // Date
+	hasDate     bool                // Date,
+	hasEncoding bool                // a non-empty Content-Encoding
 }
 
 // respBufSize is how much of a response is held back so that a small one
@@ -71,7 +74,6 @@ const respBufSize = 4 << 10
 // requestState is what a request allocates: everything a handler may keep
 // after it returns, in one allocation.
 type requestState struct {
-	ctx  streamCtx
 	rw   responseWriter
 	body requestBody
 	url  url.URL
@@ -119,25 +121,48 @@ func (st *stream) creditLocked(n int64) {
 	c.wakeWriterLocked()
 }
 
-// copyTrailersLocked fills the request's declared trailers once the body
-// is complete, as net/http does: only names the request declared.
+// wakeBodyLocked wakes the goroutines waiting in the request body's Read:
+// data, END_STREAM or an error arrived, or the stream went. The condition
+// variable belongs to the request, not to the pooled stream, so that a
+// reader still waiting when the stream is recycled is woken, not lost.
+func (st *stream) wakeBodyLocked() {
+	st.rs.body.cond.Broadcast()
+}
+
+// copyTrailersLocked fills the request's Trailer map once the body is
+// complete. A request that declared trailers gets every trailer received,
+// declared or not, as net/http's HTTP/1 server merges them: a gateway
+// that forwards r.Trailer must not lose a field because the client did
+// not announce it (x/net keeps only the declared names). A request that
+// declared none keeps r.Trailer nil, and what arrived was not kept. It
+// runs on the goroutine whose Read returned io.EOF, so that r.Trailer is
+// never written while the handler may be reading it.
 func (st *stream) copyTrailersLocked() {
 	for k, vv := range st.trailers {
-		if _, ok := st.reqTrailer[k]; ok {
-			st.reqTrailer[k] = vv
-		}
+		st.reqTrailer[k] = vv
 	}
 }
 
 // run serves the stream on a worker.
 func (st *stream) run() {
+	c := st.c
+	c.mu.Lock()
+	reset := st.reset
+	c.mu.Unlock()
+	if reset {
+		// Reset between the frame loop's hand-off and now (the worker
+		// pool was slow to get to it): the client has given up on it,
+		// and a handler would do its work for nobody.
+		st.handlerReturned(false, nil, true)
+		return
+	}
 	panicked := true
 	defer func() {
 		var v any
 		if panicked {
 			v = recover()
 		}
-		st.handlerReturned(panicked, v)
+		st.handlerReturned(panicked, v, false)
 	}()
 	st.c.srv.handler.ServeHTTP(&st.rs.rw, st.req)
 	panicked = false
@@ -145,40 +170,49 @@ func (st *stream) run() {
 
 // handlerReturned completes the response (or resets the stream after a
 // panic), cancels the request's context, and gives the handler's slot to
-// the next waiting stream.
-func (st *stream) handlerReturned(panicked bool, v any) {
+// the next waiting stream. skipped: the handler never ran (the stream was
+// reset before it could).
+func (st *stream) handlerReturned(panicked bool, v any, skipped bool) {
 	c := st.c
 	if panicked {
 		if v != nil && v != http.ErrAbortHandler {
 			c.srv.log.Error("http2: panic serving request", "client", c.remote, "method", st.req.Method,
 				"uri", st.req.RequestURI, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
 		}
+	} else if skipped {
+		// Nothing to complete: the stream is reset.
 	} else if err := st.finish(); err != nil && err != errStreamClosed && err != errConnClosed {
 		c.srv.log.Debug("http2: response not completed", "client", c.remote, "stream", st.id, "error", err)
 	}
 	st.rs.rw.st = nil
 
 	c.mu.Lock()
-	if panicked && !st.localClosed {
-		if err := c.resetStreamLocked(st, ErrCodeInternal); err != nil {
-			c.killLocked(err)
+	if panicked {
+		c.waitQueueLocked()
+		if !st.localClosed {
+			c.serverResetLocked(st, ErrCodeInternal, "the handler panicked")
 		}
 	}
 	st.bodyDone = true
 	st.rs.body.st = nil
+	st.wakeBodyLocked() // a goroutine the handler left reading gets errBodyClosed
 	if n := int64(len(st.body) - st.bodyOff); n > 0 {
 		st.bodyOff = len(st.body)
 		c.creditConnLocked(n)
 	}
 	if st.inMap && st.localClosed && !st.remoteClosed {
-		// The response is complete and the rest of the body is not
-		// wanted: RST_STREAM(NO_ERROR) tells the client to stop sending
-		// (RFC 9113 §8.1).
-		_ = c.sendRSTLocked(st.id, ErrCodeNo)
-		st.remoteClosed = true
-		c.closeStreamLocked(st)
+		c.waitQueueLocked()
+		if st.inMap && !st.remoteClosed && !c.closed {
+			// The response is complete and the rest of the body is not
+			// wanted: RST_STREAM(NO_ERROR) tells the client to stop
+			// sending (RFC 9113 §8.1).
+			c.appendRSTLocked(st.id, ErrCodeNo)
+			c.wakeWriterLocked()
+			st.remoteClosed = true
+			c.closeStreamLocked(st)
+		}
 	}
-	st.ctx.cancel(context.Canceled)
+	st.cancel(errHandlerReturned)
 	c.running--
 	var next *stream
 	for len(c.pending) > 0 && next == nil {
@@ -186,7 +220,7 @@ func (st *stream) handlerReturned(panicked bool, v any) {
 		c.pending[0] = nil
 		c.pending = c.pending[1:]
 		p.pending = false
-		if p.reset {
+		if p.reset { // not expected: an abort takes the stream off the queue
 			c.maybeRecycleLocked(p)
 			continue
 		}
@@ -207,21 +241,17 @@ func (st *stream) handlerReturned(panicked bool, v any) {
 	}
 }
 
-// killLocked ends the connection from outside the frame loop (a spent
-// budget noticed by a handler or the sweeper).
-func (c *conn) killLocked(err error) {
-	var ce connError
-	if errors.As(err, &ce) {
-		c.sendGoAwayLocked(ce.Code, "")
-	}
-}
-
 // requestBody is the handler's r.Body: what the client has sent on the
 // stream, readable while more arrives.
 type requestBody struct {
 	c      *conn
-	st     *stream // nil once the handler has returned
+	st     *stream   // nil once the handler has returned
+	cond   sync.Cond // L is c.mu; see stream.wakeBodyLocked
 	closed bool
+	sawEOF bool // Read has returned io.EOF (and copied the trailers)
+	// needsContinue: the request said Expect: 100-continue and the first
+	// Read has not happened yet.
+	needsContinue bool
 }
 
 var errBodyClosed = errors.New("http: invalid Read on closed Body")
@@ -233,6 +263,13 @@ func (b *requestBody) Read(p []byte) (int, error) {
 	st := b.st
 	if st == nil || b.closed {
 		return 0, errBodyClosed
+	}
+	if b.needsContinue {
+		b.needsContinue = false
+		st.write100ContinueLocked()
+		if b.st != st || b.closed {
+			return 0, errBodyClosed
+		}
 	}
 	for {
 		if st.bodyOff < len(st.body) {
@@ -246,13 +283,17 @@ func (b *requestBody) Read(p []byte) (int, error) {
 			return n, nil
 		}
 		if st.bodyErr != nil {
+			if st.bodyErr == io.EOF && !b.sawEOF {
+				b.sawEOF = true
+				st.copyTrailersLocked()
+			}
 			return 0, st.bodyErr
 		}
 		if len(p) == 0 {
 			return 0, nil
 		}
-		st.bodyCond.Wait()
-		if b.st != st {
+		b.cond.Wait()
+		if b.st != st || b.closed {
 			return 0, errBodyClosed
 		}
 	}
@@ -276,100 +317,19 @@ func (b *requestBody) Close() error {
 		st.body, st.bodyOff = st.body[:0], 0
 		c.creditConnLocked(n)
 	}
-	st.bodyCond.Broadcast()
+	b.cond.Broadcast()
 	return nil
 }
 
-// streamCtx is a request's context: cancelled when the stream is reset,
-// the connection ends, or the handler returns. It is its own small
-// context type so that a request costs no cancelCtx registered with a
-// parent, and implements AfterFunc so that contexts derived from it cost
-// no goroutine either.
-type streamCtx struct {
-	parent context.Context // values and deadline; never cancelled
-	mu     sync.Mutex
-	done   chan struct{}
-	err    error
-	afters []afterFunc
-	nextID int
-}
+// canceled is the cause of a request context's cancellation: why the
+// stream ended. It is context.Canceled to errors.Is, as the context's Err
+// is exactly.
+type canceled struct{ err error }
 
-type afterFunc struct {
-	id int
-	f  func()
-}
+func (e canceled) Error() string   { return e.err.Error() }
+func (e canceled) Unwrap() []error { return []error{e.err, context.Canceled} }
 
-var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
-
-func (x *streamCtx) Deadline() (time.Time, bool) { return x.parent.Deadline() }
-func (x *streamCtx) Value(key any) any           { return x.parent.Value(key) }
-
-func (x *streamCtx) Done() <-chan struct{} {
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	if x.done == nil {
-		if x.err != nil {
-			return closedChan
-		}
-		x.done = make(chan struct{})
-	}
-	return x.done
-}
-
-func (x *streamCtx) Err() error {
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	return x.err
-}
-
-func (x *streamCtx) String() string { return "h2.streamCtx" }
-
-func (x *streamCtx) cancel(err error) {
-	x.mu.Lock()
-	if x.err != nil {
-		x.mu.Unlock()
-		return
-	}
-	if !errors.Is(err, context.Canceled) {
-		err = fmt.Errorf("%w: %w", context.Canceled, err)
-	}
-	x.err = err
-	if x.done != nil {
-		close(x.done)
-	}
-	afters := x.afters
-	x.afters = nil
-	x.mu.Unlock()
-	for _, a := range afters {
-		a.f()
-	}
-}
-
-// AfterFunc runs f when the context is cancelled (at once, if it is).
-// The context package uses it for contexts derived from this one.
-func (x *streamCtx) AfterFunc(f func()) (stop func() bool) {
-	x.mu.Lock()
-	if x.err != nil {
-		x.mu.Unlock()
-		go f()
-		return func() bool { return false }
-	}
-	x.nextID++
-	id := x.nextID
-	x.afters = append(x.afters, afterFunc{id, f})
-	x.mu.Unlock()
-	return func() bool {
-		x.mu.Lock()
-		defer x.mu.Unlock()
-		for i, a := range x.afters {
-			if a.id == id {
-				x.afters = append(x.afters[:i], x.afters[i+1:]...)
-				return true
-			}
-		}
-		return false
-	}
-}
+var errHandlerReturned error = canceled{errors.New("http2: the handler returned")}
 
 // Deadlines: one timer per connection, armed for the earliest deadline
 // of its streams (ReadTimeout, WriteTimeout, ResponseController's). A
@@ -415,21 +375,21 @@ func (c *conn) sweepDeadlines() {
 		if !st.writeBy.IsZero() && !st.localClosed {
 			if !now.Before(st.writeBy) {
 				st.writeBy = time.Time{}
-				if err := c.resetStreamLocked(st, ErrCodeInternal); err != nil {
-					c.killLocked(err)
-					return
-				}
+				c.serverResetLocked(st, ErrCodeInternal, "the response's write deadline passed")
 				continue
 			}
 			earliest(st.writeBy)
 		}
 		if !st.readBy.IsZero() && !st.remoteClosed {
 			if !now.Before(st.readBy) {
+				// What has arrived stays readable; what arrives from now
+				// on is dropped, as x/net's closed pipe drops it.
 				st.readBy = time.Time{}
 				if st.bodyErr == nil {
 					st.bodyErr = errReadDeadline
 				}
-				st.bodyCond.Broadcast()
+				st.bodyDone = true
+				st.wakeBodyLocked()
 				continue
 			}
 			earliest(st.readBy)

@@ -173,7 +173,15 @@ func (w *responseWriter) WriteHeader(code int) {
 	if code < 100 || code > 999 {
 		panic("invalid WriteHeader code " + strconv.Itoa(code))
 	}
-	if code >= 100 && code <= 199 && code != http.StatusSwitchingProtocols {
+	if code == http.StatusSwitchingProtocols {
+		// HTTP/2 has no 101 (RFC 9113 §8.6: clients such as nghttp2 reset
+		// the stream on it). As x/net has it, it is not a final status:
+		// the handler's next WriteHeader or Write makes the response. It
+		// is not sent at all.
+		st.c.srv.log.Debug("http2: 101 Switching Protocols is not valid in HTTP/2; not sent", "stream", st.id)
+		return
+	}
+	if code >= 100 && code <= 199 {
 		if err := st.writeInformational(code); err != nil {
 			st.c.srv.log.Debug("http2: informational response not sent", "stream", st.id, "error", err)
 		}
@@ -200,6 +208,9 @@ func (st *stream) snapshotHeader() {
 	_, st.hasLen = h["Content-Length"]
 	_, st.hasTE = h["Transfer-Encoding"]
 	_, st.hasDate = h["Date"]
+	// net/http does not sniff an encoded body: its type is not what the
+	// octets look like.
+	st.hasEncoding = h.Get("Content-Encoding") != ""
 	st.snap = st.snap[:0]
 	if len(h) == 0 {
 		return
@@ -225,10 +236,13 @@ func (w *responseWriter) write(p []byte, s string) (int, error) {
 	if !bodyAllowed(st.status) {
 		return 0, http.ErrBodyNotAllowed
 	}
-	st.written += int64(n)
-	if st.declared >= 0 && st.written > st.declared {
+	if st.declared >= 0 && st.written+int64(n) > st.declared {
+		// Rejected, so not counted: finish compares what was accepted
+		// with the declared length and resets a response that falls
+		// short, instead of ending it as complete.
 		return 0, errTooLong
 	}
+	st.written += int64(n)
 	if len(st.buf)+n <= respBufSize {
 		st.buf = append(st.buf, p...)
 		st.buf = append(st.buf, s...)
@@ -255,7 +269,9 @@ func (w *responseWriter) FlushError() error {
 	return st.writeChunk(nil, false)
 }
 
-// SetReadDeadline bounds reading the request body (zero: no bound).
+// SetReadDeadline bounds reading the request body (zero: no bound); see
+// Config.ReadTimeout for what happens when it passes. A deadline that has
+// passed already stays passed.
 func (w *responseWriter) SetReadDeadline(t time.Time) error {
 	st := w.stream()
 	c := st.c
@@ -305,7 +321,9 @@ func (st *stream) writableLocked() error {
 	return nil
 }
 
-// writeInformational sends a 1xx response with the handler's header.
+// writeInformational sends a 1xx response with the handler's header,
+// less Content-Length (a 1xx response has no content; x/net strips it
+// too, and the header may already hold the final response's).
 func (st *stream) writeInformational(code int) error {
 	c := st.c
 	c.mu.Lock()
@@ -317,12 +335,29 @@ func (st *stream) writeInformational(code int) error {
 	c.writeStatusLocked(code)
 	st.snap = c.appendWireFieldsLocked(st.snap[:0], st.hdr, nil)
 	for _, f := range st.snap {
-		_ = c.henc.WriteField(f)
+		if f.Name != "content-length" {
+			_ = c.henc.WriteField(f)
+		}
 	}
 	st.snap = st.snap[:0]
 	c.wbuf = appendHeaderBlock(c.buf(), st.id, c.hbuf.b, false, c.peerMaxFrame)
 	c.wakeWriterLocked()
 	return nil
+}
+
+// write100ContinueLocked sends "100 Continue" to a request that asked
+// for it, when its handler first reads the body, unless the final
+// response header has been sent already (net/http's HTTP/2 behaviour).
+func (st *stream) write100ContinueLocked() {
+	c := st.c
+	c.waitQueueLocked()
+	if st.sentHeader || st.writableLocked() != nil {
+		return
+	}
+	c.hbuf.b = c.hbuf.b[:0]
+	c.writeStatusLocked(http.StatusContinue)
+	c.wbuf = appendHeaderBlock(c.buf(), st.id, c.hbuf.b, false, c.peerMaxFrame)
+	c.wakeWriterLocked()
 }
 
 // finish completes the response after the handler returned: whatever is
@@ -336,10 +371,9 @@ func (st *stream) finish() error {
 		c := st.c
 		c.mu.Lock()
 		defer c.mu.Unlock()
+		c.waitQueueLocked()
 		if !st.localClosed {
-			if err := c.resetStreamLocked(st, ErrCodeInternal); err != nil {
-				c.killLocked(err)
-			}
+			c.serverResetLocked(st, ErrCodeInternal, "the response is shorter than its Content-Length")
 		}
 		return errTooShort
 	}
@@ -473,7 +507,7 @@ func (st *stream) encodeResponseHeaderLocked(final bool, p []byte) {
 		_ = c.henc.WriteField(f)
 	}
 	allowed := bodyAllowed(st.status)
-	if !st.hasType && allowed {
+	if !st.hasType && !st.hasEncoding && allowed {
 		sniff := st.buf
 		if len(sniff) == 0 {
 			sniff = p

@@ -3,6 +3,7 @@ package h2
 import (
 	"bytes"
 	"crypto/tls"
+	"encoding/binary"
 	"errors"
 	"io"
 	"net"
@@ -64,6 +65,10 @@ func writerConn(t *testing.T, fc *fakeConn) *conn {
 	t.Helper()
 	s := NewServer(Config{Logger: testLogger(t)}, http.NotFoundHandler())
 	c := s.newConn(fc)
+	// These tests look at their own frames only: not at the SETTINGS
+	// newConn queued.
+	c.wbuf, c.writerPending = c.wbuf[:0], false
+	<-c.wake
 	go c.writeLoop()
 	t.Cleanup(func() {
 		c.mu.Lock()
@@ -195,9 +200,7 @@ func TestResetLeavesInItsOwnWrite(t *testing.T) {
 	c.writerPending = true
 	c.wbuf = append(c.buf(), headers...)
 	c.wbuf = append(c.wbuf, data...)
-	if err := c.sendRSTLocked(1, ErrCodeNo); err != nil {
-		t.Fatal(err)
-	}
+	c.appendRSTLocked(1, ErrCodeNo)
 	c.wbuf = append(c.wbuf, next...)
 	c.writerPending = false
 	c.wakeWriterLocked()
@@ -374,9 +377,16 @@ func TestUnreadRepliesCapped(t *testing.T) {
 		}
 		c.mu.Lock()
 		queued := len(c.wbuf)
+		goAway := queued >= 17 && parseFrameHeader(c.wbuf[queued-17:]).Type == frameGoAway &&
+			ErrCode(binary.BigEndian.Uint32(c.wbuf[queued-4:])) == ErrCodeEnhanceYourCalm
+		finishing := c.finishing.Load()
 		c.mu.Unlock()
 		if queued > controlSlack+64 {
 			t.Fatalf("%d octets queued before the cap", queued)
+		}
+		if !goAway || !finishing || c.srv.Abusive() != 1 {
+			// Never counted as abusive without being ended.
+			t.Fatalf("cut without GOAWAY(ENHANCE_YOUR_CALM) queued last (%t), finishing %t, Abusive() %d", goAway, finishing, c.srv.Abusive())
 		}
 		t.Logf("cut after %d unread PING acknowledgements (%d octets queued)", i, queued)
 		return

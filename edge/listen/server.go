@@ -343,8 +343,9 @@ func (s *Server) startHTTP3() error {
 	return nil
 }
 
-// acceptTLS terminates TLS itself, so that HTTP/2 connections can be served
-// through the frame-watching h2Conn, and hands HTTP/1.1 connections to h1.
+// acceptTLS terminates TLS itself, so that connections that negotiated
+// "h2" can be handed to Portico's own HTTP/2 server (edge/h2), and hands
+// HTTP/1.1 connections to h1.
 func (s *Server) acceptTLS(ln net.Listener) error {
 	for {
 		c, err := ln.Accept()
