@@ -666,7 +666,7 @@ func TestStreamResetBeforeItsWorkerRuns(t *testing.T) {
 	// ... and as processRSTStream leaves it before the worker runs.
 	c.abortStreamLocked(st, fmt.Errorf("http2: stream reset by the client (%v)", ErrCodeCancel))
 	c.mu.Unlock()
-	st.run()
+	st.Run()
 	if called.Load() {
 		t.Error("the handler ran for a stream reset before its worker started")
 	}

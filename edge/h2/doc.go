@@ -10,7 +10,7 @@
 // pings, flow control, stream states, HPACK decoding and request
 // validation all happen there, and no frame is handed to another
 // goroutine. A complete, valid request becomes a stream that a long-lived
-// worker runs the handler for (workers; a fresh goroutine per request
+// worker runs the handler for (edge/workpool; a fresh goroutine per request
 // grew its stack several times over the gateway's deep pipeline). When
 // every worker is busy the handler runs on a goroutine of its own, so a
 // request never waits for another connection's.

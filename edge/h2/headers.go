@@ -449,7 +449,7 @@ func (c *conn) endHeaders() error {
 	}
 	c.mu.Unlock()
 	if start {
-		c.srv.workers.start(st)
+		c.srv.workers.Go(st)
 	}
 	return nil
 }

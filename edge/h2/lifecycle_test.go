@@ -11,10 +11,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -190,51 +188,6 @@ func TestPrefaceTimeout(t *testing.T) {
 		}
 	}
 }
-
-// Workers are reused; when all are busy a handler still runs at once on
-// a goroutine of its own; idle workers end.
-func TestWorkers(t *testing.T) {
-	p := newWorkers(2, 50*time.Millisecond)
-	var wg sync.WaitGroup
-	release := make(chan struct{})
-	started := make(chan struct{}, 5)
-	for range 5 {
-		wg.Add(1)
-		p.start(jobFunc(func() { defer wg.Done(); started <- struct{}{}; <-release }))
-	}
-	for range 5 {
-		select {
-		case <-started:
-		case <-time.After(5 * time.Second):
-			t.Fatal("5 blocking jobs did not all start with a pool of 2")
-		}
-	}
-	if n := p.n.Load(); n > 2 {
-		t.Fatalf("%d workers, the pool's size is 2", n)
-	}
-	close(release)
-	wg.Wait()
-	// Sequential jobs reuse the workers.
-	for range 100 {
-		done := make(chan struct{})
-		p.start(jobFunc(func() { close(done) }))
-		<-done
-	}
-	if n := p.n.Load(); n > 2 {
-		t.Fatalf("%d workers after sequential jobs", n)
-	}
-	// Goexit ends the job's worker, not the count.
-	done := make(chan struct{})
-	p.start(jobFunc(func() { defer close(done); runtime.Goexit() }))
-	<-done
-	waitUntil(t, func() bool { return p.n.Load() == 0 }) // idle exit, Goexit included
-	p.stop()
-	p.stop()
-}
-
-type jobFunc func()
-
-func (f jobFunc) run() { f() }
 
 // The Date header is formatted once a second.
 func TestDateCache(t *testing.T) {

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/portico-edge/portico/edge/workpool"
 )
 
 // Config holds a Server's limits. A zero field means its default.
@@ -62,7 +64,8 @@ type Config struct {
 	// connection whose peer accepts no bytes for that long. Default: none.
 	WriteTimeout time.Duration
 
-	// Workers is how many long-lived goroutines run handlers (default 256).
+	// Workers is how many long-lived goroutines run handlers (default 256);
+	// see edge/workpool for why.
 	// When all are busy a handler runs on a goroutine of its own: a request
 	// never waits for another connection's.
 	Workers int
@@ -126,7 +129,7 @@ type Server struct {
 	cfg     Config
 	handler http.Handler
 	log     *slog.Logger
-	workers *workers
+	workers *workpool.Pool
 	date    dateCache
 	base    *http.Server // the default BaseContext's http.ServerContextKey
 
@@ -152,7 +155,7 @@ func NewServer(cfg Config, h http.Handler) *Server {
 		conns:   make(map[*conn]struct{}),
 		base:    &http.Server{},
 	}
-	s.workers = newWorkers(cfg.Workers, workerIdle)
+	s.workers = workpool.New(cfg.Workers, workpool.DefaultIdle)
 	return s
 }
 
@@ -196,7 +199,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		conns = append(conns, c)
 	}
 	s.mu.Unlock()
-	defer s.workers.stop()
+	defer s.workers.Stop()
 	for _, c := range conns {
 		c.goAway()
 	}
@@ -224,7 +227,7 @@ func (s *Server) Close() {
 	for _, c := range conns {
 		c.cut()
 	}
-	s.workers.stop()
+	s.workers.Stop()
 }
 
 func (s *Server) baseContext(c net.Conn) context.Context {
@@ -273,69 +276,4 @@ func (d *dateCache) get() string {
 	v := &dateValue{sec: sec, s: now.UTC().Format(http.TimeFormat)}
 	d.v.Store(v)
 	return v.s
-}
-
-// workers runs handlers on long-lived goroutines. A fresh goroutine starts
-// with the runtime's smallest stack, and the gateway's pipeline is deep:
-// each request's goroutine grew its stack several times (runtime.copystack
-// was 12-15% of the listener's CPU under load). A worker's stack has grown
-// once. When every worker is busy and the pool is at its size, the job runs
-// on a goroutine of its own: the pool never queues a request.
-type workers struct {
-	work    chan job
-	quit    chan struct{}
-	stopped sync.Once
-	size    int32
-	n       atomic.Int32
-	idle    time.Duration
-}
-
-type job interface{ run() }
-
-const workerIdle = 10 * time.Second
-
-func newWorkers(size int, idle time.Duration) *workers {
-	return &workers{work: make(chan job), quit: make(chan struct{}), size: int32(size), idle: idle}
-}
-
-func (p *workers) stop() { p.stopped.Do(func() { close(p.quit) }) }
-
-// start runs j on a worker, or on a new goroutine; it never waits.
-func (p *workers) start(j job) {
-	select {
-	case p.work <- j:
-		return
-	default:
-	}
-	if p.n.Add(1) > p.size {
-		p.n.Add(-1)
-		go j.run()
-		return
-	}
-	go p.worker(j)
-}
-
-func (p *workers) worker(j job) {
-	// A job that calls runtime.Goexit ends the worker too; the count
-	// stays right.
-	defer p.n.Add(-1)
-	t := time.NewTimer(p.idle)
-	defer t.Stop()
-	for {
-		j.run()
-		j = nil
-		select {
-		case j = <-p.work:
-			continue
-		default:
-		}
-		t.Reset(p.idle)
-		select {
-		case j = <-p.work:
-		case <-t.C:
-			return
-		case <-p.quit:
-			return
-		}
-	}
 }

@@ -143,8 +143,8 @@ func (st *stream) copyTrailersLocked() {
 	}
 }
 
-// run serves the stream on a worker.
-func (st *stream) run() {
+// Run serves the stream on one of the server's workers (workpool.Job).
+func (st *stream) Run() {
 	c := st.c
 	c.mu.Lock()
 	reset := st.reset
@@ -237,7 +237,7 @@ func (st *stream) handlerReturned(panicked bool, v any, skipped bool) {
 	c.maybeRecycleLocked(st)
 	c.mu.Unlock()
 	if next != nil {
-		c.srv.workers.start(next)
+		c.srv.workers.Go(next)
 	}
 }
 
