@@ -81,7 +81,7 @@ func (t *transform) serve(w http.ResponseWriter, ex *plugins.Exchange, next plug
 		return
 	}
 	// The instance serves other requests while this one is upstream.
-	st.Yield()
+	st.Upstream()
 
 	// Response.
 	bw := &bufferWriter{w: w, max: max, header: make(http.Header), failOpen: t.failOpen}

@@ -319,6 +319,10 @@ func (p *Plugin) defineHostFunctions(b wazero.HostModuleBuilder) map[string]bool
 		if st == nil {
 			return StatusBadArgument
 		}
+		if st.away {
+			// Its request is at the upstream (Stream.Upstream).
+			return StatusNotFound
+		}
 		in.effective = st
 		return StatusOK
 	})

@@ -104,6 +104,7 @@ type Stream struct {
 	reset       bool
 	gone        bool
 	pendingDone bool
+	away        bool // at the upstream: no other context may reach it (Upstream)
 	doneCalled  bool
 	props       propSet
 
@@ -270,8 +271,10 @@ func (s *Stream) RequestTrailers(h *HeaderMap) Outcome {
 
 // ResponseHeaders runs proxy_on_response_headers; h carries ":status".
 func (s *Stream) ResponseHeaders(h *HeaderMap, status int, endOfStream bool) Outcome {
-	s.resp = h
-	s.respStatus = status
+	s.in.mu.Lock()
+	s.away = false // back from the upstream: reachable again
+	s.resp, s.respStatus = h, status
+	s.in.mu.Unlock()
 	return s.run(runtime.PhaseResponseHeaders, s.in.fn.respHeaders, uint64(h.size()), b2u(endOfStream))
 }
 
@@ -292,14 +295,29 @@ func (s *Stream) ResponseTrailers(h *HeaderMap) Outcome {
 // Yield gives the instance's pool slot back while the request is away (at
 // the upstream, or paused), so that other requests can use the instance;
 // the stream stays pinned to it.
-func (s *Stream) Yield() {
+func (s *Stream) Yield() { s.yield(false) }
+
+// Upstream is Yield for a request that goes on to the upstream: until the
+// stream's response comes back (ResponseHeaders), the request and its
+// header maps belong to the forwarder, which changes them, so other
+// contexts of the plugin (a tick, a queue, another stream's callback) may
+// not make the stream their effective context: reading a header map while
+// the forwarder writes it would be a concurrent map access, which ends
+// the process. A paused stream (Yield) stays reachable: its request waits.
+func (s *Stream) Upstream() { s.yield(true) }
+
+func (s *Stream) yield(upstream bool) {
 	if !s.holding {
 		return
 	}
-	s.reqMap.resolvePath() // the request goes on, and may change
 	s.holding = false
 	in := s.in
 	in.mu.Lock()
+	// The request goes on and may change: fill in what a later read
+	// expects of it now, under the lock, as another context may be
+	// reading the same fields.
+	s.reqMap.resolvePath()
+	s.away = upstream
 	dead := in.dead()
 	in.mu.Unlock()
 	if dead {
@@ -496,6 +514,7 @@ func (s *Stream) Close() {
 	in, p := s.in, s.p
 	in.mu.Lock()
 	s.closed = true
+	s.away = false // the request is back; a deferred stream is detached below
 	pending := false
 	if !in.dead() && !s.gone {
 		in.effective = s
