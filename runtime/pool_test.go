@@ -202,17 +202,77 @@ func TestGuardWithShorterTimeoutAddedDuringSleep(t *testing.T) {
 	}
 }
 
-// Many short calls in a row are separate calls: together they run far
-// longer than the timeout, but none of them does.
-func TestGuardSeparateCallsDoNotAddUp(t *testing.T) {
-	e := newTestEngine(t)
-	g := e.NewGuard(30 * time.Millisecond)
+// manualWatchdog is a watchdog with no goroutine and a clock the test
+// sets: the test calls check itself, so nothing depends on how the
+// scheduler treats the test.
+type manualWatchdog struct {
+	*watchdog
+	now int64 // what the watchdog's clock reads
+}
+
+func newManualWatchdog(t *testing.T) *manualWatchdog {
+	t.Helper()
+	m := &manualWatchdog{watchdog: newIdleWatchdog(), now: 1}
+	m.clock = func() int64 { return m.now }
+	return m
+}
+
+// checkAt sets the clock to now and runs one check with that reading.
+func (m *manualWatchdog) checkAt(now int64) {
+	m.now = now
+	m.check(now)
+}
+
+const testTimeout = 30 * time.Millisecond
+
+// A call still running a whole timeout after the watchdog first saw it is
+// stopped; one timeout less a nanosecond is not enough.
+func TestGuardCheckFiresAfterTimeout(t *testing.T) {
+	m := newManualWatchdog(t)
+	g := m.newGuard(testTimeout)
 	defer g.Close()
-	for end := time.Now().Add(300 * time.Millisecond); time.Now().Before(end); {
-		g.Begin()
-		time.Sleep(time.Millisecond)
-		g.End()
+	const t0 = 1000
+	m.checkAt(t0)
+	if g.Dead() {
+		t.Fatal("fired with no call in progress")
 	}
+	g.Begin()
+	m.checkAt(t0 + 1)
+	m.checkAt(t0 + 1 + int64(testTimeout) - 1)
+	if g.Dead() {
+		t.Fatal("fired one nanosecond before the timeout")
+	}
+	m.checkAt(t0 + 1 + int64(testTimeout))
+	if !g.TimedOut() || !errors.Is(g.Err(), context.DeadlineExceeded) {
+		t.Fatalf("a call running a whole timeout was not stopped: timed out %v err %v", g.TimedOut(), g.Err())
+	}
+	g.End()
+}
+
+// Separate calls are timed separately: a call that ended and another that
+// began are not one call, however far apart the watchdog looks.
+func TestGuardSeparateCallsDoNotAddUp(t *testing.T) {
+	m := newManualWatchdog(t)
+	g := m.newGuard(testTimeout)
+	defer g.Close()
+	const t0 = 1000
+	g.Begin()
+	m.checkAt(t0)
+	g.End()
+	g.Begin()
+	m.checkAt(t0 + int64(testTimeout) + 1)
+	if g.Dead() {
+		t.Fatal("the second call was charged with the first one's time")
+	}
+	// Many calls in a row, each seen by one check, over ten timeouts.
+	now := t0 + int64(testTimeout) + 1
+	for range 100 {
+		g.End()
+		g.Begin()
+		now += int64(testTimeout) / 10
+		m.checkAt(now)
+	}
+	g.End()
 	if g.Dead() {
 		t.Fatal("a run of short calls fired the guard")
 	}
@@ -221,14 +281,16 @@ func TestGuardSeparateCallsDoNotAddUp(t *testing.T) {
 // A nested call (a host function calling the guest's allocator) is part of
 // the outer one: beginning and ending it does not restart the deadline.
 func TestGuardNestedCallsAreOneCall(t *testing.T) {
-	e := newTestEngine(t)
-	g := e.NewGuard(30 * time.Millisecond)
+	m := newManualWatchdog(t)
+	g := m.newGuard(testTimeout)
 	defer g.Close()
+	const t0 = 1000
 	g.Begin()
-	for end := time.Now().Add(3 * time.Second); time.Now().Before(end) && !g.Dead(); {
+	m.checkAt(t0)
+	for i := range 10 {
 		g.Begin()
-		time.Sleep(time.Millisecond)
 		g.End()
+		m.checkAt(t0 + int64(i+1)*int64(testTimeout)/10)
 	}
 	g.End()
 	if !g.TimedOut() {
@@ -236,21 +298,31 @@ func TestGuardNestedCallsAreOneCall(t *testing.T) {
 	}
 }
 
-// The watchdog first sees a call after it began, so it never stops one
-// before its timeout has passed.
-func TestGuardNeverFiresEarly(t *testing.T) {
-	e := newTestEngine(t)
-	for _, timeout := range []time.Duration{5 * time.Millisecond, 40 * time.Millisecond} {
-		g := e.NewGuard(timeout)
-		start := time.Now()
-		g.Begin()
-		waitFired(t, g, 3*time.Second, "guard did not fire")
-		if took := time.Since(start); took < timeout {
-			t.Errorf("timeout %v: the guard fired after %v", timeout, took)
-		}
-		g.End()
-		g.Close()
+// The watchdog may be kept off a core between reading the clock and
+// looking at the guards. A call that began in that gap is timed from a
+// reading taken after the watchdog saw it, not from the stale one, so it
+// is not stopped before its timeout.
+func TestGuardCallFirstSeenWithStaleClock(t *testing.T) {
+	m := newManualWatchdog(t)
+	g := m.newGuard(testTimeout)
+	defer g.Close()
+	const stale = 1000
+	fresh := stale + 3*int64(testTimeout) // how long the watchdog was off a core
+	g.Begin()                             // after the stale reading
+	m.now = fresh
+	m.check(stale)
+	if g.Dead() {
+		t.Fatal("a call first seen was stopped at once")
 	}
+	m.checkAt(fresh + int64(testTimeout) - 1)
+	if g.Dead() {
+		t.Fatalf("stopped %v after the watchdog first saw it: before its timeout of %v", testTimeout-1, testTimeout)
+	}
+	m.checkAt(fresh + int64(testTimeout))
+	if !g.TimedOut() {
+		t.Fatal("not stopped a whole timeout after it was first seen")
+	}
+	g.End()
 }
 
 func TestWatchPeriod(t *testing.T) {

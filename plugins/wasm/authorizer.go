@@ -95,6 +95,14 @@ func (a *authorizer) identify(ex *plugins.Exchange, st *proxywasm.Stream, h *pro
 // finish handles every outcome but the common one: a plugin that changed
 // the request's pseudo-headers, decisions to cache, local responses,
 // resets and failures.
+//
+// An allow that changed a pseudo-header (":path", ":method",
+// ":authority") is not cached. A cached decision is keyed by the identity
+// sources alone, while a rewrite usually depends on the request itself (a
+// tenant prefix on its path): replaying the rewritten values would send
+// another request of the same identity to the first one's path, and
+// replaying the allow without them would drop the rewrite. So such a
+// plugin runs on every request, and its denials are still cached.
 func (a *authorizer) finish(w http.ResponseWriter, ex *plugins.Exchange, next plugins.Handler, st *proxywasm.Stream,
 	h *proxywasm.HeaderMap, outcome proxywasm.Outcome, cacheable bool, key *[32]byte) {
 	r := ex.Request
@@ -105,7 +113,7 @@ func (a *authorizer) finish(w http.ResponseWriter, ex *plugins.Exchange, next pl
 			a.fail(w, r, err)
 			return
 		}
-		if !cacheable {
+		if !cacheable || h.PseudoChanged {
 			a.identify(ex, st, h, nil)
 			st.Close()
 			next.ServeExchange(w, ex)

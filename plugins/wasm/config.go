@@ -53,6 +53,8 @@ type Config struct {
 	// depends on, for caching: "header.Authorization", "query.token".
 	IdentitySources []string `json:"identitySources,omitempty"`
 	// CacheTTL is how long a decision is reused; zero disables caching.
+	// An allow that changed ":path", ":method" or ":authority" is never
+	// cached: the plugin runs again for every such request.
 	CacheTTL Duration `json:"cacheTTL,omitempty"`
 	// CacheMaxEntries caps the decisions kept; default 10000.
 	CacheMaxEntries int `json:"cacheMaxEntries,omitempty"`

@@ -5,6 +5,12 @@
 // share it, and it outlives snapshots: a plugin is keyed by its module digest
 // and its runtime settings, so a new snapshot that keeps a plugin reuses the
 // compiled module and the warm instances of the old one.
+//
+// A wasm-authorizer may cache its decisions by identity (Config.CacheTTL):
+// denials and allows with the headers and principal they set. An allow that
+// changed the request's ":path", ":method" or ":authority" is not cached,
+// since a rewrite usually depends on the request and not only on who sent
+// it; such a plugin runs on every request it rewrites.
 package wasm
 
 import (
