@@ -4,174 +4,24 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/quic-go/qpack"
 	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/quicvarint"
+
+	"github.com/portico-edge/portico/edge/internal/quicgate"
 )
-
-// handshakeGate forwards UDP between one client and the server, and lets
-// the test decide when the server's handshake may complete. A QUIC
-// server's handshake completes when the client's Finished arrives, in a
-// Handshake packet; the gate holds back every client datagram carrying a
-// Handshake or 1-RTT packet until open is called, in order. What a server
-// answers before that it answered from 0-RTT, as it would a replayed
-// request, whatever the scheduling.
-//
-// With early true, the gate also holds the server's datagrams until the
-// client has sent a 0-RTT packet: a client that read the server's flight
-// first would send its request in 1-RTT instead, which the gate would then
-// hold back for good. The raw client here sends nothing but its request
-// in 0-RTT. A client whose session ticket offers no 0-RTT sends no 0-RTT
-// packet: early false.
-type handshakeGate struct {
-	pc     net.PacketConn
-	up     *net.UDPConn
-	client atomic.Pointer[net.UDPAddr]
-
-	mu         sync.Mutex
-	sawEarly   bool     // a 0-RTT packet went by: the server's datagrams pass
-	fromServer [][]byte // held until sawEarly
-	opened     bool     // open was called: everything passes
-	fromClient [][]byte // held until opened
-}
-
-func newHandshakeGate(t *testing.T, server *net.UDPAddr, early bool) *handshakeGate {
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	up, err := net.DialUDP("udp", nil, server)
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := &handshakeGate{pc: pc, up: up, sawEarly: !early}
-	t.Cleanup(func() { pc.Close(); up.Close() })
-	go g.clientToServer()
-	go g.serverToClient()
-	return g
-}
-
-func (g *handshakeGate) addr() string { return g.pc.LocalAddr().String() }
-
-// open lets the client's held datagrams through, then everything.
-func (g *handshakeGate) open() {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	for _, b := range g.fromClient {
-		_, _ = g.up.Write(b)
-	}
-	g.fromClient, g.opened = nil, true
-}
-
-func (g *handshakeGate) clientToServer() {
-	buf := make([]byte, 65536)
-	for {
-		n, addr, err := g.pc.ReadFrom(buf)
-		if err != nil {
-			return
-		}
-		g.client.Store(addr.(*net.UDPAddr))
-		b := append([]byte(nil), buf[:n]...)
-		early, late := classifyClientDatagram(b)
-		g.mu.Lock()
-		if late && !g.opened {
-			g.fromClient = append(g.fromClient, b)
-		} else {
-			_, _ = g.up.Write(b)
-		}
-		if early && !g.sawEarly {
-			g.sawEarly = true
-			for _, sb := range g.fromServer {
-				_, _ = g.pc.WriteTo(sb, addr)
-			}
-			g.fromServer = nil
-		}
-		g.mu.Unlock()
-	}
-}
-
-func (g *handshakeGate) serverToClient() {
-	buf := make([]byte, 65536)
-	for {
-		n, err := g.up.Read(buf)
-		if err != nil {
-			return
-		}
-		b := append([]byte(nil), buf[:n]...)
-		g.mu.Lock()
-		if g.sawEarly {
-			_, _ = g.pc.WriteTo(b, g.client.Load())
-		} else {
-			g.fromServer = append(g.fromServer, b)
-		}
-		g.mu.Unlock()
-	}
-}
-
-// classifyClientDatagram reports whether a client's datagram carries a
-// 0-RTT packet (early), and whether it carries a packet a client sends
-// only once it has the server's handshake flight: Handshake or 1-RTT
-// (late). It walks the coalesced packets' long headers (RFC 9000 §17.2,
-// QUIC v2's types from RFC 9369 §3.2); a datagram it cannot parse counts
-// as late, so that the gate errs towards holding back.
-func classifyClientDatagram(b []byte) (early, late bool) {
-	for len(b) > 0 {
-		if b[0]&0x80 == 0 {
-			return early, true // short header: 1-RTT, always last
-		}
-		if len(b) < 6 {
-			return early, true
-		}
-		typ := b[0] >> 4 & 3
-		var initial, zeroRTT, handshake bool
-		switch binary.BigEndian.Uint32(b[1:5]) {
-		case 1:
-			initial, zeroRTT, handshake = typ == 0, typ == 1, typ == 2
-		case 0x6b3343cf:
-			initial, zeroRTT, handshake = typ == 1, typ == 2, typ == 3
-		default:
-			return early, true
-		}
-		early = early || zeroRTT
-		late = late || handshake
-		p := 5
-		for range 2 { // destination and source connection IDs
-			if p >= len(b) {
-				return early, true
-			}
-			p += 1 + int(b[p])
-		}
-		if p > len(b) {
-			return early, true
-		}
-		if initial {
-			l, n, err := quicvarint.Parse(b[p:])
-			if err != nil || l > uint64(len(b)-p-n) {
-				return early, true
-			}
-			p += n + int(l)
-		}
-		l, n, err := quicvarint.Parse(b[p:])
-		if err != nil || l > uint64(len(b)-p-n) {
-			return early, true
-		}
-		b = b[p+n+int(l):]
-	}
-	return early, late
-}
 
 // h3Get sends GET path on a new request stream of qc, HTTP/3 framed by
 // hand, and returns the response's status. A stream the connection reset
@@ -231,7 +81,7 @@ func h3Get(ctx context.Context, qc *quic.Conn, path string) (int, error) {
 	return 0, errors.New("response without HEADERS")
 }
 
-// get0RTT resumes a session through a fresh handshakeGate, with GET path
+// get0RTT resumes a session through a fresh quicgate.Gate, with GET path
 // in 0-RTT when the session ticket offers it (offered). A server that
 // takes the 0-RTT request answers it while the gate holds the client's
 // Finished back; one that refuses 0-RTT gets the request again after the
@@ -248,8 +98,12 @@ func h3Get(ctx context.Context, qc *quic.Conn, path string) (int, error) {
 func get0RTT(t *testing.T, server *net.UDPAddr, tc *tls.Config, path string, offered bool) (status int, early bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	gate := newHandshakeGate(t, server, offered)
-	qc, err := quic.DialAddrEarly(ctx, gate.addr(), tc, &quic.Config{MaxIdleTimeout: 30 * time.Second})
+	gate, err := quicgate.New(server, offered)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gate.Close()
+	qc, err := quic.DialAddrEarly(ctx, gate.Addr(), tc, &quic.Config{MaxIdleTimeout: 30 * time.Second})
 	if err != nil {
 		t.Fatalf("0-RTT dial for %s: %v", path, err)
 	}
@@ -269,7 +123,7 @@ func get0RTT(t *testing.T, server *net.UDPAddr, tc *tls.Config, path string, off
 	if used := qc.ConnectionState().Used0RTT; used != early {
 		t.Fatalf("GET %s: answered in 0-RTT %v, but the client says 0-RTT used %v", path, early, used)
 	}
-	gate.open()
+	gate.Open()
 	if !early {
 		if qc, err = qc.NextConnection(ctx); err != nil {
 			t.Fatalf("GET %s after the handshake: %v", path, err)
@@ -308,7 +162,7 @@ func TestZeroRTT(t *testing.T) {
 			log = nil
 			mu.Unlock()
 			s, pki := startServer(t, Config{Allow0RTT: allow, AcceptEarlyData: accept}, h)
-			cache := &ticketSignal{ClientSessionCache: tls.NewLRUClientSessionCache(8), put: make(chan struct{}, 8)}
+			cache := quicgate.NewTicketCache(8)
 			tc := pki.clientTLS("h3")
 			tc.ClientSessionCache = cache
 			server := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: s.TLSAddr().Port}
@@ -324,12 +178,12 @@ func TestZeroRTT(t *testing.T) {
 				t.Fatalf("GET /first: status %d, %v", status, err)
 			}
 			select { // the ticket comes after the handshake, on its own
-			case <-cache.put:
+			case <-cache.Stored:
 			case <-ctx.Done():
 				t.Fatal("no session ticket from the server")
 			}
 			qc.CloseWithError(0, "")
-			offered := cache.early.Load()
+			offered := cache.OffersEarlyData()
 			if offered != allow {
 				t.Fatalf("the session ticket offers 0-RTT: %v; want %v with Allow0RTT %v", offered, allow, allow)
 			}
@@ -340,10 +194,10 @@ func TestZeroRTT(t *testing.T) {
 			defer mu.Unlock()
 			t.Logf("statuses %d %d, answered from 0-RTT %v %v; handler saw %+v", okStatus, noStatus, okEarly, noEarly, log)
 			if allow {
-				if okStatus != 200 || !okEarly || !slicesContain(log, seen{"/early-ok", true}) {
+				if okStatus != 200 || !okEarly || !slices.Contains(log, seen{"/early-ok", true}) {
 					t.Errorf("opted-in route: status %d, from 0-RTT %v, handler saw %+v; want 200 served as early data", okStatus, okEarly, log)
 				}
-				if noStatus != http.StatusTooEarly || !noEarly || slicesContain(log, seen{"/early-no", true}) {
+				if noStatus != http.StatusTooEarly || !noEarly || slices.Contains(log, seen{"/early-no", true}) {
 					t.Errorf("route not opted in: status %d, from 0-RTT %v, handler saw %+v; want 425 from 0-RTT and no early handler call", noStatus, noEarly, log)
 				}
 			} else {
@@ -358,36 +212,6 @@ func TestZeroRTT(t *testing.T) {
 			}
 		})
 	}
-}
-
-// ticketSignal is a session cache that says when a ticket was stored,
-// and whether the last one offers 0-RTT.
-type ticketSignal struct {
-	tls.ClientSessionCache
-	put   chan struct{}
-	early atomic.Bool
-}
-
-func (c *ticketSignal) Put(key string, cs *tls.ClientSessionState) {
-	c.ClientSessionCache.Put(key, cs)
-	if cs != nil {
-		if _, st, err := cs.ResumptionState(); err == nil && st != nil {
-			c.early.Store(st.EarlyData)
-		}
-		select {
-		case c.put <- struct{}{}:
-		default:
-		}
-	}
-}
-
-func slicesContain[T comparable](s []T, v T) bool {
-	for _, x := range s {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }
 
 // TestEarlyDataGuardMethods: unsafe methods never pass as early data,
