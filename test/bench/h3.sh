@@ -42,53 +42,22 @@ RUNS=${RUNS:-3}
 DURATION=${DURATION:-10}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 WORK=$(mktemp -d /tmp/portico-h3.XXXXXX)
-PIDS=()
-
-cleanup() {
-	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-	if [[ -n "${RMEM_OLD:-}" ]]; then
-		sysctl -qw net.core.rmem_max="$RMEM_OLD" net.core.wmem_max="$WMEM_OLD" || true
-	fi
-	[[ -n "${KEEP:-}" ]] || rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-need() { command -v "$1" >/dev/null || { echo "h3.sh: $1 is not installed ($2)" >&2; exit 2; }; }
+# shellcheck source=test/bench/tlsbench.sh
+. "$ROOT/test/bench/tlsbench.sh"
 need go "the Go toolchain"
 need taskset "util-linux"
 need openssl "Debian package openssl"
 need caddy "Debian package caddy"
 need python3 "Debian package python3"
 
-free_port() { python3 - <<'EOF'
-import socket
-for _ in range(50):
-    t = socket.socket(); t.bind(("127.0.0.1", 0)); p = t.getsockname()[1]
-    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        u.bind(("127.0.0.1", p)); u.close(); t.close(); print(p); break
-    except OSError:
-        t.close(); u.close()
-EOF
-}
-
 echo "# building loadclient, listenmock and quicfloor at $(cd "$ROOT" && git rev-parse --short HEAD)"
 (cd "$ROOT" && go build -o "$WORK/loadclient" ./test/bench/loadclient &&
 	go build -o "$WORK/listenmock" ./test/bench/listenmock &&
 	go build -o "$WORK/quicfloor" ./test/bench/quicfloor)
 
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=localhost \
-	-addext subjectAltName=DNS:localhost,IP:127.0.0.1 -keyout "$WORK/key.pem" -out "$WORK/cert.pem" 2>/dev/null
-head -c 1024 /dev/zero | tr '\0' x >"$WORK/index.html"
+tlsbench_files
 
-PRIO=()
-if [[ $(id -u) == 0 ]]; then
-	PRIO=(nice -n -15)
-	RMEM_OLD=$(sysctl -n net.core.rmem_max)
-	WMEM_OLD=$(sysctl -n net.core.wmem_max)
-	sysctl -qw net.core.rmem_max=7500000 net.core.wmem_max=7500000
-fi
+tlsbench_priority
 
 # --- servers, all on core 0 -------------------------------------------------
 declare -A PORT SERVER_PID
@@ -110,19 +79,7 @@ PORT[floor]=$(free_port)
 # shellcheck disable=SC2046
 start floor "$WORK/quicfloor" server -tls "127.0.0.1:${PORT[floor]}" -cert "$WORK/cert.pem" -key "$WORK/key.pem" $(prof floor)
 PORT[caddy]=$(free_port)
-cat >"$WORK/Caddyfile" <<EOF
-{
-	admin off
-	auto_https off
-	servers {
-		protocols h1 h2 h3
-	}
-}
-https://localhost:${PORT[caddy]} {
-	tls $WORK/cert.pem $WORK/key.pem
-	respond "$(cat "$WORK/index.html")" 200
-}
-EOF
+caddyfile "${PORT[caddy]}"
 XDG_DATA_HOME=$WORK/caddy XDG_CONFIG_HOME=$WORK/caddy HOME=$WORK start caddy caddy run --config "$WORK/Caddyfile" --adapter caddyfile
 
 # Wait until every server answers one HTTP/3 request (the floor server
@@ -189,7 +146,6 @@ for run in $(seq "$RUNS"); do
 done
 [[ ${LEAN:-1} != 0 ]] && KEYS+=(floor lean/portico lean/caddy lean/http3)
 
-stats() { tr ' ' '\n' <<<"$1" | grep -v '^$' | sort -n | awk '{a[NR]=$1} END {m=(NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2; printf "%d %d\n", m, a[NR]}'; }
 declare -A MED MEDE
 echo
 printf '%-14s %8s %8s %6s %10s %8s\n' server median max cpu% req/CPU-s client%

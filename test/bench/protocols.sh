@@ -34,19 +34,8 @@ RUNS=${RUNS:-3}
 DURATION=${DURATION:-10}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 WORK=$(mktemp -d /tmp/portico-protocols.XXXXXX)
-PIDS=()
-
-cleanup() {
-	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-	if [[ -n "${RMEM_OLD:-}" ]]; then
-		sysctl -qw net.core.rmem_max="$RMEM_OLD" net.core.wmem_max="$WMEM_OLD" || true
-	fi
-	[[ -n "${KEEP:-}" ]] || rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-need() { command -v "$1" >/dev/null || { echo "protocols.sh: $1 is not installed ($2)" >&2; exit 2; }; }
+# shellcheck source=test/bench/tlsbench.sh
+. "$ROOT/test/bench/tlsbench.sh"
 need go "the Go toolchain"
 need taskset "util-linux"
 need openssl "Debian package openssl"
@@ -54,18 +43,6 @@ need nginx "Debian package nginx"
 need caddy "Debian package caddy"
 need wrk "Debian package wrk"
 need h2load "Debian package nghttp2-client"
-
-free_port() { python3 - <<'EOF'
-import socket
-for _ in range(50):
-    t = socket.socket(); t.bind(("127.0.0.1", 0)); p = t.getsockname()[1]
-    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        u.bind(("127.0.0.1", p)); u.close(); t.close(); print(p); break
-    except OSError:
-        t.close(); u.close()
-EOF
-}
 
 wait_port() { # wait until TCP port $1 answers
 	for _ in $(seq 100); do
@@ -79,19 +56,9 @@ wait_port() { # wait until TCP port $1 answers
 echo "# building loadclient and listenmock"
 (cd "$ROOT" && go build -o "$WORK/loadclient" ./test/bench/loadclient && go build -o "$WORK/listenmock" ./test/bench/listenmock)
 
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=localhost \
-	-addext subjectAltName=DNS:localhost,IP:127.0.0.1 -keyout "$WORK/key.pem" -out "$WORK/cert.pem" 2>/dev/null
-head -c 1024 /dev/zero | tr '\0' x >"$WORK/index.html"
+tlsbench_files
 
-# As root, the servers and load generators run at a high priority, so that
-# other work on a shared machine disturbs the comparison less.
-PRIO=()
-if [[ $(id -u) == 0 ]]; then
-	PRIO=(nice -n -15)
-	RMEM_OLD=$(sysctl -n net.core.rmem_max)
-	WMEM_OLD=$(sysctl -n net.core.wmem_max)
-	sysctl -qw net.core.rmem_max=7500000 net.core.wmem_max=7500000
-fi
+tlsbench_priority
 
 # --- servers, all on core 0 -------------------------------------------------
 declare -A SERVER_PID
@@ -138,19 +105,7 @@ PIDS+=($!)
 SERVER_PID[nginx]=$!
 
 C_PORT=$(free_port)
-cat >"$WORK/Caddyfile" <<EOF
-{
-	admin off
-	auto_https off
-	servers {
-		protocols h1 h2 h3
-	}
-}
-https://localhost:$C_PORT {
-	tls $WORK/cert.pem $WORK/key.pem
-	respond "$(cat "$WORK/index.html")" 200
-}
-EOF
+caddyfile "$C_PORT"
 XDG_DATA_HOME=$WORK/caddy XDG_CONFIG_HOME=$WORK/caddy HOME=$WORK \
 	"${PRIO[@]}" taskset -c 0 caddy run --config "$WORK/Caddyfile" --adapter caddyfile >"$WORK/caddy.log" 2>&1 &
 PIDS+=($!)
@@ -218,7 +173,6 @@ for run in $(seq "$RUNS"); do
 	fi
 done
 
-stats() { tr ' ' '\n' <<<"$1" | grep -v '^$' | sort -n | awk '{a[NR]=$1} END {m=(NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2; printf "%d %d\n", m, a[NR]}'; }
 
 echo
 printf '%-8s %-9s %8s %8s %9s   %-7s %8s %8s %9s   %6s %7s  %s\n' proto ours median max "req/CPU-s" peer median max "req/CPU-s" ratio cpu-rat target
