@@ -15,6 +15,7 @@ import (
 
 	"github.com/portico-edge/portico/config"
 	"github.com/portico-edge/portico/origin/modules"
+	"github.com/portico-edge/portico/test/requiretool"
 )
 
 func fileDigest(t *testing.T, path string) string {
@@ -227,13 +228,7 @@ func testCtlPlugins(t *testing.T, to *testOrigin, dir, shopDoc string) {
 // TestCtlTestdataModules checks that the committed test modules are what
 // their WebAssembly text builds to.
 func TestCtlTestdataModules(t *testing.T) {
-	wat2wasm, err := exec.LookPath("wat2wasm")
-	if err != nil {
-		if os.Getenv("PORTICO_CI") != "" {
-			t.Fatal("wat2wasm is not installed (apt-get install -y wabt); test/setup.sh should have installed it")
-		}
-		t.Skip("wat2wasm is not installed (apt-get install -y wabt)")
-	}
+	wat2wasm := requiretool.Path(t, "wat2wasm", "apt-get install -y wabt")
 	for _, name := range []string{"allow", "refuse", "notproxy"} {
 		src := filepath.Join("testdata", "plugins", name+".wat")
 		out := filepath.Join(t.TempDir(), name+".wasm")

@@ -17,7 +17,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -354,21 +353,6 @@ func newClientFramer(conn net.Conn) *http2.Framer {
 	fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
 	fr.MaxHeaderListSize = 1 << 20
 	return fr
-}
-
-// needTool finds a command, or skips the test when it is absent and
-// PORTICO_CI is unset; in CI a missing tool fails.
-func needTool(t testing.TB, name, install string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err == nil {
-		return p
-	}
-	if os.Getenv("PORTICO_CI") != "" {
-		t.Fatalf("%s is not installed and PORTICO_CI is set: install it (%s; test/setup.sh does)", name, install)
-	}
-	t.Skipf("%s is not installed (%s); skipping", name, install)
-	return ""
 }
 
 // ping sends a PING and waits for its ACK: every frame sent before it has

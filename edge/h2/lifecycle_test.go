@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"golang.org/x/net/http2"
+
+	"github.com/portico-edge/portico/test/requiretool"
 )
 
 // Graceful shutdown: GOAWAY(NO_ERROR) with the last stream id, the
@@ -223,7 +225,7 @@ func TestDateCache(t *testing.T) {
 // handler does not read (the response must survive the RST_STREAM that
 // follows it), and many requests on one connection.
 func TestCurl(t *testing.T) {
-	curl := needTool(t, "curl", "Debian package curl")
+	curl := requiretool.Path(t, "curl", "Debian package curl")
 	ts := startServer(t, Config{}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/reject":
@@ -277,7 +279,7 @@ func TestCurl(t *testing.T) {
 
 // h2load: many connections and streams, all answered.
 func TestH2Load(t *testing.T) {
-	h2load := needTool(t, "h2load", "Debian package nghttp2-client")
+	h2load := requiretool.Path(t, "h2load", "Debian package nghttp2-client")
 	ts := startServer(t, Config{}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.Copy(io.Discard, r.Body)
 		w.Write(make([]byte, 1024))

@@ -15,7 +15,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"strconv"
 	"testing"
 	"time"
@@ -138,21 +137,6 @@ func h2Client(pki *testPKI) *http.Client {
 
 func h3Client(pki *testPKI) *http.Client {
 	return &http.Client{Timeout: 10 * time.Second, Transport: NewHTTP3Transport(pki.clientTLS())}
-}
-
-// needTool finds a command, or skips the test when it is absent and
-// PORTICO_CI is unset; in CI a missing tool fails.
-func needTool(t testing.TB, name, install string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err == nil {
-		return p
-	}
-	if os.Getenv("PORTICO_CI") != "" {
-		t.Fatalf("%s is not installed and PORTICO_CI is set: install it (%s)", name, install)
-	}
-	t.Skipf("%s is not installed (%s); skipping", name, install)
-	return ""
 }
 
 // waitFor polls cond every 10ms for up to d.

@@ -20,6 +20,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/portico-edge/portico/test/requiretool"
 )
 
 // goTool builds a Go tool pinned in the test/tools module and returns the
@@ -142,7 +144,7 @@ func TestTestSSL(t *testing.T) {
 	if testing.Short() {
 		t.Skip("testssl.sh takes ~30s")
 	}
-	testssl := needTool(t, "testssl", "Debian package testssl.sh")
+	testssl := requiretool.Path(t, "testssl", "Debian package testssl.sh")
 	s, _ := startServer(t, Config{}, echo())
 	jsonOut := filepath.Join(t.TempDir(), "testssl.json")
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
@@ -209,7 +211,7 @@ func TestSlowloris(t *testing.T) {
 	if testing.Short() {
 		t.Skip("slowhttptest runs for ~15s")
 	}
-	slow := needTool(t, "slowhttptest", "Debian package slowhttptest")
+	slow := requiretool.Path(t, "slowhttptest", "Debian package slowhttptest")
 	var served atomic.Int64
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		served.Add(1)

@@ -14,6 +14,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/portico-edge/portico/edge/wsrelay"
+	"github.com/portico-edge/portico/test/requiretool"
 )
 
 // Second and third WebSocket implementations, so that the relay is not only
@@ -24,27 +25,12 @@ const (
 	pythonHint     = "apt-get install -y python3-websockets"
 )
 
-// missingTool skips, or fails under PORTICO_CI, when a peer is not installed.
-func missingTool(t *testing.T, what, install string) {
-	t.Helper()
-	if os.Getenv("PORTICO_CI") != "" {
-		t.Fatalf("%s is required when PORTICO_CI is set; install it with: %s", what, install)
-	}
-	t.Skipf("%s not installed; to run this test: %s", what, install)
-}
-
 // installWS installs npm ws into a temporary directory and returns the
 // node_modules path for NODE_PATH.
 func installWS(t *testing.T) (node, nodePath string) {
 	t.Helper()
-	node, err := exec.LookPath("node")
-	if err != nil {
-		missingTool(t, "node", npmInstallHint)
-	}
-	npm, err := exec.LookPath("npm")
-	if err != nil {
-		missingTool(t, "npm", npmInstallHint)
-	}
+	node = requiretool.Path(t, "node", npmInstallHint)
+	npm := requiretool.Path(t, "npm", npmInstallHint)
 	dir := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -70,7 +56,7 @@ func pythonWebsockets(t *testing.T) string {
 			return py
 		}
 	}
-	missingTool(t, "python3 with the websockets package", pythonHint)
+	requiretool.Missing(t, "python3 with the websockets package", pythonHint)
 	return ""
 }
 
